@@ -1,0 +1,181 @@
+# shmkit: plain GNU Makefile.
+#
+#   make                 libshmkit.a, libshmkit.so and the shmkit command (build/rel)
+#   make test            every Check suite, then the same suites under valgrind memcheck
+#   make asan            the suites built with AddressSanitizer + UBSan (build/asan)
+#   make tsan            the thread-applicable suites under ThreadSanitizer (build/tsan)
+#   make clang           the whole tree with clang, -Werror (build/clang)
+#   make bench           every benchmark; make bench-<name> runs one (bench/bench_<name>.c)
+#   make demo            the demo walk-through (issue 6); make run: demo server in foreground
+#   make install         PREFIX=/usr/local DESTDIR= ; headers under include/shmkit/
+#   make clean
+#
+# Build variants live side by side under build/<variant>: rel (default,
+# benchmarks, install), dbg (tests: -DSHK_DEBUG junk-fills freed memory),
+# asan, tsan, clang.
+
+VERSION     := 0.1.0
+SOVERSION   := 0
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+CC          ?= cc
+ifeq ($(origin CC),default)
+CC          := gcc
+endif
+
+VARIANT     ?= rel
+B           := build/$(VARIANT)
+
+# Modules from the bottom of the dependency chain to the top. A module may
+# include headers only from itself and the modules before it (mk/check-layers.sh).
+MODULES     := core shmtx slab shm bus proc
+
+WARN        := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+               -Wpointer-arith -Wformat=2
+CSTD        := -std=c11 -D_GNU_SOURCE
+INCLUDES    := $(addprefix -I,$(MODULES)) -Iinclude
+
+OPT_rel     := -O2 -g
+OPT_dbg     := -O1 -g -DSHK_DEBUG
+OPT_asan    := -O1 -g -DSHK_DEBUG -fsanitize=address,undefined -fno-omit-frame-pointer \
+               -fno-sanitize-recover=all
+OPT_tsan    := -O1 -g -fsanitize=thread
+OPT_clang   := -O2 -g
+LDOPT_asan  := -fsanitize=address,undefined
+LDOPT_tsan  := -fsanitize=thread
+
+CFLAGS      ?=
+LDFLAGS     ?=
+ALL_CFLAGS  := $(CSTD) $(WARN) $(OPT_$(VARIANT)) -pthread $(INCLUDES) $(CFLAGS)
+LIB_CFLAGS  := $(ALL_CFLAGS) -fPIC -fvisibility=hidden
+ALL_LDFLAGS := -pthread $(LDOPT_$(VARIANT)) $(LDFLAGS)
+
+CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
+EVENT_CFLAGS = $(shell pkg-config --cflags libevent 2>/dev/null)
+EVENT_LIBS   = $(shell pkg-config --libs libevent 2>/dev/null || echo -levent)
+
+LIB_SRCS    := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
+LIB_OBJS    := $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRCS))
+PUB_HEADERS := $(filter-out %/shk_internal.h,$(foreach m,$(MODULES),$(wildcard $(m)/shk_*.h))) \
+               include/shmkit.h
+
+STATIC_LIB  := $(B)/libshmkit.a
+SHARED_LIB  := $(B)/libshmkit.so.$(VERSION)
+SONAME      := libshmkit.so.$(SOVERSION)
+
+TEST_SRCS   := $(wildcard test/test_*.c)
+TEST_BINS   := $(patsubst test/%.c,$(B)/test/%,$(TEST_SRCS))
+TEST_UTIL   := $(patsubst %.c,$(B)/obj/%.o,$(wildcard test/util_*.c))
+
+BENCH_SRCS  := $(wildcard bench/bench_*.c)
+BENCH_BINS  := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
+BENCH_UTIL  := $(patsubst %.c,$(B)/obj/%.o,$(wildcard bench/util_*.c))
+
+TOOL_SRCS   := $(wildcard tools/*.c)
+TOOL_BIN    := $(if $(TOOL_SRCS),$(B)/shmkit)
+
+.PHONY: all lib tests benches test test-run asan tsan clang bench bench-% install uninstall \
+        clean deps-test deps-demo check-layers check-exports demo run
+.DEFAULT_GOAL := all
+.SECONDARY:
+
+all: lib $(TOOL_BIN)
+
+lib: $(STATIC_LIB) $(SHARED_LIB) $(B)/libshmkit.so
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) $(CHECK_CFLAGS) -MMD -MP -c $< -o $@
+
+$(STATIC_LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(SHARED_LIB): $(LIB_OBJS) mk/exports.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=mk/exports.map \
+	    -o $@ $(LIB_OBJS) $(ALL_LDFLAGS)
+
+$(B)/libshmkit.so: $(SHARED_LIB)
+	ln -sf libshmkit.so.$(VERSION) $(B)/$(SONAME)
+	ln -sf libshmkit.so.$(VERSION) $@
+
+$(B)/test/%: $(B)/obj/test/%.o $(TEST_UTIL) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $< $(TEST_UTIL) $(STATIC_LIB) $(ALL_LDFLAGS) $(CHECK_LIBS) -lrt
+
+$(B)/bench/%: $(B)/obj/bench/%.o $(BENCH_UTIL) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $< $(BENCH_UTIL) $(STATIC_LIB) $(ALL_LDFLAGS) -lrt -lm
+
+$(B)/shmkit: $(patsubst %.c,$(B)/obj/%.o,$(TOOL_SRCS)) $(STATIC_LIB)
+	$(CC) -o $@ $(filter %.o,$^) $(STATIC_LIB) $(ALL_LDFLAGS) -lrt
+
+tests: $(TEST_BINS) $(TOOL_BIN)
+benches: $(BENCH_BINS)
+
+# ---- tests -----------------------------------------------------------------
+
+deps-test:
+	@mk/deps.sh test
+
+test:
+	@$(MAKE) --no-print-directory deps-test
+	@$(MAKE) --no-print-directory VARIANT=rel check-exports check-layers
+	@$(MAKE) --no-print-directory VARIANT=dbg tests
+	@mk/run-tests.sh build/dbg both
+
+check-layers:
+	@mk/check-layers.sh $(MODULES)
+
+check-exports: $(SHARED_LIB)
+	@mk/check-exports.sh $(SHARED_LIB)
+
+asan:
+	@$(MAKE) --no-print-directory deps-test
+	@$(MAKE) --no-print-directory VARIANT=asan tests
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	    mk/run-tests.sh build/asan native
+
+tsan:
+	@$(MAKE) --no-print-directory deps-test
+	@$(MAKE) --no-print-directory VARIANT=tsan tests
+	@TSAN_OPTIONS=halt_on_error=1 SHK_TEST_ONLY_THREADS=1 mk/run-tests.sh build/tsan native
+
+clang:
+	@$(MAKE) --no-print-directory VARIANT=clang CC=clang all tests benches
+
+# ---- benchmarks --------------------------------------------------------------
+
+bench:
+	@$(MAKE) --no-print-directory VARIANT=rel benches
+	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
+
+bench-%:
+	@$(MAKE) --no-print-directory VARIANT=rel build/rel/bench/bench_$*
+	@build/rel/bench/bench_$*
+
+# ---- install -----------------------------------------------------------------
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/shmkit \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 $(STATIC_LIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libshmkit.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf libshmkit.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libshmkit.so
+	install -m 644 $(PUB_HEADERS) $(DESTDIR)$(PREFIX)/include/shmkit/
+	$(if $(TOOL_BIN),install -m 755 $(TOOL_BIN) $(DESTDIR)$(PREFIX)/bin/)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' mk/shmkit.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/shmkit.pc
+
+uninstall:
+	rm -rf $(DESTDIR)$(PREFIX)/include/shmkit
+	rm -f $(DESTDIR)$(PREFIX)/lib/libshmkit.* $(DESTDIR)$(PREFIX)/lib/pkgconfig/shmkit.pc
+	rm -f $(DESTDIR)$(PREFIX)/bin/shmkit
+
+clean:
+	rm -rf build
+
+-include $(shell find build/$(VARIANT) -name '*.d' 2>/dev/null)

@@ -1,0 +1,283 @@
+/*
+ * shk_shmtx.c: the process-shared mutex: a pid in a futex word, a waiter
+ * count, and take-over of a dead owner's lock.
+ *
+ * Protocol (docs/architecture.md has the long form):
+ *   lock word   0 = free, otherwise the owner's pid
+ *   waiters     number of processes that announced they may sleep
+ *   acquire     CAS 0 -> pid (acquire order)
+ *   release     CAS pid -> 0 (seq_cst), then read waiters (seq_cst) and
+ *               FUTEX_WAKE one only when it is non-zero
+ *   sleep       waiters += 1 (seq_cst), re-read the word (seq_cst), and
+ *               FUTEX_WAIT on the value read; waiters -= 1 after waking
+ * The release and the sleeper's announcement form a Dekker pair: both sides
+ * store, then load the other side's variable, all seq_cst. In the single
+ * total order of seq_cst operations one of the two stores comes first, so
+ * either the releaser sees waiters != 0 and wakes, or the sleeper sees the
+ * word changed and does not sleep (FUTEX_WAIT itself re-checks the word in
+ * the kernel, so a release between the re-read and the sleep is caught
+ * too). No wake-up can be lost.
+ */
+#include "shk_shmtx.h"
+#include "shk_internal.h"
+
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SLICE_MIN_MS 1u
+#define SLICE_MAX_MS 64u
+
+static int futex_wait(_Atomic uint32_t *word, uint32_t val, unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    /* Shared (not FUTEX_PRIVATE_FLAG): waiter and waker are different
+     * processes, so the kernel must key the futex on the physical page. */
+    if (syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, val, &ts, NULL, 0) == -1)
+        return errno;
+    return 0;
+}
+
+static void futex_wake(_Atomic uint32_t *word, int n)
+{
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+/* Counter updates made by the owner while it holds the lock: a relaxed load
+ * and store, no locked instruction. The next owner's acquire (which pairs
+ * with our release) makes them visible in order. */
+static inline void owner_count(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static inline int try_take(shk_shmtx_sh_t *sh, uint32_t expect, uint32_t pid)
+{
+    /* acquire: the critical section must not be hoisted above the take, and
+     * it must see everything the previous owner wrote before its release. */
+    return atomic_compare_exchange_strong_explicit(&sh->lock, &expect, pid, memory_order_acquire,
+                                                   memory_order_relaxed);
+}
+
+int shk_shmtx_create(shk_shmtx_t *mtx, shk_shmtx_sh_t *sh, const char *name)
+{
+    if (!mtx || !sh)
+        return shk_error(SHK_EINVAL, "shmtx: NULL handle or shared lock");
+    if (((uintptr_t)sh & 63) != 0)
+        return shk_error(SHK_EINVAL, "shmtx: shared lock at %p is not 64-byte aligned", (void *)sh);
+    if (!name)
+        name = "shmtx";
+    if (shk_strlcpy_exact(mtx->name, sizeof(mtx->name), name) != SHK_OK)
+        return shk_error(SHK_ERANGE, "shmtx: name \"%.32s...\" longer than %d bytes", name,
+                         SHK_SHMTX_NAME_MAX);
+    mtx->sh = sh;
+    mtx->spin = shk_ncpu() > 1 ? shk_spin_per_us() : 0;
+    return SHK_OK;
+}
+
+void shk_shmtx_destroy(shk_shmtx_t *mtx)
+{
+    if (mtx) {
+        mtx->sh = NULL;
+        mtx->spin = 0;
+    }
+}
+
+void shk_shmtx_sh_init(shk_shmtx_sh_t *sh)
+{
+    memset(sh, 0, sizeof(*sh));
+}
+
+int shk_shmtx_trylock(shk_shmtx_t *mtx)
+{
+    shk_shmtx_sh_t *sh = mtx->sh;
+
+    /* Read first: a failed attempt must not pull the line in exclusive
+     * state away from the owner. relaxed is enough, the CAS decides. */
+    if (atomic_load_explicit(&sh->lock, memory_order_relaxed) != 0)
+        return 0;
+    if (!try_take(sh, 0, (uint32_t)SHK_PID()))
+        return 0;
+    owner_count(&sh->acquired, 1);
+    return 1;
+}
+
+/* The slow path shared by lock and timedlock. timeout_ms < 0: no limit. */
+static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
+{
+    shk_shmtx_sh_t *sh = mtx->sh;
+    const uint32_t me = (uint32_t)SHK_PID();
+    uint64_t deadline = 0, sleeps = 0;
+    unsigned slice = SLICE_MIN_MS;
+    uint32_t v;
+    int status = SHK_OK;
+
+    if (timeout_ms >= 0)
+        deadline = shk_time_ms() + (uint64_t)timeout_ms;
+
+    for (unsigned i = 0; i < mtx->spin; i++) {
+        shk_cpu_relax();
+        if (atomic_load_explicit(&sh->lock, memory_order_relaxed) == 0 && try_take(sh, 0, me))
+            goto taken;
+    }
+
+    for (;;) {
+        unsigned wait_ms = slice;
+        int err;
+
+        if (deadline) {
+            uint64_t now = shk_time_ms();
+            if (now >= deadline) {
+                /* Before giving up, one look at the owner: a caller with a
+                 * deadline must not time out behind a dead process. */
+                v = atomic_load_explicit(&sh->lock, memory_order_relaxed);
+                if (v == 0 && try_take(sh, 0, me))
+                    goto taken;
+                if (v != 0 && v != me && !shk_pid_alive((pid_t)v) && try_take(sh, v, me)) {
+                    status = SHK_EOWNERDEAD;
+                    goto taken;
+                }
+                atomic_fetch_add_explicit(&sh->sleeps, sleeps, memory_order_relaxed);
+                return SHK_ETIMEDOUT;
+            }
+            if (deadline - now < wait_ms)
+                wait_ms = (unsigned)(deadline - now);
+        }
+
+        /* seq_cst on both: see the Dekker argument at the top of the file. */
+        atomic_fetch_add_explicit(&sh->waiters, 1, memory_order_seq_cst);
+        v = atomic_load_explicit(&sh->lock, memory_order_seq_cst);
+        if (v == 0) {
+            atomic_fetch_sub_explicit(&sh->waiters, 1, memory_order_relaxed);
+            if (try_take(sh, 0, me))
+                goto taken;
+            continue;
+        }
+        err = futex_wait(&sh->lock, v, wait_ms);
+        sleeps++;
+        /* relaxed: the count is only a hint for the releaser; we are no
+         * longer in the kernel's queue, so no wake can be lost by it. */
+        atomic_fetch_sub_explicit(&sh->waiters, 1, memory_order_relaxed);
+
+        v = atomic_load_explicit(&sh->lock, memory_order_relaxed);
+        if (v == 0) {
+            if (try_take(sh, 0, me))
+                goto taken;
+            continue;
+        }
+        if (err == ETIMEDOUT) {
+            /* A whole slice passed with the lock held: is the holder alive?
+             * The CAS from exactly v makes the take-over safe against a
+             * concurrent release or another waiter's take-over. */
+            if (v != me && !shk_pid_alive((pid_t)v) && try_take(sh, v, me)) {
+                status = SHK_EOWNERDEAD;
+                goto taken;
+            }
+            if (slice < SLICE_MAX_MS)
+                slice *= 2;
+        }
+    }
+
+taken:
+    owner_count(&sh->acquired, 1);
+    owner_count(&sh->contended, 1);
+    if (sleeps)
+        owner_count(&sh->sleeps, sleeps);
+    if (status == SHK_EOWNERDEAD) {
+        owner_count(&sh->recovered, 1);
+        shk_logf(SHK_LOG_WARN, "shmtx \"%s\": owner %u died holding it; taken over by %u",
+                 mtx->name, v, me);
+    }
+    return status;
+}
+
+int shk_shmtx_lock(shk_shmtx_t *mtx)
+{
+    shk_shmtx_sh_t *sh = mtx->sh;
+
+    if (SHK_LIKELY(atomic_load_explicit(&sh->lock, memory_order_relaxed) == 0) &&
+        SHK_LIKELY(try_take(sh, 0, (uint32_t)SHK_PID()))) {
+        owner_count(&sh->acquired, 1);
+        return SHK_OK;
+    }
+    return lock_wait(mtx, -1);
+}
+
+int shk_shmtx_timedlock(shk_shmtx_t *mtx, unsigned timeout_ms)
+{
+    if (shk_shmtx_trylock(mtx))
+        return SHK_OK;
+    return lock_wait(mtx, (long)timeout_ms);
+}
+
+int shk_shmtx_unlock(shk_shmtx_t *mtx)
+{
+    shk_shmtx_sh_t *sh = mtx->sh;
+    uint32_t expect = (uint32_t)SHK_PID();
+
+    /* seq_cst, not just release: the waiters load below must not be ordered
+     * before this store, or a sleeper that announced itself could be missed
+     * (see the top of the file). */
+    if (SHK_UNLIKELY(!atomic_compare_exchange_strong_explicit(
+            &sh->lock, &expect, 0, memory_order_seq_cst, memory_order_relaxed))) {
+        if (expect)
+            shk_error(SHK_EPERM, "shmtx \"%s\": unlock by %ld, but it is held by %u", mtx->name,
+                      (long)SHK_PID(), expect);
+        else
+            shk_error(SHK_EPERM, "shmtx \"%s\": unlock by %ld, but it is not locked", mtx->name,
+                      (long)SHK_PID());
+        shk_log(SHK_LOG_ERR, "%s", shk_last_errmsg());
+        return SHK_EPERM;
+    }
+    if (atomic_load_explicit(&sh->waiters, memory_order_seq_cst) != 0)
+        futex_wake(&sh->lock, 1);
+    return SHK_OK;
+}
+
+int shk_shmtx_force_unlock(shk_shmtx_t *mtx, pid_t pid)
+{
+    shk_shmtx_sh_t *sh = mtx->sh;
+    uint32_t expect = (uint32_t)pid;
+
+    if (pid <= 0)
+        return 0;
+    /* seq_cst for the same reason as in unlock. */
+    if (!atomic_compare_exchange_strong_explicit(&sh->lock, &expect, 0, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return 0;
+    /* relaxed: a statistic; the lock was released by the CAS above, so this
+     * process no longer owns the counters and must use an atomic add. */
+    atomic_fetch_add_explicit(&sh->forced, 1, memory_order_relaxed);
+    if (atomic_load_explicit(&sh->waiters, memory_order_seq_cst) != 0)
+        futex_wake(&sh->lock, 1);
+    return 1;
+}
+
+void shk_shmtx_wakeup(shk_shmtx_t *mtx)
+{
+    if (atomic_load_explicit(&mtx->sh->waiters, memory_order_seq_cst) != 0)
+        futex_wake(&mtx->sh->lock, 1);
+}
+
+pid_t shk_shmtx_owner(const shk_shmtx_t *mtx)
+{
+    return (pid_t)atomic_load_explicit(&mtx->sh->lock, memory_order_relaxed);
+}
+
+void shk_shmtx_stats(const shk_shmtx_sh_t *sh, shk_shmtx_stats_t *st)
+{
+    /* relaxed throughout: a statistics snapshot, no ordering implied. The
+     * casts drop const because C11 atomic loads take non-const pointers in
+     * older compilers; nothing is written. */
+    shk_shmtx_sh_t *s = (shk_shmtx_sh_t *)sh;
+    st->owner = (pid_t)atomic_load_explicit(&s->lock, memory_order_relaxed);
+    st->waiters = atomic_load_explicit(&s->waiters, memory_order_relaxed);
+    st->acquired = atomic_load_explicit(&s->acquired, memory_order_relaxed);
+    st->contended = atomic_load_explicit(&s->contended, memory_order_relaxed);
+    st->sleeps = atomic_load_explicit(&s->sleeps, memory_order_relaxed);
+    st->recovered = atomic_load_explicit(&s->recovered, memory_order_relaxed);
+    st->forced = atomic_load_explicit(&s->forced, memory_order_relaxed);
+}

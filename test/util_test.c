@@ -1,0 +1,143 @@
+/*
+ * util_test.c: shared helpers for the Check suites (see util_test.h).
+ */
+#include "util_test.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define TU_ON_VALGRIND() RUNNING_ON_VALGRIND
+#else
+#define TU_ON_VALGRIND() 0
+#endif
+
+void *tu_shared(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ck_assert_msg(p != MAP_FAILED, "mmap %zu: %s", size, strerror(errno));
+    return p;
+}
+
+void tu_unshare(void *p, size_t size)
+{
+    munmap(p, size);
+}
+
+pid_t tu_fork(int (*fn)(void *arg), void *arg)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_msg(pid != -1, "fork: %s", strerror(errno));
+    if (pid == 0)
+        _exit(fn(arg));
+    return pid;
+}
+
+int tu_wait(pid_t pid)
+{
+    int st;
+    while (waitpid(pid, &st, 0) == -1) {
+        if (errno != EINTR)
+            return -1;
+    }
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    if (WIFSIGNALED(st))
+        return 128 + WTERMSIG(st);
+    return -1;
+}
+
+void tu_wait_ok(pid_t pid)
+{
+    int st = tu_wait(pid);
+    ck_assert_msg(st == 0, "child %ld exited with status %d", (long)pid, st);
+}
+
+void tu_pipe(tu_pipe_t *p)
+{
+    int fd[2];
+    ck_assert_msg(pipe(fd) == 0, "pipe: %s", strerror(errno));
+    p->rd = fd[0];
+    p->wr = fd[1];
+}
+
+void tu_signal(tu_pipe_t *p)
+{
+    char c = 1;
+    while (write(p->wr, &c, 1) == -1 && errno == EINTR)
+        ;
+}
+
+int tu_await(tu_pipe_t *p)
+{
+    char c;
+    ssize_t n;
+    while ((n = read(p->rd, &c, 1)) == -1 && errno == EINTR)
+        ;
+    return n == 1 ? 0 : -1;
+}
+
+void tu_pipe_close(tu_pipe_t *p)
+{
+    if (p->rd >= 0)
+        close(p->rd);
+    if (p->wr >= 0)
+        close(p->wr);
+    p->rd = p->wr = -1;
+}
+
+int tu_valgrind(void)
+{
+    return TU_ON_VALGRIND() ? 1 : 0;
+}
+
+long tu_scale(long n, long div)
+{
+    if (!tu_valgrind())
+        return n;
+    n /= div;
+    return n > 0 ? n : 1;
+}
+
+uint64_t tu_seed(const char *test)
+{
+    const char *env = getenv("SHK_TEST_SEED");
+    uint64_t seed;
+    if (env && *env) {
+        seed = strtoull(env, NULL, 0);
+    } else {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        seed = (uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+    }
+    if (seed == 0)
+        seed = 0x9e3779b97f4a7c15ull;
+    printf("%s: seed=%llu (set SHK_TEST_SEED to replay)\n", test, (unsigned long long)seed);
+    fflush(stdout);
+    return seed;
+}
+
+uint64_t tu_rand(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+int tu_run(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
