@@ -33,7 +33,7 @@ MODULES     := core shmtx slab shm bus proc
 WARN        := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
                -Wpointer-arith -Wformat=2
 CSTD        := -std=c11 -D_GNU_SOURCE
-INCLUDES    := $(addprefix -I,$(MODULES)) -Iinclude
+INCLUDES    := $(addprefix -I,$(MODULES)) -Iinclude -Idemo
 
 OPT_rel     := -O2 -g
 OPT_dbg     := -O1 -g -DSHK_DEBUG
@@ -75,12 +75,21 @@ BENCH_UTIL  := $(patsubst %.c,$(B)/obj/%.o,$(wildcard bench/util_*.c))
 TOOL_SRCS   := $(wildcard tools/*.c)
 TOOL_BIN    := $(if $(TOOL_SRCS),$(B)/shmkit)
 
+# The demo: demo/demo.c is the libevent HTTP server; the other demo/*.c
+# (directives, the request limiter) need no libevent and are shared with the
+# shmkit command (shmkit check knows the demo's directives) and the tests.
+DEMO_MAIN   := demo/demo.c
+DEMO_LIB_SRCS := $(filter-out $(DEMO_MAIN),$(wildcard demo/*.c))
+DEMO_LIB    := $(if $(DEMO_LIB_SRCS),$(B)/libdemo.a)
+HAVE_EVENT  := $(shell pkg-config --exists libevent 2>/dev/null && echo yes)
+DEMO_BIN    := $(if $(and $(wildcard $(DEMO_MAIN)),$(HAVE_EVENT)),$(B)/shmkit-demo)
+
 .PHONY: all lib tests benches test test-run asan tsan clang bench bench-% install uninstall \
         clean deps-test deps-demo check-layers check-exports demo run
 .DEFAULT_GOAL := all
 .SECONDARY:
 
-all: lib $(TOOL_BIN)
+all: lib $(TOOL_BIN) $(DEMO_BIN)
 
 lib: $(STATIC_LIB) $(SHARED_LIB) $(B)/libshmkit.so
 
@@ -101,18 +110,30 @@ $(B)/libshmkit.so: $(SHARED_LIB)
 	ln -sf libshmkit.so.$(VERSION) $(B)/$(SONAME)
 	ln -sf libshmkit.so.$(VERSION) $@
 
-$(B)/test/%: $(B)/obj/test/%.o $(TEST_UTIL) $(STATIC_LIB)
+$(B)/test/%: $(B)/obj/test/%.o $(TEST_UTIL) $(DEMO_LIB) $(STATIC_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $< $(TEST_UTIL) $(STATIC_LIB) $(ALL_LDFLAGS) $(CHECK_LIBS) -lrt
+	$(CC) -o $@ $< $(TEST_UTIL) $(DEMO_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) $(CHECK_LIBS) -lrt -lm
+
+$(B)/libdemo.a: $(patsubst %.c,$(B)/obj/%.o,$(DEMO_LIB_SRCS))
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(B)/obj/demo/demo.o: demo/demo.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Idemo $(EVENT_CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/shmkit-demo: $(B)/obj/demo/demo.o $(DEMO_LIB) $(STATIC_LIB)
+	$(CC) -o $@ $< $(DEMO_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) $(EVENT_LIBS) -lrt -lm
 
 $(B)/bench/%: $(B)/obj/bench/%.o $(BENCH_UTIL) $(STATIC_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $< $(BENCH_UTIL) $(STATIC_LIB) $(ALL_LDFLAGS) -lrt -lm
 
-$(B)/shmkit: $(patsubst %.c,$(B)/obj/%.o,$(TOOL_SRCS)) $(STATIC_LIB)
-	$(CC) -o $@ $(filter %.o,$^) $(STATIC_LIB) $(ALL_LDFLAGS) -lrt
+$(B)/shmkit: $(patsubst %.c,$(B)/obj/%.o,$(TOOL_SRCS)) $(DEMO_LIB) $(STATIC_LIB)
+	$(CC) -o $@ $(filter %.o,$^) $(DEMO_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) -lrt -lm
 
-tests: $(TEST_BINS) $(TOOL_BIN)
+tests: $(TEST_BINS) $(TOOL_BIN) $(DEMO_BIN)
 benches: $(BENCH_BINS)
 
 # ---- tests -----------------------------------------------------------------
@@ -120,8 +141,23 @@ benches: $(BENCH_BINS)
 deps-test:
 	@mk/deps.sh test
 
+deps-demo:
+	@mk/deps.sh demo
+
+# ---- the demo ------------------------------------------------------------------
+
+demo:
+	@$(MAKE) --no-print-directory deps-demo
+	@$(MAKE) --no-print-directory VARIANT=rel all $(if $(DEMO_BIN),build/rel/shmkit-demo)
+	@demo/walkthrough.sh build/rel conf/demo.conf
+
+run:
+	@$(MAKE) --no-print-directory deps-demo
+	@$(MAKE) --no-print-directory VARIANT=rel all build/rel/shmkit-demo
+	build/rel/shmkit-demo -c conf/demo.conf
+
 test:
-	@$(MAKE) --no-print-directory deps-test
+	@$(MAKE) --no-print-directory deps-test deps-demo
 	@$(MAKE) --no-print-directory VARIANT=rel check-exports check-layers
 	@$(MAKE) --no-print-directory VARIANT=dbg tests
 	@mk/run-tests.sh build/dbg both

@@ -4,11 +4,17 @@
  * Modules, bottom to top (each uses only those before it):
  *   core   status codes, errors, logging, cached pid, clocks, config reader
  *   shmtx  process-shared mutex with dead-owner recovery
+ *   slab   slab allocator inside a zone
+ *   shm    named, tagged zones; reload reuse; attach
+ *   bus    per-worker alert queues with a pipe doorbell
+ *   proc   master/worker supervisor, zone reports
  */
 #ifndef SHMKIT_H
 #define SHMKIT_H
 
 #include "shk_core.h"
 #include "shk_shmtx.h"
+#include "shk_zone.h"
+#include "shk_stat.h"
 
 #endif /* SHMKIT_H */

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# demo/walkthrough.sh BUILD_DIR CONF: `make demo`. Starts the demo server,
+# walks through what shmkit does (send, broadcast and the replies in the log,
+# a burst against limit_req, /status, a worker killed with SIGKILL and
+# respawned, a reload that keeps the zone's data, a graceful stop), prints
+# each step and its result, and fails if a step does not do what it should.
+set -u
+bdir=$1
+conf=$2
+demo=$bdir/shmkit-demo
+tool=$bdir/shmkit
+log=$(mktemp /tmp/shmkit-demo.XXXXXX.log)
+base=http://127.0.0.1:8080
+fail=0
+master=
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+ok() { printf '   ok: %s\n' "$*"; }
+bad() { printf '   FAILED: %s\n' "$*"; fail=1; }
+get() { curl -s --max-time 5 "$@"; }
+
+cleanup() {
+    if [ -n "$master" ] && kill -0 "$master" 2>/dev/null; then
+        kill -TERM "$master" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$master" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$master" 2>/dev/null
+    fi
+}
+trap cleanup EXIT
+
+# wait_for CMD...: retry a condition for up to 5 s
+wait_for() {
+    for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.05; done
+    return 1
+}
+workers_json() { get "$base/workers"; }
+nworkers() { workers_json | grep -o '"pid":[0-9]*' | wc -l; }
+pids() { workers_json | grep -o '"pid":[0-9]*' | cut -d: -f2; }
+log_has() { grep -qF -- "$1" "$log"; }
+
+step "check the configuration ($conf)"
+"$tool" check -c "$conf" || { bad "configuration test failed"; exit 1; }
+
+step "start the server: $demo -c $conf (log: $log)"
+"$demo" -c "$conf" >"$log" 2>&1 &
+master=$!
+if wait_for test "$(nworkers)" -eq 4; then
+    ok "master $master and 4 workers are up"
+else
+    bad "the workers did not come up"; cat "$log"; exit 1
+fi
+get "$base/workers"; echo
+
+set -- $(pids)
+p1=$1 p2=$2
+step "send: GET /send/$p2/hi  (the worker that takes the request sends alert \"hello\" to $p2)"
+out=$(get "$base/send/$p2/hi")
+echo "   $out"
+[ "$out" = "Sent alert to pid $p2" ] && ok "sent" || bad "unexpected answer"
+if wait_for log_has "sender " && wait_for log_has "replied hello to you too. you said hi"; then
+    grep -E "says hi|you said hi" "$log" | sed 's/^/   log: /'
+    ok "worker $p2 got it, and its reply came back"
+else
+    bad "no hello/reply in the log"
+fi
+
+step "send to a pid that is not a worker: GET /send/1/x"
+code=$(curl -s -o /tmp/shk-demo-body -w '%{http_code}' "$base/send/1/x")
+echo "   HTTP $code: $(cat /tmp/shk-demo-body)"
+[ "$code" = 500 ] && ok "refused with the error text" || bad "expected 500"
+
+step "broadcast: GET /broadcast/everyone  (every worker, the sender included)"
+out=$(get "$base/broadcast/everyone")
+echo "   $out"
+if wait_for test "$(grep -c 'says everyone' "$log")" -eq 4 &&
+   wait_for test "$(grep -c 'you said everyone' "$log")" -eq 4; then
+    grep -E "says everyone|you said everyone" "$log" | sed 's/^/   log: /'
+    ok "4 workers said hello, 4 replies came back"
+else
+    bad "expected 4 hellos and 4 replies"
+fi
+
+step "limit_req: 20 requests back to back on one connection to /limited (rate=10r/s burst=5 nodelay)"
+args=(); for i in $(seq 20); do args+=(-o /dev/null "$base/limited"); done
+codes=$(curl -s -w '%{http_code}\n' "${args[@]}")
+n200=$(echo "$codes" | grep -c 200); n503=$(echo "$codes" | grep -c 503)
+echo "   200: $n200   503: $n503"
+[ "$n200" -ge 6 ] && [ "$n200" -le 7 ] && [ "$n503" -ge 13 ] && ok "the burst was cut as nginx would" \
+    || bad "expected 6 (or 7 if the burst spanned a leak tick) passes"
+
+step "/status (the same document as: shmkit stat --json --instance demo)"
+get "$base/status" | head -c 600; echo " ..."
+"$tool" stat --instance demo one | sed 's/^/   /' | head -30
+
+step "kill -9 worker $p1 and watch the master respawn it in the same slot"
+slot=$(workers_json | grep -o "{[^}]*\"pid\":$p1[^}]*}" | grep -o '"slot":[0-9]*' | cut -d: -f2)
+kill -9 "$p1"
+if wait_for sh -c "! curl -s $base/workers | grep -q '\"pid\":$p1[,}]'" && wait_for test "$(nworkers)" -eq 4; then
+    new=$(workers_json | grep -o "{[^}]*\"slot\":$slot[^0-9][^}]*}")
+    echo "   slot $slot now: $new"
+    ok "respawned"
+else
+    bad "no respawn"
+fi
+grep -E "exited on signal 9|was locked by" "$log" | sed 's/^/   log: /'
+
+step "reload (SIGHUP): a new generation of workers; zone \"one\" keeps its data"
+gen_before=$("$tool" stat --json --instance demo one | grep -o '"generation":[0-9]*' | head -1 | cut -d: -f2)
+old_pids=$(pids | sort | tr '\n' ' ')
+kill -HUP "$master"
+if wait_for sh -c "[ \"\$(curl -s $base/workers | grep -o '\"pid\":[0-9]*' | cut -d: -f2 | sort | tr '\n' ' ')\" != \"$old_pids\" ]" &&
+   wait_for log_has "reload done"; then
+    gen_after=$("$tool" stat --json --instance demo one | grep -o '"generation":[0-9]*' | head -1 | cut -d: -f2)
+    echo "   workers before: $old_pids"
+    echo "   workers after:  $(pids | sort | tr '\n' ' ')"
+    echo "   zone one generation: $gen_before -> $gen_after"
+    [ "$gen_after" = $((gen_before + 1)) ] && ok "zone kept (generation +1)" || bad "zone not kept"
+else
+    bad "reload did not happen"
+fi
+code=$(curl -s -o /dev/null -w '%{http_code}' "$base/limited")
+echo "   /limited right after the reload: HTTP $code (the bucket survived the reload)"
+
+step "graceful stop (SIGQUIT)"
+kill -QUIT "$master"
+if wait_for sh -c "! kill -0 $master"; then
+    ok "master exited"
+else
+    bad "master still running"
+fi
+left=$(pgrep -f "shmkit-demo -c $conf" | wc -l)
+[ "$left" -eq 0 ] && ok "no process left behind" || bad "$left processes left"
+master=
+
+echo
+if [ $fail = 0 ]; then
+    echo "demo: every step worked (log kept in $log)"
+else
+    echo "demo: some steps FAILED (log in $log)"
+fi
+exit $fail

@@ -1,0 +1,149 @@
+/*
+ * shk_proc.h: the master/worker supervisor.
+ *
+ * shk_master_run() reads a configuration file, creates the zones it
+ * declares and a bus for the workers, opens the listening sockets it asks
+ * for, forks `worker_processes` workers and then supervises them: a dead
+ * worker's locks are taken back and its bus slot reaped before it is
+ * respawned in the same slot (with growing backoff when it keeps dying at
+ * start); SIGHUP reloads the configuration (zones whose name, size and tag
+ * did not change keep their data); SIGQUIT stops gracefully, SIGTERM and
+ * SIGINT stop fast. See docs/proc.md.
+ *
+ * The application supplies its directives and its worker function in a
+ * shk_app_t. Everything here is process-local.
+ */
+#ifndef SHK_PROC_H
+#define SHK_PROC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "shk_bus.h"
+#include "shk_conf.h"
+#include "shk_core.h"
+#include "shk_zone.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One configuration generation: what one reading of the config file
+ * declared (zones, workers, sockets) and the application's own settings. */
+typedef struct shk_cycle_s shk_cycle_t;
+/* A worker's view of its process: slot, generation, zones, bus. */
+typedef struct shk_worker_s shk_worker_t;
+
+#define SHK_PROC_MAX_WORKERS 64
+#define SHK_PROC_MAX_LISTEN 16
+
+typedef struct shk_app_s {
+    const char *name; /* for log lines and the process title; NULL: "shmkit" */
+
+    /* The application's directives (NULL-terminated table, may be NULL).
+     * Handlers reach the generation being read with
+     * shk_cycle_from_conf(cf), e.g. to declare zones in it. */
+    const shk_conf_directive_t *directives;
+
+    /* Per-generation settings: conf_create runs before the file is read and
+     * returns the application's settings object (NULL is allowed when it
+     * has none); conf_done runs after a successful read (final checks,
+     * zone init callbacks) and may fail the read with an error status;
+     * conf_free releases the object when the generation ends. Optional. */
+    void *(*conf_create)(shk_cycle_t *cycle, void *ctx);
+    int (*conf_done)(shk_cycle_t *cycle, void *conf, void *ctx);
+    void (*conf_free)(void *conf, void *ctx);
+
+    /* Runs in each worker after it joined its bus slot. Its return value is
+     * the worker's exit status. It should watch shk_bus_fd() in its event
+     * loop (calling shk_bus_dispatch()) and return once
+     * shk_worker_quitting() is true and its current work is done; the stop
+     * hook (shk_worker_on_stop) tells it when that happens. */
+    int (*worker)(shk_worker_t *w, void *ctx);
+
+    void *ctx; /* passed to every callback */
+} shk_app_t;
+
+/* Options for shk_master_run(), all optional (zero means default). */
+typedef struct shk_master_opts_s {
+    /* Run with the master in this process and no daemonising (the only
+     * mode: shmkit leaves daemonising to the service manager). */
+    unsigned startup_backoff_ms;     /* first respawn delay after an early death: 100 */
+    unsigned startup_backoff_max_ms; /* cap of the doubling delay: 5000 */
+    unsigned early_death_ms;         /* a worker dying sooner than this after start counts as
+                                        an early death: 1000 */
+    unsigned fast_stop_ms;           /* after "terminate", SIGKILL stragglers after: 2000 */
+    /* Called in the master after every state change (workers started,
+     * reaped, reload done): used by tests and the demo to synchronise
+     * without sleeping. May be NULL. */
+    void (*on_event)(const char *event, pid_t pid, unsigned slot, void *ctx);
+    void *event_ctx;
+} shk_master_opts_t;
+
+/*
+ * Run a master: read conf_path, create the zones and the bus, open the
+ * listening sockets, write the pid file (if configured), fork the workers,
+ * then supervise them until stopped by SIGQUIT, SIGTERM or SIGINT. Returns
+ * SHK_OK after a clean stop, or an error status if the first configuration
+ * cannot be read or set up (nothing is left running then). Blocks SIGCHLD,
+ * SIGHUP, SIGQUIT, SIGTERM, SIGINT and SIGUSR1 in the calling thread while it
+ * runs. opts may be NULL.
+ */
+SHK_API int shk_master_run(const char *conf_path, const shk_app_t *app,
+                           const shk_master_opts_t *opts);
+
+/*
+ * Read and check a configuration as the master would (built-in directives
+ * and the application's), creating nothing: for `-t` style checks. Returns
+ * SHK_OK or SHK_ECONF with the nginx-style message in shk_last_errmsg().
+ */
+SHK_API int shk_master_check(const char *conf_path, const shk_app_t *app);
+
+/* Register the supervisor's built-in directives (worker_processes, listen,
+ * pid, worker_shutdown_timeout, bus_queue) plus the zone directives into cf
+ * for `cycle` (shmkit check uses it with a cycle from shk_cycle_new). */
+SHK_API int shk_proc_conf(shk_conf_t *cf, shk_cycle_t *cycle);
+
+/* ---- a generation, for directive handlers --------------------------------- */
+
+/* A fresh, empty generation (for tools that read a configuration). */
+SHK_API shk_cycle_t *shk_cycle_new(const shk_app_t *app);
+SHK_API void shk_cycle_free(shk_cycle_t *cycle);
+/* The generation a config reader fills (set as the reader's user pointer). */
+SHK_API shk_cycle_t *shk_cycle_from_conf(shk_conf_t *cf);
+/* Its zone registry: declare zones in it (shk_zone_add). */
+SHK_API shk_zones_t *shk_cycle_zones(shk_cycle_t *cycle);
+/* The application's settings object (from conf_create). */
+SHK_API void *shk_cycle_app_conf(shk_cycle_t *cycle);
+/* Configured worker count. */
+SHK_API unsigned shk_cycle_workers(const shk_cycle_t *cycle);
+
+/* ---- in a worker ----------------------------------------------------------- */
+
+/* True once the master asked this worker to stop (quit or terminate). */
+SHK_API int shk_worker_quitting(void);
+/* True if the stop asked for is fast (terminate): drop current work. */
+SHK_API int shk_worker_terminating(void);
+
+/* Called (from shk_bus_dispatch, in the worker) when the master asks the
+ * worker to stop; `fast` is 1 for terminate. Use it to break the event
+ * loop. One hook per worker; a later call replaces it. */
+SHK_API void shk_worker_on_stop(shk_worker_t *w, void (*fn)(shk_worker_t *w, int fast, void *ctx),
+                                void *ctx);
+
+SHK_API unsigned shk_worker_slot(const shk_worker_t *w);
+SHK_API uint64_t shk_worker_generation(const shk_worker_t *w);
+SHK_API shk_bus_t *shk_worker_bus(shk_worker_t *w);
+/* A zone of the worker's generation by name, NULL (SHK_ENOENT) if none. */
+SHK_API shk_zone_t *shk_worker_zone(shk_worker_t *w, const char *name);
+SHK_API shk_cycle_t *shk_worker_cycle(shk_worker_t *w);
+/* The listening sockets (already bound and listening, non-blocking), in
+ * the order of the `listen` directives; *n receives the count. */
+SHK_API const int *shk_worker_listeners(const shk_worker_t *w, unsigned *n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHK_PROC_H */

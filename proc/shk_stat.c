@@ -1,0 +1,145 @@
+/*
+ * shk_stat.c: text and JSON reports on zones (shmkit stat, demo /status).
+ */
+#include "shk_stat.h"
+
+#include "shk_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static void zone_json(shk_sbuf_t *b, shk_zone_t *z)
+{
+    shk_slab_stats_t st;
+    pid_t creator = shk_zone_creator(z);
+    unsigned nl = shk_zone_locks(z);
+
+    shk_sbuf_printf(b, "{\"name\":");
+    shk_sbuf_json_str(b, shk_zone_name(z));
+    shk_sbuf_printf(b, ",\"tag\":");
+    shk_sbuf_json_str(b, shk_zone_tag(z));
+    shk_sbuf_printf(b,
+                    ",\"size\":%zu,\"kind\":\"%s\",\"generation\":%llu,\"creator\":%d,"
+                    "\"creator_alive\":%s",
+                    shk_zone_size(z), shk_zone_kind(z) == SHK_ZONE_NAMED ? "named" : "anon",
+                    (unsigned long long)shk_zone_generation(z), (int)creator,
+                    creator > 0 && shk_pid_alive(creator) ? "true" : "false");
+    if (shk_slab_stats(shk_zone_slab(z), &st) == SHK_OK) {
+        shk_sbuf_printf(b,
+                        ",\"slab\":{\"page_size\":%zu,\"pages_total\":%zu,\"pages_free\":%zu,"
+                        "\"largest_free_run\":%zu,\"fails\":%llu,\"classes\":[",
+                        st.page_size, st.pages_total, st.pages_free, st.largest_free_run,
+                        (unsigned long long)st.fails);
+        for (unsigned i = 0; i < st.nclasses && i < SHK_SLAB_MAX_CLASSES; i++)
+            shk_sbuf_printf(b,
+                            "%s{\"size\":%zu,\"used\":%llu,\"total\":%llu,\"reqs\":%llu,"
+                            "\"fails\":%llu}",
+                            i ? "," : "", st.cls[i].size, (unsigned long long)st.cls[i].used,
+                            (unsigned long long)st.cls[i].total,
+                            (unsigned long long)st.cls[i].reqs,
+                            (unsigned long long)st.cls[i].fails);
+        shk_sbuf_printf(b, "]}");
+    } else {
+        shk_sbuf_printf(b, ",\"slab\":null,\"slab_error\":");
+        shk_sbuf_json_str(b, shk_last_errmsg());
+    }
+    shk_sbuf_printf(b, ",\"locks\":[");
+    for (unsigned i = 0, k = 0; i < nl; i++) {
+        shk_zone_lock_t l;
+        if (shk_zone_lock_info(z, i, &l) != SHK_OK)
+            continue;
+        shk_sbuf_printf(b, "%s{\"name\":", k++ ? "," : "");
+        shk_sbuf_json_str(b, l.name);
+        shk_sbuf_printf(b,
+                        ",\"owner\":%d,\"waiters\":%u,\"acquired\":%llu,\"contended\":%llu,"
+                        "\"sleeps\":%llu,\"recovered\":%llu,\"forced\":%llu}",
+                        (int)l.stats.owner, l.stats.waiters,
+                        (unsigned long long)l.stats.acquired,
+                        (unsigned long long)l.stats.contended,
+                        (unsigned long long)l.stats.sleeps,
+                        (unsigned long long)l.stats.recovered,
+                        (unsigned long long)l.stats.forced);
+    }
+    shk_sbuf_printf(b, "]}");
+}
+
+static void zone_text(shk_sbuf_t *b, shk_zone_t *z)
+{
+    shk_slab_stats_t st;
+    pid_t creator = shk_zone_creator(z);
+    unsigned nl = shk_zone_locks(z);
+
+    shk_sbuf_printf(b, "zone %s\n", shk_zone_name(z));
+    shk_sbuf_printf(b, "  tag          %s\n", shk_zone_tag(z));
+    shk_sbuf_printf(b, "  size         %zu (%s)\n", shk_zone_size(z),
+                    shk_zone_kind(z) == SHK_ZONE_NAMED ? "named" : "anonymous");
+    shk_sbuf_printf(b, "  generation   %llu\n", (unsigned long long)shk_zone_generation(z));
+    shk_sbuf_printf(b, "  creator pid  %d (%s)\n", (int)creator,
+                    creator > 0 && shk_pid_alive(creator) ? "alive" : "gone");
+    if (shk_slab_stats(shk_zone_slab(z), &st) == SHK_OK) {
+        shk_sbuf_printf(b, "  slab pages   %zu free / %zu total (page %zu bytes)\n",
+                        st.pages_free, st.pages_total, st.page_size);
+        shk_sbuf_printf(b, "  largest run  %zu pages\n", st.largest_free_run);
+        shk_sbuf_printf(b, "  alloc fails  %llu\n", (unsigned long long)st.fails);
+        shk_sbuf_printf(b, "  %10s %21s %12s %10s\n", "size", "used/total", "requests",
+                        "failures");
+        for (unsigned i = 0; i < st.nclasses && i < SHK_SLAB_MAX_CLASSES; i++) {
+            char ut[48];
+            if (!st.cls[i].total && !st.cls[i].reqs && !st.cls[i].fails)
+                continue;
+            snprintf(ut, sizeof ut, "%llu/%llu", (unsigned long long)st.cls[i].used,
+                     (unsigned long long)st.cls[i].total);
+            shk_sbuf_printf(b, "  %10zu %21s %12llu %10llu\n", st.cls[i].size, ut,
+                            (unsigned long long)st.cls[i].reqs,
+                            (unsigned long long)st.cls[i].fails);
+        }
+    } else {
+        shk_sbuf_printf(b, "  slab         unreadable: %s\n", shk_last_errmsg());
+    }
+    shk_sbuf_printf(b, "  locks\n");
+    for (unsigned i = 0; i < nl; i++) {
+        shk_zone_lock_t l;
+        char owner[32];
+        if (shk_zone_lock_info(z, i, &l) != SHK_OK)
+            continue;
+        if (l.stats.owner)
+            snprintf(owner, sizeof owner, "held by %d", (int)l.stats.owner);
+        else
+            snprintf(owner, sizeof owner, "free");
+        shk_sbuf_printf(b,
+                        "    %-20s %-16s acquired %llu contended %llu sleeps %llu "
+                        "recovered %llu forced %llu\n",
+                        l.name, owner, (unsigned long long)l.stats.acquired,
+                        (unsigned long long)l.stats.contended,
+                        (unsigned long long)l.stats.sleeps,
+                        (unsigned long long)l.stats.recovered,
+                        (unsigned long long)l.stats.forced);
+    }
+}
+
+char *shk_stat_render(shk_zone_t *const *zones, unsigned n, const char *instance,
+                      unsigned flags)
+{
+    shk_sbuf_t b = {0};
+    if (flags & SHK_STAT_JSON) {
+        shk_sbuf_printf(&b, "{\"instance\":");
+        shk_sbuf_json_str(&b, instance ? instance : "");
+        shk_sbuf_printf(&b, ",\"zones\":[");
+        for (unsigned i = 0; i < n; i++) {
+            if (i)
+                shk_sbuf_printf(&b, ",");
+            zone_json(&b, zones[i]);
+        }
+        shk_sbuf_printf(&b, "]}\n");
+    } else {
+        shk_sbuf_printf(&b, "instance %s\n", instance ? instance : "");
+        for (unsigned i = 0; i < n; i++)
+            zone_text(&b, zones[i]);
+    }
+    if (b.oom || !b.p) {
+        shk_sbuf_free(&b);
+        shk_error(SHK_ENOMEM, "out of memory building the report");
+        return NULL;
+    }
+    return b.p;
+}

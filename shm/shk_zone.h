@@ -1,0 +1,245 @@
+/*
+ * shk_zone.h: named, tagged shared-memory zones and the registry that
+ * declares them.
+ *
+ * A zone is a region of shared memory with a name, a size and a tag (a
+ * string naming its user, e.g. the module that declared it). The master
+ * declares zones while it reads its configuration (shk_zone_add), maps them
+ * all at once (shk_zones_create) before it forks workers, and on reload
+ * builds a new registry in which every zone whose name, size and tag match
+ * one of the old registry keeps its memory and its data.
+ *
+ * Every zone starts with a header (magic, layout version, name, tag, size,
+ * generation, creator pid, a table of the locks that live in it, named
+ * roots), followed by a slab pool that fills the rest. See docs/zones.md.
+ *
+ * Handles (shk_zone_t, shk_zones_t) are process-local; a forked worker
+ * inherits its master's handles and mappings and may use them.
+ */
+#ifndef SHK_ZONE_H
+#define SHK_ZONE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "shk_conf.h"
+#include "shk_core.h"
+#include "shk_shmtx.h"
+#include "shk_slab.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct shk_zone_s shk_zone_t;   /* one zone, process-local handle */
+typedef struct shk_zones_s shk_zones_t; /* the zones one configuration declares */
+
+/* Longest tag, bytes without the NUL. */
+#define SHK_ZONE_TAG_MAX 63
+/* Named roots per zone, and the longest root key. */
+#define SHK_ZONE_ROOTS 8
+#define SHK_ZONE_ROOT_KEY_MAX 15
+/* Locks a zone's lock table can hold (the slab pool's included). */
+#define SHK_ZONE_MAX_LOCKS 32
+/* A zone must hold at least this many pages (header and slab pool). */
+#define SHK_ZONE_MIN_PAGES 8
+
+/* Mapping kinds (shk_zone_set_kind) and attach flags. */
+#define SHK_ZONE_ANON 0u   /* anonymous shared mapping, inherited by fork (default) */
+#define SHK_ZONE_NAMED 1u  /* POSIX shm object "/shmkit.<instance>.<zone>" */
+#define SHK_ZONE_RDONLY 0x10u
+
+/*
+ * Init callback: runs in the creating process once the zone is mapped.
+ * For a fresh zone old_data is NULL and the slab pool is empty; for a zone
+ * kept on reload, old_data is what the previous generation set with
+ * shk_zone_set_data() (the memory is the same, so it may simply be
+ * adopted). Return SHK_OK or an error status: shk_zones_create() then fails
+ * with it.
+ */
+typedef int (*shk_zone_init_t)(shk_zone_t *zone, void *old_data, void *ctx);
+
+/* ---- registry -------------------------------------------------------- */
+
+/* Registry-wide mapping default for zones whose kind was not set with
+ * shk_zone_set_kind(): applied by shk_zones_create(). */
+SHK_API int shk_zones_set_mapping(shk_zones_t *reg, unsigned kind, unsigned mode);
+
+/* Change the instance name (before shk_zones_create). */
+SHK_API int shk_zones_set_instance(shk_zones_t *reg, const char *instance);
+
+/* A new, empty registry. `instance` ([A-Za-z0-9_-], at most SHK_NAME_MAX
+ * bytes) names the server instance in the names of named zones; NULL means
+ * "default". NULL on failure (SHK_EINVAL, SHK_ERANGE, SHK_ENOMEM). */
+SHK_API shk_zones_t *shk_zones_new(const char *instance);
+
+/* Release the registry: zones that a newer registry adopted (reload) are
+ * left mapped for it; every other zone is unmapped, and a named zone this
+ * registry created is unlinked. Handles into the registry become invalid.
+ * NULL is fine. */
+SHK_API void shk_zones_free(shk_zones_t *reg);
+
+/* The registry's instance name. */
+SHK_API const char *shk_zones_instance(const shk_zones_t *reg);
+
+/*
+ * Declare a zone (before shk_zones_create). `name`: [A-Za-z0-9_-], at most
+ * SHK_NAME_MAX bytes; `tag`: at most SHK_ZONE_TAG_MAX bytes, NULL means
+ * "shm_zone". `size` is rounded up to whole pages; 0 means "whatever size it
+ * is declared with elsewhere" (a reference, as limit_req makes to a
+ * limit_req_zone). Returns the declaration, or NULL with:
+ *   SHK_EEXIST  the shared memory zone "one" is already declared for a
+ *               different use (same name, another tag);
+ *   SHK_EEXIST  the size 2097152 of shared memory zone "one" conflicts with
+ *               already declared size 1048576;
+ *   SHK_EINVAL  bad name or tag, zone too small (fewer than
+ *               SHK_ZONE_MIN_PAGES pages), or the registry is already created;
+ *   SHK_ERANGE  name or tag too long.
+ * Same name and tag returns the existing declaration (and sets its size if
+ * it had none).
+ */
+SHK_API shk_zone_t *shk_zone_add(shk_zones_t *reg, const char *name, size_t size,
+                                 const char *tag);
+
+/* Set the init callback of a declared zone (replaces a previous one). */
+SHK_API int shk_zone_set_init(shk_zone_t *zone, shk_zone_init_t init, void *ctx);
+
+/* Choose the mapping kind of a declared zone: SHK_ZONE_ANON (default) or
+ * SHK_ZONE_NAMED with file mode `mode` (0 means 0600). SHK_EINVAL after
+ * the zones are created or for a bad kind or mode. */
+SHK_API int shk_zone_set_kind(shk_zone_t *zone, unsigned kind, unsigned mode);
+
+/*
+ * Map every declared zone and initialise it, applying the reuse rule
+ * against `old` (the previous registry, or NULL): a zone whose name, size,
+ * tag and kind match a zone of `old` keeps that zone's memory, its
+ * generation goes up by one, and its init gets the old data. Other zones
+ * are created fresh (generation 1): header, empty slab pool, init with
+ * old_data NULL. A named zone whose object already exists is refused with
+ * SHK_EEXIST if the object's creator is alive, and replaced otherwise.
+ *
+ * On failure nothing changes: zones mapped by this call are unmapped, and
+ * `old` keeps every zone it had, untouched. Errors: SHK_EINVAL (a zone
+ * declared with size 0 only, or already created), SHK_ENOMEM, SHK_ESYS,
+ * SHK_EEXIST, or what an init callback returned. Not thread-safe; call it
+ * in the master before forking.
+ */
+SHK_API int shk_zones_create(shk_zones_t *reg, shk_zones_t *old);
+
+/*
+ * Undo a successful shk_zones_create(reg, old), while `old` is still alive:
+ * zones adopted from `old` go back to it untouched (generation restored),
+ * zones created fresh are unmapped (and unlinked). For a reload that fails
+ * after its zones were created. Afterwards reg may be freed or created
+ * again. SHK_EINVAL if reg is not created.
+ */
+SHK_API int shk_zones_undo(shk_zones_t *reg);
+
+/* The zone declared as `name`, or NULL (SHK_ENOENT). */
+SHK_API shk_zone_t *shk_zones_find(shk_zones_t *reg, const char *name);
+
+/* The i-th zone in declaration order, NULL past the end. */
+SHK_API shk_zone_t *shk_zones_at(shk_zones_t *reg, unsigned i);
+
+/*
+ * Register the built-in zone directives (main context) with the config
+ * reader; declarations go into `reg`:
+ *   shm_zone NAME:SIZE [TAG];        declare a plain zone (tag "shm_zone")
+ *   shm_instance NAME;               the instance named zones belong to
+ *   shm_mapping anon|named [mode=0NNN];
+ *                                    how zones without an explicit kind are
+ *                                    mapped (default anon; named mode 0600)
+ * The directive table lives in `reg`: keep reg alive while cf is used.
+ */
+SHK_API int shk_zones_conf(shk_zones_t *reg, shk_conf_t *cf);
+
+/* ---- attaching from an unrelated process ------------------------------ */
+
+/*
+ * Map the named zone `name` of `instance` (NULL: "default"), read-only with
+ * SHK_ZONE_RDONLY, else read-write, at whatever address the kernel picks.
+ * The object's magic, layout version, recorded size (against the object's
+ * real size), name and slab pool are checked before anything else is
+ * read; a damaged or foreign object is refused with SHK_ECORRUPT, a missing
+ * one with SHK_ENOENT, a permission problem with SHK_EPERM. Release with
+ * shk_zone_detach().
+ */
+SHK_API shk_zone_t *shk_zone_attach(const char *instance, const char *name, unsigned flags);
+
+/* Unmap an attached zone and release its handle. NULL is fine. Only for
+ * handles from shk_zone_attach(); registry zones go with shk_zones_free(). */
+SHK_API void shk_zone_detach(shk_zone_t *zone);
+
+/* ---- a zone ------------------------------------------------------------ */
+
+SHK_API const char *shk_zone_name(const shk_zone_t *zone);
+SHK_API const char *shk_zone_tag(const shk_zone_t *zone);
+/* Mapped size in bytes (0 before the zone is created). */
+SHK_API size_t shk_zone_size(const shk_zone_t *zone);
+/* Start of the mapping in this process (NULL before creation). */
+SHK_API void *shk_zone_base(const shk_zone_t *zone);
+/* The zone's slab pool (NULL before creation). */
+SHK_API shk_slab_t *shk_zone_slab(shk_zone_t *zone);
+/* How many times the zone has been initialised: 1 when fresh, +1 on each
+ * reload that kept it. */
+SHK_API uint64_t shk_zone_generation(const shk_zone_t *zone);
+/* Pid of the process that created the zone's memory. */
+SHK_API pid_t shk_zone_creator(const shk_zone_t *zone);
+/* SHK_ZONE_ANON or SHK_ZONE_NAMED. */
+SHK_API unsigned shk_zone_kind(const shk_zone_t *zone);
+/* 1 when this handle maps the zone read-only. */
+SHK_API int shk_zone_rdonly(const shk_zone_t *zone);
+
+/* The user's root object (a block of the zone's slab), or NULL. */
+SHK_API void *shk_zone_data(const shk_zone_t *zone);
+/* Record the user's root object: NULL or a pointer inside the slab pool
+ * (SHK_EINVAL otherwise). Stored as an offset, so every process sees it. */
+SHK_API int shk_zone_set_data(shk_zone_t *zone, void *p);
+
+/* Named roots, for library modules that share a zone with its user (the
+ * bus keeps "bus"): key at most SHK_ZONE_ROOT_KEY_MAX bytes, p NULL (remove)
+ * or inside the slab pool. SHK_ENOMEM when all SHK_ZONE_ROOTS are used.
+ * Takes the slab lock. */
+SHK_API int shk_zone_root_set(shk_zone_t *zone, const char *key, void *p);
+/* The root stored under `key`, or NULL. */
+SHK_API void *shk_zone_root(const shk_zone_t *zone, const char *key);
+
+/*
+ * Bind `mtx` to the zone's lock called `name` (at most SHK_SHMTX_NAME_MAX
+ * bytes), creating it (shared part allocated from the slab, entry added to
+ * the lock table) if the zone has none of that name yet. Any process that
+ * maps the zone may call it; the same name always yields the same lock.
+ * Errors: SHK_EINVAL, SHK_ERANGE, SHK_ENOMEM (slab full or lock table full,
+ * SHK_ZONE_MAX_LOCKS), SHK_EPERM on a read-only mapping.
+ */
+SHK_API int shk_zone_shmtx_create(shk_zone_t *zone, shk_shmtx_t *mtx, const char *name);
+
+/* One entry of the zone's lock table. */
+typedef struct shk_zone_lock_s {
+    char name[SHK_SHMTX_NAME_MAX + 1];
+    shk_shmtx_stats_t stats;
+} shk_zone_lock_t;
+
+/* Number of locks in the zone's table (the slab pool's is the first). */
+SHK_API unsigned shk_zone_locks(const shk_zone_t *zone);
+/* Snapshot of lock i (name and counters); SHK_ENOENT past the end. Works on
+ * a read-only mapping. */
+SHK_API int shk_zone_lock_info(const shk_zone_t *zone, unsigned i, shk_zone_lock_t *out);
+
+/*
+ * For the master, after a worker died: force-unlock every lock in the
+ * zone's table that `pid` held, logging each as
+ *   shared memory zone "one" was locked by 1234
+ * at warning level. If one of them was the slab pool's lock, the pool is
+ * then checked (shk_slab_check) and the result logged. Returns how many
+ * locks were released, or SHK_ECORRUPT if the pool check failed (the locks
+ * are released either way; shk_last_errmsg() says what broke).
+ */
+SHK_API int shk_zone_recover(shk_zone_t *zone, pid_t pid);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHK_ZONE_H */

@@ -1,0 +1,334 @@
+/*
+ * shmkit.c: the `shmkit` command: inspect live named zones (stat, zones)
+ * and test configuration files (check), as `nginx -t` does.
+ */
+#include "shmkit.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SHM_DIR "/dev/shm"
+
+static const char *prog = "shmkit";
+
+static void usage_main(FILE *f)
+{
+    fprintf(f,
+            "usage: %s VERB [OPTIONS]\n"
+            "\n"
+            "Inspect shmkit shared-memory zones and configuration files.\n"
+            "\n"
+            "verbs:\n"
+            "  stat [--json] [--instance NAME] [ZONE...]\n"
+            "                 attach to named zones read-only and print their size, tag,\n"
+            "                 generation, creator, slab pool, locks and bus\n"
+            "  zones [--json] list the live named zones of every instance\n"
+            "  check -c FILE  test a configuration file\n"
+            "  help [VERB]    this text, or a verb's\n"
+            "\n"
+            "Run '%s VERB --help' for a verb's options.\n",
+            prog, prog);
+}
+
+static void usage_stat(FILE *f)
+{
+    fprintf(f,
+            "usage: %s stat [--json] [--instance NAME] [ZONE...]\n"
+            "\n"
+            "Attach read-only to the named zones of instance NAME (default \"default\") and\n"
+            "print, for each: size, tag, generation, creator pid, slab pages free/total, the\n"
+            "largest free run, the size-class table (size, used/total, requests, failures),\n"
+            "every lock in the zone (owner pid or free, counters) and the bus if the zone\n"
+            "holds one. Without ZONE, every zone of the instance. --json prints one JSON\n"
+            "document (the demo's /status prints the same).\n"
+            "Exit status: 0, or 1 if a zone could not be attached.\n",
+            prog);
+}
+
+static void usage_zones(FILE *f)
+{
+    fprintf(f,
+            "usage: %s zones [--json]\n"
+            "\n"
+            "List the named zones found in " SHM_DIR ": instance, zone, size, tag, generation\n"
+            "and creator pid (alive or gone). Objects that are not valid zones are listed\n"
+            "with the reason.\n",
+            prog);
+}
+
+static void usage_check(FILE *f)
+{
+    fprintf(f,
+            "usage: %s check -c FILE\n"
+            "\n"
+            "Read FILE with the built-in directives (shm_zone, shm_instance, shm_mapping,\n"
+            "include, the supervisor's) and those of the demo server, and print\n"
+            "\"configuration file FILE test is successful\", or the first error and exit 1.\n",
+            prog);
+}
+
+static int is_help(const char *a)
+{
+    return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
+}
+
+/* Names of zones of `instance` present in SHM_DIR, sorted. */
+static int list_instance(const char *instance, char ***names, unsigned *n)
+{
+    DIR *d = opendir(SHM_DIR);
+    struct dirent *e;
+    char prefix[128];
+    unsigned cap = 0;
+
+    *names = NULL;
+    *n = 0;
+    if (!d)
+        return -1;
+    snprintf(prefix, sizeof prefix, "shmkit.%s.", instance);
+    while ((e = readdir(d))) {
+        size_t pl = strlen(prefix);
+        if (strncmp(e->d_name, prefix, pl) != 0 || !e->d_name[pl] || strchr(e->d_name + pl, '.'))
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            *names = realloc(*names, cap * sizeof **names);
+            if (!*names)
+                exit(2);
+        }
+        (*names)[(*n)++] = strdup(e->d_name + pl);
+    }
+    closedir(d);
+    for (unsigned i = 1; i < *n; i++)
+        for (unsigned j = i; j > 0 && strcmp((*names)[j - 1], (*names)[j]) > 0; j--) {
+            char *t = (*names)[j];
+            (*names)[j] = (*names)[j - 1];
+            (*names)[j - 1] = t;
+        }
+    return 0;
+}
+
+static int cmd_stat(int argc, char **argv)
+{
+    const char *instance = "default";
+    unsigned flags = 0, nz = 0, nnames = 0;
+    char **names = NULL;
+    int own_names = 0, rc = 0;
+    shk_zone_t **zones;
+    char *out;
+
+    int i;
+    for (i = 1; i < argc; i++) {
+        if (is_help(argv[i])) {
+            usage_stat(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            flags |= SHK_STAT_JSON;
+        } else if (strcmp(argv[i], "--instance") == 0 && i + 1 < argc) {
+            instance = argv[++i];
+        } else if (strncmp(argv[i], "--instance=", 11) == 0) {
+            instance = argv[i] + 11;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "%s stat: unknown option \"%s\"\n", prog, argv[i]);
+            usage_stat(stderr);
+            return 2;
+        } else {
+            break;
+        }
+    }
+    if (i < argc) {
+        names = argv + i;
+        nnames = (unsigned)(argc - i);
+    } else {
+        own_names = 1;
+        if (list_instance(instance, &names, &nnames) != 0) {
+            fprintf(stderr, "%s stat: cannot read %s: %s\n", prog, SHM_DIR, strerror(errno));
+            return 1;
+        }
+    }
+    zones = calloc(nnames ? nnames : 1, sizeof *zones);
+    if (!zones)
+        return 2;
+    for (unsigned k = 0; k < nnames; k++) {
+        shk_zone_t *z = shk_zone_attach(instance, names[k], SHK_ZONE_RDONLY);
+        if (!z) {
+            fprintf(stderr, "%s stat: %s\n", prog, shk_last_errmsg());
+            rc = 1;
+            continue;
+        }
+        zones[nz++] = z;
+    }
+    out = shk_stat_render(zones, nz, instance, flags);
+    if (out) {
+        fputs(out, stdout);
+        free(out);
+    } else {
+        fprintf(stderr, "%s stat: %s\n", prog, shk_last_errmsg());
+        rc = 1;
+    }
+    for (unsigned k = 0; k < nz; k++)
+        shk_zone_detach(zones[k]);
+    free(zones);
+    if (own_names) {
+        for (unsigned k = 0; k < nnames; k++)
+            free(names[k]);
+        free(names);
+    }
+    if (!nnames && !(flags & SHK_STAT_JSON))
+        fprintf(stderr, "%s stat: no named zones for instance \"%s\"\n", prog, instance);
+    return rc;
+}
+
+static int cmd_zones(int argc, char **argv)
+{
+    int json = 0, first = 1;
+    DIR *d;
+    struct dirent *e;
+
+    for (int i = 1; i < argc; i++) {
+        if (is_help(argv[i])) {
+            usage_zones(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            json = 1;
+        } else {
+            fprintf(stderr, "%s zones: unknown argument \"%s\"\n", prog, argv[i]);
+            usage_zones(stderr);
+            return 2;
+        }
+    }
+    d = opendir(SHM_DIR);
+    if (!d) {
+        fprintf(stderr, "%s zones: cannot read %s: %s\n", prog, SHM_DIR, strerror(errno));
+        return 1;
+    }
+    if (json)
+        printf("{\"zones\":[");
+    else
+        printf("%-16s %-16s %12s %-16s %5s %s\n", "INSTANCE", "ZONE", "SIZE", "TAG", "GEN",
+               "CREATOR");
+    while ((e = readdir(d))) {
+        char inst[128], zname[128];
+        const char *p, *dot;
+        shk_zone_t *z;
+        if (strncmp(e->d_name, "shmkit.", 7) != 0)
+            continue;
+        p = e->d_name + 7;
+        dot = strchr(p, '.');
+        if (!dot || strchr(dot + 1, '.') || (size_t)(dot - p) >= sizeof inst ||
+            strlen(dot + 1) >= sizeof zname)
+            continue;
+        memcpy(inst, p, (size_t)(dot - p));
+        inst[dot - p] = '\0';
+        strcpy(zname, dot + 1);
+        z = shk_zone_attach(inst, zname, SHK_ZONE_RDONLY);
+        if (json) {
+            printf("%s{\"instance\":\"%s\",\"zone\":\"%s\"", first ? "" : ",", inst, zname);
+            if (z) {
+                pid_t c = shk_zone_creator(z);
+                printf(",\"size\":%zu,\"tag\":\"%s\",\"generation\":%llu,\"creator\":%d,"
+                       "\"creator_alive\":%s}",
+                       shk_zone_size(z), shk_zone_tag(z),
+                       (unsigned long long)shk_zone_generation(z), (int)c,
+                       c > 0 && shk_pid_alive(c) ? "true" : "false");
+            } else {
+                printf(",\"error\":\"");
+                for (const char *m = shk_last_errmsg(); *m; m++)
+                    printf(*m == '"' || *m == '\\' ? "\\%c" : "%c", *m);
+                printf("\"}");
+            }
+        } else if (z) {
+            pid_t c = shk_zone_creator(z);
+            printf("%-16s %-16s %12zu %-16s %5llu %d (%s)\n", inst, zname, shk_zone_size(z),
+                   shk_zone_tag(z), (unsigned long long)shk_zone_generation(z), (int)c,
+                   c > 0 && shk_pid_alive(c) ? "alive" : "gone");
+        } else {
+            printf("%-16s %-16s invalid: %s\n", inst, zname, shk_last_errmsg());
+        }
+        first = 0;
+        shk_zone_detach(z);
+    }
+    closedir(d);
+    if (json)
+        printf("]}\n");
+    return 0;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    const char *file = NULL;
+    shk_conf_t *cf;
+    shk_zones_t *reg;
+    int rc;
+
+    for (int i = 1; i < argc; i++) {
+        if (is_help(argv[i])) {
+            usage_check(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            file = argv[++i];
+        } else {
+            fprintf(stderr, "%s check: unknown argument \"%s\"\n", prog, argv[i]);
+            usage_check(stderr);
+            return 2;
+        }
+    }
+    if (!file) {
+        usage_check(stderr);
+        return 2;
+    }
+    reg = shk_zones_new(NULL);
+    cf = shk_conf_new(NULL);
+    if (!reg || !cf) {
+        fprintf(stderr, "%s: %s\n", prog, shk_last_errmsg());
+        return 1;
+    }
+    rc = shk_zones_conf(reg, cf);
+    if (rc == SHK_OK)
+        rc = shk_conf_parse(cf, file);
+    if (rc == SHK_OK)
+        printf("configuration file %s test is successful\n", file);
+    else
+        fprintf(stderr, "%s\nconfiguration file %s test failed\n", shk_last_errmsg(), file);
+    shk_conf_free(cf);
+    shk_zones_free(reg);
+    return rc == SHK_OK ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage_main(stderr);
+        return 2;
+    }
+    if (is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
+        if (argc > 2 && strcmp(argv[1], "help") == 0) {
+            if (strcmp(argv[2], "stat") == 0)
+                usage_stat(stdout);
+            else if (strcmp(argv[2], "zones") == 0)
+                usage_zones(stdout);
+            else if (strcmp(argv[2], "check") == 0)
+                usage_check(stdout);
+            else
+                usage_main(stdout);
+        } else {
+            usage_main(stdout);
+        }
+        return 0;
+    }
+    if (strcmp(argv[1], "stat") == 0)
+        return cmd_stat(argc - 1, argv + 1);
+    if (strcmp(argv[1], "zones") == 0)
+        return cmd_zones(argc - 1, argv + 1);
+    if (strcmp(argv[1], "check") == 0)
+        return cmd_check(argc - 1, argv + 1);
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("shmkit %s\n", shk_version());
+        return 0;
+    }
+    fprintf(stderr, "%s: unknown verb \"%s\"\n", prog, argv[1]);
+    usage_main(stderr);
+    return 2;
+}
