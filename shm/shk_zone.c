@@ -435,7 +435,7 @@ static int named_create(shk_zone_t *z, shk_zone_t *replaced, int *fd_out)
             }
             close(ofd);
         }
-        if (owner > 0 && owner != SHK_PID() && shk_pid_alive(owner))
+        if (owner > 0 && shk_pid_alive(owner))
             return shk_error(SHK_EEXIST,
                              "shared memory zone \"%s\" of instance \"%s\" exists and its "
                              "creator (pid %d) is alive",

@@ -1,0 +1,589 @@
+/*
+ * shk_conf.c: the configuration reader: tokenizer, directive dispatch with
+ * contexts and argument counts, blocks, include, and the size/zone/key=value
+ * helpers.
+ */
+#include "shk_conf.h"
+
+#include "shk_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct conf_file_s {
+    const char *path; /* as given (for messages) */
+    char *real;       /* realpath, for include cycles */
+    const char *buf;
+    size_t len, pos;
+    unsigned line;
+} conf_file_t;
+
+struct shk_conf_s {
+    void *user;
+    const shk_conf_directive_t **tables;
+    size_t ntables, cap;
+    conf_file_t *files[SHK_CONF_MAX_DEPTH + 1];
+    int nfiles;
+    int depth; /* block nesting */
+    unsigned ctx;
+    const char *dir_file; /* where the current directive is */
+    unsigned dir_line;
+};
+
+enum { T_WORD, T_SEMI, T_OPEN, T_CLOSE, T_EOF, T_ERR };
+
+typedef struct {
+    char **argv;
+    unsigned *lines;
+    int argc, cap;
+    char *tok;
+    size_t toklen, tokcap;
+} args_t;
+
+shk_conf_t *shk_conf_new(void *user)
+{
+    shk_conf_t *cf = calloc(1, sizeof *cf);
+    if (!cf) {
+        shk_error(SHK_ENOMEM, "out of memory");
+        return NULL;
+    }
+    cf->user = user;
+    cf->ctx = SHK_CONF_MAIN;
+    return cf;
+}
+
+void shk_conf_free(shk_conf_t *cf)
+{
+    if (!cf)
+        return;
+    free(cf->tables);
+    free(cf);
+}
+
+static const shk_conf_directive_t *find(shk_conf_t *cf, const char *name)
+{
+    for (size_t i = 0; i < cf->ntables; i++)
+        for (const shk_conf_directive_t *d = cf->tables[i]; d->name; d++)
+            if (strcmp(d->name, name) == 0)
+                return d;
+    return NULL;
+}
+
+int shk_conf_add(shk_conf_t *cf, const shk_conf_directive_t *table)
+{
+    if (!cf || !table)
+        return shk_error(SHK_EINVAL, "NULL argument");
+    for (const shk_conf_directive_t *d = table; d->name; d++) {
+        if (strcmp(d->name, "include") == 0 || find(cf, d->name))
+            return shk_error(SHK_EEXIST, "directive \"%s\" is already registered", d->name);
+        for (const shk_conf_directive_t *e = table; e < d; e++)
+            if (strcmp(e->name, d->name) == 0)
+                return shk_error(SHK_EEXIST, "directive \"%s\" appears twice in its table",
+                                 d->name);
+        if (!d->handler)
+            return shk_error(SHK_EINVAL, "directive \"%s\" has no handler", d->name);
+    }
+    if (cf->ntables == cf->cap) {
+        size_t cap = cf->cap ? cf->cap * 2 : 8;
+        const shk_conf_directive_t **nt = realloc(cf->tables, cap * sizeof *nt);
+        if (!nt)
+            return shk_error(SHK_ENOMEM, "out of memory");
+        cf->tables = nt;
+        cf->cap = cap;
+    }
+    cf->tables[cf->ntables++] = table;
+    return SHK_OK;
+}
+
+void *shk_conf_user(shk_conf_t *cf)
+{
+    return cf ? cf->user : NULL;
+}
+
+const char *shk_conf_file(shk_conf_t *cf)
+{
+    return cf ? cf->dir_file : NULL;
+}
+
+unsigned shk_conf_line(shk_conf_t *cf)
+{
+    return cf ? cf->dir_line : 0;
+}
+
+unsigned shk_conf_context(shk_conf_t *cf)
+{
+    return cf ? cf->ctx : 0;
+}
+
+static int verror_at(const char *file, unsigned line, const char *fmt, va_list ap)
+{
+    char msg[900];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    return shk_error(SHK_ECONF, "%s in %s:%u", msg, file, line);
+}
+
+int shk_conf_error(shk_conf_t *cf, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+    va_start(ap, fmt);
+    rc = verror_at(cf && cf->dir_file ? cf->dir_file : "(none)", cf ? cf->dir_line : 0, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static int error_at(const char *file, unsigned line, const char *fmt, ...) SHK_PRINTF(3, 4);
+static int error_at(const char *file, unsigned line, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+    va_start(ap, fmt);
+    rc = verror_at(file, line, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* ---- tokenizer ----------------------------------------------------------------- */
+
+static int tok_putc(args_t *a, char c)
+{
+    if (a->toklen + 2 > a->tokcap) {
+        size_t cap = a->tokcap ? a->tokcap * 2 : 64;
+        char *nt = realloc(a->tok, cap);
+        if (!nt)
+            return -1;
+        a->tok = nt;
+        a->tokcap = cap;
+    }
+    a->tok[a->toklen++] = c;
+    return 0;
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Read the next token of f into a->tok. Returns T_*; T_ERR has set the
+ * error. *line gets the line the token starts on. */
+static int next_token(conf_file_t *f, args_t *a, unsigned *line)
+{
+    const char *b = f->buf;
+    for (;;) {
+        if (f->pos >= f->len) {
+            *line = f->line;
+            return T_EOF;
+        }
+        char c = b[f->pos];
+        if (c == '\n') {
+            f->line++;
+            f->pos++;
+        } else if (is_space(c)) {
+            f->pos++;
+        } else if (c == '#') {
+            while (f->pos < f->len && b[f->pos] != '\n')
+                f->pos++;
+        } else {
+            break;
+        }
+    }
+    *line = f->line;
+    a->toklen = 0;
+    char c = b[f->pos];
+    if (c == ';' || c == '{' || c == '}') {
+        f->pos++;
+        return c == ';' ? T_SEMI : c == '{' ? T_OPEN : T_CLOSE;
+    }
+    if (c == '"' || c == '\'') {
+        char q = c;
+        f->pos++;
+        for (;;) {
+            if (f->pos >= f->len)
+                return error_at(f->path, f->line, "unexpected end of file, expecting %s",
+                                q == '"' ? "'\"'" : "\"'\""),
+                       T_ERR;
+            c = b[f->pos++];
+            if (c == q)
+                break;
+            if (c == '\n')
+                f->line++;
+            if (c == '\\' && f->pos < f->len) {
+                char e = b[f->pos];
+                char out = e == 't' ? '\t' : e == 'n' ? '\n' : e == 'r' ? '\r' : e;
+                if (e == '"' || e == '\'' || e == '\\' || e == 't' || e == 'n' || e == 'r') {
+                    f->pos++;
+                    c = out;
+                }
+            }
+            if (a->toklen >= SHK_CONF_MAX_TOKEN)
+                return error_at(f->path, *line, "too long parameter (more than %d bytes)",
+                                SHK_CONF_MAX_TOKEN),
+                       T_ERR;
+            if (tok_putc(a, c) != 0)
+                return shk_error(SHK_ENOMEM, "out of memory"), T_ERR;
+        }
+        if (f->pos < f->len) {
+            char n = b[f->pos];
+            if (!is_space(n) && n != ';' && n != '{' && n != '}')
+                return error_at(f->path, f->line, "unexpected \"%c\" after a quoted string", n),
+                       T_ERR;
+        }
+    } else {
+        while (f->pos < f->len) {
+            c = b[f->pos];
+            if (is_space(c) || c == ';' || c == '{' || c == '}')
+                break;
+            if (a->toklen >= SHK_CONF_MAX_TOKEN)
+                return error_at(f->path, *line, "too long parameter (more than %d bytes)",
+                                SHK_CONF_MAX_TOKEN),
+                       T_ERR;
+            if (tok_putc(a, c) != 0)
+                return shk_error(SHK_ENOMEM, "out of memory"), T_ERR;
+            f->pos++;
+        }
+    }
+    a->tok[a->toklen] = '\0';
+    return T_WORD;
+}
+
+static void args_clear(args_t *a)
+{
+    for (int i = 0; i < a->argc; i++)
+        free(a->argv[i]);
+    a->argc = 0;
+}
+
+static int args_push(args_t *a, unsigned line)
+{
+    if (a->argc == a->cap) {
+        int cap = a->cap ? a->cap * 2 : 8;
+        char **nv = realloc(a->argv, (size_t)(cap + 1) * sizeof *nv);
+        unsigned *nl;
+        if (!nv)
+            return -1;
+        a->argv = nv;
+        nl = realloc(a->lines, (size_t)cap * sizeof *nl);
+        if (!nl)
+            return -1;
+        a->lines = nl;
+        a->cap = cap;
+    }
+    a->argv[a->argc] = malloc(a->toklen + 1);
+    if (!a->argv[a->argc])
+        return -1;
+    memcpy(a->argv[a->argc], a->tok, a->toklen + 1);
+    a->lines[a->argc] = line;
+    a->argc++;
+    a->argv[a->argc] = NULL;
+    return 0;
+}
+
+/* ---- reader ---------------------------------------------------------------------- */
+
+static int parse_file(shk_conf_t *cf, const char *path, const char *from_file, unsigned from_line);
+static int parse_block(shk_conf_t *cf, conf_file_t *f, int in_block);
+
+static int argc_ok(unsigned flags, int nargs)
+{
+    if ((flags & SHK_CONF_NOARGS) && nargs == 0)
+        return 1;
+    if ((flags & SHK_CONF_TAKE1) && nargs == 1)
+        return 1;
+    if ((flags & SHK_CONF_TAKE2) && nargs == 2)
+        return 1;
+    if ((flags & SHK_CONF_TAKE3) && nargs == 3)
+        return 1;
+    if ((flags & SHK_CONF_TAKE4) && nargs == 4)
+        return 1;
+    if ((flags & SHK_CONF_1MORE) && nargs >= 1)
+        return 1;
+    if ((flags & SHK_CONF_2MORE) && nargs >= 2)
+        return 1;
+    return 0;
+}
+
+/* Run a directive whose words are in a; `block` says it ended with "{". */
+static int run_directive(shk_conf_t *cf, conf_file_t *f, args_t *a, int block)
+{
+    const char *name = a->argv[0];
+    unsigned line = a->lines[0];
+    const shk_conf_directive_t *d;
+    int rc;
+
+    if (strcmp(name, "include") == 0) {
+        char path[PATH_MAX];
+        if (block)
+            return error_at(f->path, line, "unexpected \"{\"");
+        if (a->argc != 2)
+            return error_at(f->path, line,
+                            "invalid number of arguments in \"include\" directive");
+        const char *inc = a->argv[1];
+        const char *slash = strrchr(f->path, '/');
+        if (inc[0] != '/' && slash) {
+            int n = snprintf(path, sizeof path, "%.*s/%s", (int)(slash - f->path), f->path, inc);
+            if (n < 0 || (size_t)n >= sizeof path)
+                return error_at(f->path, line, "include path \"%s\" is too long", inc);
+        } else {
+            if (strlen(inc) >= sizeof path)
+                return error_at(f->path, line, "include path \"%s\" is too long", inc);
+            strcpy(path, inc);
+        }
+        return parse_file(cf, path, f->path, line);
+    }
+
+    d = find(cf, name);
+    if (!d)
+        return error_at(f->path, line, "unknown directive \"%s\"", name);
+    if (!(d->contexts & cf->ctx))
+        return error_at(f->path, line, "\"%s\" directive is not allowed here", name);
+    if ((d->args & SHK_CONF_BLOCK) && !block)
+        return error_at(f->path, line, "directive \"%s\" has no opening \"{\"", name);
+    if (!(d->args & SHK_CONF_BLOCK) && block)
+        return error_at(f->path, line, "directive \"%s\" takes no block, unexpected \"{\"",
+                        name);
+    if (!argc_ok(d->args, a->argc - 1))
+        return error_at(f->path, line, "invalid number of arguments in \"%s\" directive", name);
+
+    cf->dir_file = f->path;
+    cf->dir_line = line;
+    rc = d->handler(cf, a->argc, a->argv, d->data);
+    if (rc != SHK_OK) {
+        if (rc > 0)
+            rc = SHK_ECONF;
+        if (rc != SHK_ECONF && !strstr(shk_last_errmsg(), " in ")) {
+            char msg[900];
+            snprintf(msg, sizeof msg, "%s", shk_last_errmsg());
+            shk_error(rc, "%s in %s:%u", msg, f->path, line);
+        }
+        return rc;
+    }
+    if (!block)
+        return SHK_OK;
+
+    /* The block's body, in the directive's own context. */
+    unsigned saved = cf->ctx;
+    if (cf->depth >= SHK_CONF_MAX_DEPTH)
+        return error_at(f->path, line, "blocks nested too deep (more than %d)",
+                        SHK_CONF_MAX_DEPTH);
+    cf->ctx = d->block_ctx ? d->block_ctx : cf->ctx;
+    cf->depth++;
+    rc = parse_block(cf, f, 1);
+    cf->depth--;
+    cf->ctx = saved;
+    return rc;
+}
+
+static int parse_block(shk_conf_t *cf, conf_file_t *f, int in_block)
+{
+    args_t a = {0};
+    int rc = SHK_OK;
+    unsigned line = f->line, last = f->line;
+
+    for (;;) {
+        int t = next_token(f, &a, &line);
+        if (t == T_ERR) {
+            rc = shk_last_error();
+            break;
+        }
+        if (t == T_WORD) {
+            if (a.argc >= SHK_CONF_MAX_ARGS) {
+                rc = error_at(f->path, line, "too many arguments in \"%s\" directive (at most %d)",
+                              a.argv[0], SHK_CONF_MAX_ARGS - 1);
+                break;
+            }
+            if (args_push(&a, line) != 0) {
+                rc = shk_error(SHK_ENOMEM, "out of memory");
+                break;
+            }
+            last = line;
+            continue;
+        }
+        if (t == T_EOF) {
+            if (a.argc)
+                rc = error_at(f->path, last, "unexpected end of file, expecting \";\" or \"}\"");
+            else if (in_block)
+                rc = error_at(f->path, f->line, "unexpected end of file, expecting \"}\"");
+            break;
+        }
+        if (t == T_CLOSE) {
+            if (a.argc || !in_block)
+                rc = error_at(f->path, line, "unexpected \"}\"");
+            break;
+        }
+        if (a.argc == 0) {
+            rc = error_at(f->path, line, t == T_SEMI ? "unexpected \";\"" : "unexpected \"{\"");
+            break;
+        }
+        rc = run_directive(cf, f, &a, t == T_OPEN);
+        args_clear(&a);
+        if (rc != SHK_OK)
+            break;
+    }
+    args_clear(&a);
+    free(a.argv);
+    free(a.lines);
+    free(a.tok);
+    return rc;
+}
+
+static int parse_file(shk_conf_t *cf, const char *path, const char *from_file, unsigned from_line)
+{
+    conf_file_t f = {0};
+    FILE *fp;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+
+    if (cf->nfiles > SHK_CONF_MAX_DEPTH)
+        return error_at(from_file, from_line, "includes nested too deep (more than %d)",
+                        SHK_CONF_MAX_DEPTH);
+    fp = fopen(path, "r");
+    if (!fp) {
+        if (from_file)
+            return error_at(from_file, from_line, "open() \"%s\" failed (%s)", path,
+                            strerror(errno));
+        return shk_error(SHK_ECONF, "open() \"%s\" failed (%s)", path, strerror(errno));
+    }
+    f.real = realpath(path, NULL);
+    for (int i = 0; f.real && i < cf->nfiles; i++)
+        if (cf->files[i]->real && strcmp(cf->files[i]->real, f.real) == 0) {
+            fclose(fp);
+            free(f.real);
+            return error_at(from_file, from_line, "include cycle: \"%s\" is already being read",
+                            path);
+        }
+    for (;;) {
+        if (len + 4096 > cap) {
+            size_t ncap = cap ? cap * 2 : 8192;
+            char *nb = realloc(buf, ncap);
+            if (!nb) {
+                fclose(fp);
+                free(buf);
+                free(f.real);
+                return shk_error(SHK_ENOMEM, "out of memory reading \"%s\"", path);
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        size_t n = fread(buf + len, 1, cap - len, fp);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    if (ferror(fp)) {
+        rc = shk_error(SHK_ECONF, "read() \"%s\" failed (%s)", path, strerror(errno));
+        fclose(fp);
+        free(buf);
+        free(f.real);
+        return rc;
+    }
+    fclose(fp);
+    char *nul = memchr(buf, '\0', len);
+    if (nul) {
+        unsigned line = 1;
+        for (char *p = buf; p < nul; p++)
+            line += *p == '\n';
+        free(buf);
+        free(f.real);
+        return error_at(path, line, "unexpected NUL byte");
+    }
+    f.path = path;
+    f.buf = buf;
+    f.len = len;
+    f.line = 1;
+    cf->files[cf->nfiles++] = &f;
+    const char *saved_file = cf->dir_file;
+    unsigned saved_line = cf->dir_line;
+    rc = parse_block(cf, &f, 0);
+    cf->dir_file = saved_file;
+    cf->dir_line = saved_line;
+    cf->nfiles--;
+    free(buf);
+    free(f.real);
+    return rc;
+}
+
+int shk_conf_parse(shk_conf_t *cf, const char *path)
+{
+    if (!cf || !path)
+        return shk_error(SHK_EINVAL, "NULL argument");
+    cf->ctx = SHK_CONF_MAIN;
+    cf->depth = 0;
+    return parse_file(cf, path, NULL, 0);
+}
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+int shk_parse_size(const char *s, size_t *out)
+{
+    size_t v = 0, mult = 1;
+    const char *p = s;
+    if (!s || !out)
+        return shk_error(SHK_EINVAL, "NULL argument");
+    if (*p < '0' || *p > '9')
+        return shk_error(SHK_EINVAL, "invalid size \"%s\"", s);
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (SIZE_MAX - d) / 10)
+            return shk_error(SHK_ERANGE, "size \"%s\" is too large", s);
+        v = v * 10 + d;
+    }
+    switch (*p) {
+    case '\0': break;
+    case 'k': case 'K': mult = (size_t)1 << 10; p++; break;
+    case 'm': case 'M': mult = (size_t)1 << 20; p++; break;
+    case 'g': case 'G': mult = (size_t)1 << 30; p++; break;
+    default: return shk_error(SHK_EINVAL, "invalid size \"%s\"", s);
+    }
+    if (*p)
+        return shk_error(SHK_EINVAL, "invalid size \"%s\"", s);
+    if (v > SIZE_MAX / mult)
+        return shk_error(SHK_ERANGE, "size \"%s\" is too large", s);
+    *out = v * mult;
+    return SHK_OK;
+}
+
+int shk_parse_zone(const char *arg, char name[SHK_NAME_MAX + 1], size_t *size)
+{
+    const char *colon;
+    size_t n;
+    if (!arg || !name || !size)
+        return shk_error(SHK_EINVAL, "NULL argument");
+    colon = strrchr(arg, ':');
+    if (!colon || colon == arg)
+        return shk_error(SHK_EINVAL, "invalid zone \"%s\", expected name:size", arg);
+    n = (size_t)(colon - arg);
+    if (n > SHK_NAME_MAX)
+        return shk_error(SHK_ERANGE, "zone name \"%.*s\" is longer than %d bytes", (int)n, arg,
+                         SHK_NAME_MAX);
+    for (size_t i = 0; i < n; i++) {
+        char c = arg[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return shk_error(SHK_EINVAL, "invalid zone name \"%.*s\"", (int)n, arg);
+    }
+    int rc = shk_parse_size(colon + 1, size);
+    if (rc != SHK_OK)
+        return shk_error(rc, "invalid zone size \"%s\"", colon + 1);
+    memcpy(name, arg, n);
+    name[n] = '\0';
+    return SHK_OK;
+}
+
+int shk_parse_kv(const char *arg, const char **key, size_t *keylen, const char **val)
+{
+    const char *eq;
+    if (!arg || !key || !keylen || !val)
+        return shk_error(SHK_EINVAL, "NULL argument");
+    eq = strchr(arg, '=');
+    if (!eq || eq == arg)
+        return shk_error(SHK_EINVAL, "\"%s\" is not key=value", arg);
+    *key = arg;
+    *keylen = (size_t)(eq - arg);
+    *val = eq + 1;
+    return SHK_OK;
+}

@@ -1,0 +1,110 @@
+/*
+ * shk_conf.h: an nginx-style configuration reader any application can use.
+ *
+ * Syntax: directives `name arg ...;`, blocks `name args { ... }`, `#`
+ * comments to the end of the line, single- and double-quoted strings with
+ * escapes (\" \' \\ \t \n \r), `$variables` kept as plain tokens, and
+ * `include FILE;` (relative to the including file). Applications (and the
+ * higher shmkit modules) register their directives in tables: name, allowed
+ * contexts, argument count, handler. Every error names the file and line,
+ * nginx style: `unknown directive "limit_rq" in conf/demo.conf:7`.
+ * See docs/config.md for the grammar and every message.
+ */
+#ifndef SHK_CONF_H
+#define SHK_CONF_H
+
+#include <stddef.h>
+
+#include "shk_core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHK_CONF_MAX_ARGS 16 /* per directive, the name included */
+#define SHK_NAME_MAX 63      /* longest zone or instance name, bytes */
+#define SHK_CONF_MAX_TOKEN (64 * 1024) /* longest token, bytes */
+#define SHK_CONF_MAX_DEPTH 16          /* include and block nesting */
+
+/* Contexts, as bit masks. SHK_CONF_MAIN is the top level; applications
+ * define their block contexts from SHK_CONF_USER up, e.g.
+ * #define MY_LOCATION (SHK_CONF_USER << 0). */
+#define SHK_CONF_MAIN 0x1u
+#define SHK_CONF_ANY 0xffffffffu
+#define SHK_CONF_USER 0x100u
+
+/* Argument counts (OR them) and the block flag. */
+#define SHK_CONF_NOARGS 0x001u
+#define SHK_CONF_TAKE1 0x002u
+#define SHK_CONF_TAKE2 0x004u
+#define SHK_CONF_TAKE3 0x008u
+#define SHK_CONF_TAKE4 0x010u
+#define SHK_CONF_1MORE 0x100u
+#define SHK_CONF_2MORE 0x200u
+#define SHK_CONF_BLOCK 0x400u /* the directive opens a block { ... } */
+
+typedef struct shk_conf_s shk_conf_t; /* a reader (opaque) */
+
+/* argv[0] is the directive's name, argv[1..argc-1] its arguments, unquoted
+ * and unescaped. The strings live until the handler returns. Return SHK_OK,
+ * or an error (use shk_conf_error to get the file:line). */
+typedef int (*shk_conf_handler_t)(shk_conf_t *cf, int argc, char **argv, void *data);
+
+typedef struct shk_conf_directive_s {
+    const char *name;
+    unsigned contexts;          /* where it may appear (mask) */
+    unsigned args;              /* SHK_CONF_TAKE1 | ... | SHK_CONF_BLOCK */
+    shk_conf_handler_t handler; /* for a block: called at "{" */
+    unsigned block_ctx;         /* a block's body is read in this context */
+    void *data;                 /* passed to the handler */
+} shk_conf_directive_t;         /* a table ends with a NULL name */
+
+/* A new reader; `user` is returned by shk_conf_user(). NULL on ENOMEM. */
+SHK_API shk_conf_t *shk_conf_new(void *user);
+SHK_API void shk_conf_free(shk_conf_t *cf);
+
+/* Register a table of directives. The table must outlive the reader. A
+ * name already registered: SHK_EEXIST. */
+SHK_API int shk_conf_add(shk_conf_t *cf, const shk_conf_directive_t *table);
+
+/*
+ * Read a file, calling handlers in order. Returns SHK_OK, or SHK_ECONF
+ * (syntax, unknown or misplaced directive, wrong argument count, a
+ * handler's error) with the message in shk_last_errmsg(), e.g.
+ *   unexpected end of file, expecting ";" or "}" in conf/demo.conf:12
+ *   open() "conf/x.conf" failed (No such file or directory)
+ * The file name is given as the path was (relative stays relative). A
+ * handler's own status is returned when it is not SHK_ECONF (e.g.
+ * SHK_ENOMEM). The reader may parse several files in turn.
+ */
+SHK_API int shk_conf_parse(shk_conf_t *cf, const char *path);
+
+SHK_API void *shk_conf_user(shk_conf_t *cf);
+/* While a handler runs: the file, line and context of its directive. */
+SHK_API const char *shk_conf_file(shk_conf_t *cf);
+SHK_API unsigned shk_conf_line(shk_conf_t *cf);
+SHK_API unsigned shk_conf_context(shk_conf_t *cf);
+
+/* For handlers: format a message, append " in FILE:LINE", make it the last
+ * error and return SHK_ECONF. */
+SHK_API int shk_conf_error(shk_conf_t *cf, const char *fmt, ...) SHK_PRINTF(2, 3);
+
+/* "10m" -> 10485760. Digits then an optional k/K, m/M or g/G; nothing
+ * else. SHK_EINVAL for junk (empty, sign, space, other suffix), SHK_ERANGE
+ * on overflow. */
+SHK_API int shk_parse_size(const char *s, size_t *out);
+
+/* "one:10m" -> name "one", size 10485760. Name [A-Za-z0-9_-]+. SHK_EINVAL
+ * for a missing ':' or name, bad characters or a bad size; SHK_ERANGE for a
+ * name longer than SHK_NAME_MAX or a size that overflows. */
+SHK_API int shk_parse_zone(const char *arg, char name[SHK_NAME_MAX + 1], size_t *size);
+
+/* "key=value": *key and *keylen give the key, *val the value (both point
+ * into arg). SHK_EINVAL when there is no '=' or the key is empty. */
+SHK_API int shk_parse_kv(const char *arg, const char **key, size_t *keylen, const char **val);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHK_CONF_H */
