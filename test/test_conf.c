@@ -1,0 +1,350 @@
+/*
+ * test_conf.c: the configuration reader: tokens, quotes and escapes,
+ * blocks and contexts, argument counts, include (relative, missing, cycles),
+ * every syntax error with its exact message and line, handler errors, and
+ * the size / zone / key=value helpers at their limits.
+ */
+#include "shk_conf.h"
+#include "util_test.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define CTX_HTTP (SHK_CONF_USER << 0)
+#define CTX_LOC (SHK_CONF_USER << 1)
+
+static char dir[128];
+static char seen[4096]; /* what handlers saw, one line per directive */
+
+static void note(const char *fmt, ...)
+{
+    size_t n = strlen(seen);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(seen + n, sizeof seen - n, fmt, ap);
+    va_end(ap);
+}
+
+static int h_record(shk_conf_t *cf, int argc, char **argv, void *data)
+{
+    (void)data;
+    note("%s:%u", argv[0], shk_conf_line(cf));
+    for (int i = 1; i < argc; i++)
+        note(" [%s]", argv[i]);
+    note("\n");
+    return SHK_OK;
+}
+
+static int h_fail(shk_conf_t *cf, int argc, char **argv, void *data)
+{
+    (void)argc;
+    (void)data;
+    return shk_conf_error(cf, "invalid value \"%s\" in \"%s\" directive", argv[1], argv[0]);
+}
+
+static const shk_conf_directive_t table[] = {
+    {"worker_processes", SHK_CONF_MAIN, SHK_CONF_TAKE1, h_record, 0, NULL},
+    {"limit_req_zone", SHK_CONF_MAIN | CTX_HTTP, SHK_CONF_TAKE3, h_record, 0, NULL},
+    {"http", SHK_CONF_MAIN, SHK_CONF_NOARGS | SHK_CONF_BLOCK, h_record, CTX_HTTP, NULL},
+    {"location", CTX_HTTP, SHK_CONF_TAKE1 | SHK_CONF_BLOCK, h_record, CTX_LOC, NULL},
+    {"limit_req", CTX_LOC, SHK_CONF_1MORE, h_record, 0, NULL},
+    {"flag", SHK_CONF_ANY, SHK_CONF_NOARGS | SHK_CONF_TAKE2, h_record, 0, NULL},
+    {"many", SHK_CONF_ANY, SHK_CONF_2MORE, h_record, 0, NULL},
+    {"fail", SHK_CONF_ANY, SHK_CONF_TAKE1, h_fail, 0, NULL},
+    {NULL, 0, 0, NULL, 0, NULL},
+};
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/shk_test_conf_%ld", (long)getpid());
+    mkdir(dir, 0700);
+    seen[0] = '\0';
+}
+
+static void teardown(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cleanup of %s failed\n", dir);
+}
+
+/* Write dir/name and return its path in a static buffer slot. */
+static const char *put(const char *name, const char *text)
+{
+    static char paths[8][256];
+    static int k;
+    char *p = paths[k++ % 8];
+    snprintf(p, 256, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    fwrite(text, 1, strlen(text), f);
+    fclose(f);
+    return p;
+}
+
+static int parse(const char *path)
+{
+    shk_conf_t *cf = shk_conf_new(NULL);
+    ck_assert_ptr_nonnull(cf);
+    ck_assert_int_eq(shk_conf_add(cf, table), SHK_OK);
+    int rc = shk_conf_parse(cf, path);
+    shk_conf_free(cf);
+    return rc;
+}
+
+static void expect_error(const char *text, const char *tmpl)
+{
+    const char *path = put("bad.conf", text);
+    char want[1024];
+    const char *p = strstr(tmpl, "%s");
+    ck_assert_ptr_nonnull(p);
+    snprintf(want, sizeof want, "%.*s%s%s", (int)(p - tmpl), tmpl, path, p + 2);
+    ck_assert_int_eq(parse(path), SHK_ECONF);
+    ck_assert_str_eq(shk_last_errmsg(), want);
+}
+
+START_TEST(reads_directives_blocks_quotes)
+{
+    const char *path = put("ok.conf",
+                           "# a comment\n"
+                           "worker_processes 4; # trailing comment\n"
+                           "limit_req_zone $binary_remote_addr zone=one:10m rate=10r/s;\r\n"
+                           "http {\n"
+                           "    location /limited {\n"
+                           "        limit_req zone=one burst=5 nodelay;\n"
+                           "    }\n"
+                           "    location \"/with space\" { limit_req 'single quoted';}\n"
+                           "}\n"
+                           "flag;\n"
+                           "flag \"a\\\"b\\\\c\" 'tab\\there';\n"
+                           "many a b c d e;\n"
+                           "flag \"\" \"multi\nline\";\n");
+    ck_assert_int_eq(parse(path), SHK_OK);
+    ck_assert_str_eq(seen, "worker_processes:2 [4]\n"
+                           "limit_req_zone:3 [$binary_remote_addr] [zone=one:10m] [rate=10r/s]\n"
+                           "http:4\n"
+                           "location:5 [/limited]\n"
+                           "limit_req:6 [zone=one] [burst=5] [nodelay]\n"
+                           "location:8 [/with space]\n"
+                           "limit_req:8 [single quoted]\n"
+                           "flag:10\n"
+                           "flag:11 [a\"b\\c] [tab\there]\n"
+                           "many:12 [a] [b] [c] [d] [e]\n"
+                           "flag:13 [] [multi\nline]\n");
+}
+END_TEST
+
+START_TEST(syntax_errors_with_lines)
+{
+    expect_error("worker_processes 4;\nlimit_rq zone=one;\n",
+                 "unknown directive \"limit_rq\" in %s:2");
+    expect_error("worker_processes 4;\nworker_processes 4\n",
+                 "unexpected end of file, expecting \";\" or \"}\" in %s:2");
+    expect_error("http {\n location /a {\n }\n", "unexpected end of file, expecting \"}\" in %s:4");
+    expect_error("worker_processes 4;\n}\n", "unexpected \"}\" in %s:2");
+    expect_error("http {\n location /a {\n limit_req x }\n}\n", "unexpected \"}\" in %s:3");
+    expect_error("{\n", "unexpected \"{\" in %s:1");
+    expect_error(";\n", "unexpected \";\" in %s:1");
+    expect_error("http;\n", "directive \"http\" has no opening \"{\" in %s:1");
+    expect_error("worker_processes 4 {\n}\n",
+                 "directive \"worker_processes\" takes no block, unexpected \"{\" in %s:1");
+    expect_error("\n\nworker_processes;\n",
+                 "invalid number of arguments in \"worker_processes\" directive in %s:3");
+    expect_error("worker_processes 1 2;\n",
+                 "invalid number of arguments in \"worker_processes\" directive in %s:1");
+    expect_error("flag a;\n", "invalid number of arguments in \"flag\" directive in %s:1");
+    expect_error("many a;\n", "invalid number of arguments in \"many\" directive in %s:1");
+    expect_error("limit_req a;\n", "\"limit_req\" directive is not allowed here in %s:1");
+    expect_error("http {\n worker_processes 2;\n}\n",
+                 "\"worker_processes\" directive is not allowed here in %s:2");
+    expect_error("location /x { }\n", "\"location\" directive is not allowed here in %s:1");
+    expect_error("flag \"unterminated;\n",
+                 "unexpected end of file, expecting '\"' in %s:2");
+    expect_error("flag \"a\"b c;\n", "unexpected \"b\" after a quoted string in %s:1");
+    expect_error("\nfail 10x;\n", "invalid value \"10x\" in \"fail\" directive in %s:2");
+    expect_error("many a b c d e f g h i j k l m n o p;\n",
+                 "too many arguments in \"many\" directive (at most 15) in %s:1");
+}
+END_TEST
+
+START_TEST(nul_bytes_and_long_tokens)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/nul.conf", dir);
+    FILE *f = fopen(path, "w");
+    fwrite("flag;\nflag a\0b;\n", 1, 16, f);
+    fclose(f);
+    ck_assert_int_eq(parse(path), SHK_ECONF);
+    char want[512];
+    snprintf(want, sizeof want, "unexpected NUL byte in %s:2", path);
+    ck_assert_str_eq(shk_last_errmsg(), want);
+
+    /* a long token is read whole; one beyond the limit is reported */
+    size_t n = 5000;
+    char *text = malloc(n + 32);
+    strcpy(text, "fail ");
+    memset(text + 5, 'x', n);
+    strcpy(text + 5 + n, ";\n");
+    ck_assert_int_eq(parse(put("long.conf", text)), SHK_ECONF);
+    ck_assert_uint_eq(strlen(shk_last_errmsg()) > 1000 ? 1 : 0, 0); /* error message is capped */
+    free(text);
+    n = SHK_CONF_MAX_TOKEN + 1;
+    text = malloc(n + 32);
+    strcpy(text, "flag ");
+    memset(text + 5, 'y', n);
+    strcpy(text + 5 + n, " z;\n");
+    const char *lp = put("toolong.conf", text);
+    ck_assert_int_eq(parse(lp), SHK_ECONF);
+    snprintf(want, sizeof want, "too long parameter (more than %d bytes) in %s:1",
+             SHK_CONF_MAX_TOKEN, lp);
+    ck_assert_str_eq(shk_last_errmsg(), want);
+    free(text);
+}
+END_TEST
+
+START_TEST(include_files)
+{
+    char sub[256];
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    mkdir(sub, 0700);
+    put("sub/zones.conf", "limit_req_zone a b c;\ninclude more.conf;\n");
+    put("sub/more.conf", "flag;\n");
+    const char *main_conf = put("main.conf", "worker_processes 1;\ninclude sub/zones.conf;\nflag x y;\n");
+    ck_assert_int_eq(parse(main_conf), SHK_OK);
+    ck_assert_str_eq(seen, "worker_processes:1 [1]\nlimit_req_zone:1 [a] [b] [c]\nflag:1\n"
+                           "flag:3 [x] [y]\n");
+
+    /* errors inside an included file name that file */
+    put("sub/bad.conf", "\nnope;\n");
+    const char *inc_bad = put("incbad.conf", "include sub/bad.conf;\n");
+    ck_assert_int_eq(parse(inc_bad), SHK_ECONF);
+    char want[512];
+    snprintf(want, sizeof want, "unknown directive \"nope\" in %s/sub/bad.conf:2", dir);
+    ck_assert_str_eq(shk_last_errmsg(), want);
+
+    /* a missing include names the includer */
+    const char *missing = put("missing.conf", "flag;\ninclude nothere.conf;\n");
+    ck_assert_int_eq(parse(missing), SHK_ECONF);
+    snprintf(want, sizeof want,
+             "open() \"%s/nothere.conf\" failed (No such file or directory) in %s:2", dir, missing);
+    ck_assert_str_eq(shk_last_errmsg(), want);
+
+    /* a cycle */
+    put("c1.conf", "include c2.conf;\n");
+    const char *c2 = put("c2.conf", "flag;\ninclude c1.conf;\n");
+    snprintf(want, sizeof want, "%s/c1.conf", dir);
+    ck_assert_int_eq(parse(want), SHK_ECONF);
+    char msg[512];
+    snprintf(msg, sizeof msg, "include cycle: \"%s/c1.conf\" is already being read in %s:2", dir,
+             c2);
+    ck_assert_str_eq(shk_last_errmsg(), msg);
+
+    /* the top-level file missing */
+    snprintf(want, sizeof want, "%s/none.conf", dir);
+    ck_assert_int_eq(parse(want), SHK_ECONF);
+    snprintf(msg, sizeof msg, "open() \"%s/none.conf\" failed (No such file or directory)", dir);
+    ck_assert_str_eq(shk_last_errmsg(), msg);
+}
+END_TEST
+
+START_TEST(tables)
+{
+    shk_conf_t *cf = shk_conf_new(NULL);
+    ck_assert_int_eq(shk_conf_add(cf, table), SHK_OK);
+    ck_assert_int_eq(shk_conf_add(cf, table), SHK_EEXIST);
+    static const shk_conf_directive_t dup[] = {
+        {"x", SHK_CONF_MAIN, SHK_CONF_TAKE1, h_record, 0, NULL},
+        {"x", SHK_CONF_MAIN, SHK_CONF_TAKE1, h_record, 0, NULL},
+        {NULL, 0, 0, NULL, 0, NULL}};
+    ck_assert_int_eq(shk_conf_add(cf, dup), SHK_EEXIST);
+    static const shk_conf_directive_t inc[] = {
+        {"include", SHK_CONF_MAIN, SHK_CONF_TAKE1, h_record, 0, NULL}, {NULL, 0, 0, NULL, 0, NULL}};
+    ck_assert_int_eq(shk_conf_add(cf, inc), SHK_EEXIST);
+    static const shk_conf_directive_t nohandler[] = {
+        {"y", SHK_CONF_MAIN, SHK_CONF_TAKE1, NULL, 0, NULL}, {NULL, 0, 0, NULL, 0, NULL}};
+    ck_assert_int_eq(shk_conf_add(cf, nohandler), SHK_EINVAL);
+    int user;
+    shk_conf_free(cf);
+    cf = shk_conf_new(&user);
+    ck_assert_ptr_eq(shk_conf_user(cf), &user);
+    shk_conf_free(cf);
+}
+END_TEST
+
+START_TEST(parse_size_limits)
+{
+    size_t v;
+    ck_assert_int_eq(shk_parse_size("0", &v), SHK_OK);
+    ck_assert_uint_eq(v, 0);
+    ck_assert_int_eq(shk_parse_size("10m", &v), SHK_OK);
+    ck_assert_uint_eq(v, 10u << 20);
+    ck_assert_int_eq(shk_parse_size("10M", &v), SHK_OK);
+    ck_assert_uint_eq(v, 10u << 20);
+    ck_assert_int_eq(shk_parse_size("1k", &v), SHK_OK);
+    ck_assert_uint_eq(v, 1024);
+    ck_assert_int_eq(shk_parse_size("3G", &v), SHK_OK);
+    ck_assert_uint_eq(v, (size_t)3 << 30);
+    ck_assert_int_eq(shk_parse_size("18446744073709551615", &v), SHK_OK);
+    ck_assert_uint_eq(v, SIZE_MAX);
+    ck_assert_int_eq(shk_parse_size("18446744073709551616", &v), SHK_ERANGE);
+    ck_assert_int_eq(shk_parse_size("17179869183g", &v), SHK_OK);
+    ck_assert_int_eq(shk_parse_size("17179869184g", &v), SHK_ERANGE);
+    ck_assert_int_eq(shk_parse_size("16777216t", &v), SHK_EINVAL);
+    const char *junk[] = {"", "k", "-1", "+1", " 1m", "1m ", "1mm", "1.5m", "0x10", "1 m", "m1"};
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
+        ck_assert_msg(shk_parse_size(junk[i], &v) == SHK_EINVAL, "\"%s\" accepted", junk[i]);
+}
+END_TEST
+
+START_TEST(parse_zone_and_kv)
+{
+    char name[SHK_NAME_MAX + 1];
+    size_t size;
+    ck_assert_int_eq(shk_parse_zone("one:10m", name, &size), SHK_OK);
+    ck_assert_str_eq(name, "one");
+    ck_assert_uint_eq(size, 10u << 20);
+    ck_assert_int_eq(shk_parse_zone("one:10x", name, &size), SHK_EINVAL);
+    ck_assert_str_eq(shk_last_errmsg(), "invalid zone size \"10x\"");
+    ck_assert_int_eq(shk_parse_zone("one", name, &size), SHK_EINVAL);
+    ck_assert_int_eq(shk_parse_zone(":1m", name, &size), SHK_EINVAL);
+    ck_assert_int_eq(shk_parse_zone("o/ne:1m", name, &size), SHK_EINVAL);
+    ck_assert_int_eq(shk_parse_zone("one:99999999999999999999", name, &size), SHK_ERANGE);
+    char longz[SHK_NAME_MAX + 8];
+    memset(longz, 'z', SHK_NAME_MAX + 1);
+    strcpy(longz + SHK_NAME_MAX + 1, ":1m");
+    ck_assert_int_eq(shk_parse_zone(longz, name, &size), SHK_ERANGE);
+    strcpy(longz + SHK_NAME_MAX, ":1m");
+    ck_assert_int_eq(shk_parse_zone(longz, name, &size), SHK_OK);
+    ck_assert_uint_eq(strlen(name), SHK_NAME_MAX);
+
+    const char *k, *val;
+    size_t kl;
+    ck_assert_int_eq(shk_parse_kv("rate=10r/s", &k, &kl, &val), SHK_OK);
+    ck_assert_uint_eq(kl, 4);
+    ck_assert(strncmp(k, "rate", kl) == 0);
+    ck_assert_str_eq(val, "10r/s");
+    ck_assert_int_eq(shk_parse_kv("burst=", &k, &kl, &val), SHK_OK);
+    ck_assert_str_eq(val, "");
+    ck_assert_int_eq(shk_parse_kv("nodelay", &k, &kl, &val), SHK_EINVAL);
+    ck_assert_int_eq(shk_parse_kv("=5", &k, &kl, &val), SHK_EINVAL);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("conf");
+    TCase *tc = tcase_create("reader");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, reads_directives_blocks_quotes);
+    tcase_add_test(tc, syntax_errors_with_lines);
+    tcase_add_test(tc, nul_bytes_and_long_tokens);
+    tcase_add_test(tc, include_files);
+    tcase_add_test(tc, tables);
+    tcase_add_test(tc, parse_size_limits);
+    tcase_add_test(tc, parse_zone_and_kv);
+    suite_add_tcase(s, tc);
+    return tu_run(s);
+}
