@@ -14,6 +14,8 @@
 
 #include "shk_core.h"
 #include "shk_shmtx.h"
+#include "shk_conf.h"
+#include "shk_slab.h"
 #include "shk_zone.h"
 #include "shk_stat.h"
 

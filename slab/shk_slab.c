@@ -1,0 +1,1040 @@
+/*
+ * shk_slab.c: the slab allocator: pool layout, size classes, chunk slabs
+ * with bitmaps, page runs indexed by length with coalescing, validation of
+ * frees, stats, the invariant checker, and valgrind annotations.
+ */
+#include "shk_slab.h"
+
+#include "shk_internal.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define SHK_VG 1
+#else
+#define SHK_VG 0
+#define RUNNING_ON_VALGRIND 0
+#endif
+
+#define SLAB_MAGIC 0x42414c534b4d4853ULL /* "SHMKSLAB" read as little-endian */
+#define SLAB_VERSION 1u
+#define NCLASS 24
+#define MAX_SMALL 2048
+#define NLISTS 64 /* free-run lists: length 1..63 exactly, then >= 64 */
+#define NIL 0xffffffffu
+#define MAX_CHUNKS 256
+#define MAX_SLAB_PAGES 8
+#define RECLAIM_TRIES 16
+#define JUNK 0x5a
+
+enum { K_FREE = 1, K_SLAB = 2, K_RUN = 3 };
+
+/* One descriptor per page (shared). Every page of a used run or slab has
+ * its kind and head (first page); every page of a free run has kind
+ * K_FREE, and the first and last pages of a free run have head = first.
+ * The first page's descriptor holds the length, list links, and for a
+ * slab its chunk bitmap (1 = in use). */
+typedef struct pdesc_s {
+    uint32_t kind;
+    uint32_t cls;
+    uint32_t npages;
+    uint32_t head;
+    uint32_t next, prev;
+    uint32_t nfree;
+    uint32_t nchunks;
+    uint64_t bits[MAX_CHUNKS / 64];
+} pdesc_t;
+
+typedef struct cls_s {
+    uint32_t size;
+    uint32_t pages;   /* pages per slab */
+    uint32_t nchunks; /* chunks per slab */
+    uint32_t partial; /* first slab with free chunks, NIL if none */
+    uint64_t total, used, reqs, fails;
+} cls_t;
+
+typedef struct pool_s {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t hdr_size;
+    uint64_t size;
+    uint64_t page_size;
+    uint64_t desc_off;  /* descriptors, from the pool's start */
+    uint64_t pages_off; /* first page, page-aligned */
+    uint32_t npages;
+    uint32_t nclasses;
+    uint64_t pages_free;
+    uint64_t fails;
+    uint64_t run_reqs;
+    uint32_t oom; /* in an out-of-memory episode (logged once) */
+    uint32_t free_head[NLISTS];
+    uint64_t nonempty; /* bit i: free_head[i] != NIL */
+    cls_t cls[NCLASS];
+    char name[SHK_SHMTX_NAME_MAX + 1];
+    shk_shmtx_sh_t lock;
+} pool_t;
+
+/* Process-local record of the blocks this process allocated, kept only under
+ * valgrind: memcheck is told about our own blocks only. */
+typedef struct vgset_s {
+    uint64_t *keys; /* offsets; 0 empty, 1 tombstone */
+    size_t cap, n, used;
+} vgset_t;
+
+struct shk_slab_s {
+    pool_t *p;
+    char *base;
+    pdesc_t *desc;
+    char *pages;
+    size_t ps;
+    int rdonly;
+    shk_shmtx_t mtx;
+    shk_slab_reclaim_t reclaim;
+    void *reclaim_ctx;
+    vgset_t vg;
+};
+
+/* ---- size classes ----------------------------------------------------------- */
+
+static unsigned class_of(size_t size)
+{
+    if (size <= 128)
+        return size ? (unsigned)((size + 15) / 16 - 1) : 0;
+    size_t s = size - 1;
+    unsigned b = 63u - (unsigned)__builtin_clzll((unsigned long long)s);
+    return 8 + (b - 7) * 4 + (unsigned)((s >> (b - 2)) & 3);
+}
+
+static uint32_t class_size(unsigned idx)
+{
+    if (idx < 8)
+        return (idx + 1) * 16;
+    unsigned k = idx - 8, b = 7 + k / 4;
+    return (1u << b) + ((k % 4) + 1) * (1u << (b - 2));
+}
+
+/* ---- valgrind bookkeeping ------------------------------------------------------- */
+
+static uint64_t vg_hash(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    return k;
+}
+
+static int vg_grow(vgset_t *s)
+{
+    size_t cap = s->cap ? s->cap * 2 : 1024;
+    uint64_t *nk = calloc(cap, sizeof *nk);
+    if (!nk)
+        return -1;
+    for (size_t i = 0; i < s->cap; i++)
+        if (s->keys[i] > 1) {
+            size_t j = vg_hash(s->keys[i]) & (cap - 1);
+            while (nk[j])
+                j = (j + 1) & (cap - 1);
+            nk[j] = s->keys[i];
+        }
+    free(s->keys);
+    s->keys = nk;
+    s->cap = cap;
+    s->used = s->n;
+    return 0;
+}
+
+static void vg_add(vgset_t *s, uint64_t k)
+{
+    if ((s->used + 1) * 2 > s->cap && vg_grow(s) != 0)
+        return;
+    size_t j = vg_hash(k) & (s->cap - 1);
+    while (s->keys[j] > 1)
+        j = (j + 1) & (s->cap - 1);
+    if (!s->keys[j])
+        s->used++;
+    s->keys[j] = k;
+    s->n++;
+}
+
+static int vg_del(vgset_t *s, uint64_t k)
+{
+    if (!s->cap)
+        return 0;
+    size_t j = vg_hash(k) & (s->cap - 1);
+    while (s->keys[j]) {
+        if (s->keys[j] == k) {
+            s->keys[j] = 1;
+            s->n--;
+            return 1;
+        }
+        j = (j + 1) & (s->cap - 1);
+    }
+    return 0;
+}
+
+static void vg_on_alloc(shk_slab_t *s, void *p, size_t size, int zero)
+{
+#if SHK_VG
+    if (RUNNING_ON_VALGRIND) {
+        VALGRIND_MALLOCLIKE_BLOCK(p, size, 0, zero);
+        vg_add(&s->vg, (uint64_t)((char *)p - s->base));
+    }
+#else
+    (void)s, (void)p, (void)size, (void)zero;
+#endif
+}
+
+/* Before a block's memory is junk-filled on free: it may be inaccessible in
+ * this process's view (a block of ours freed earlier lay there). */
+static void vg_before_free(void *p, size_t len)
+{
+#if SHK_VG
+    if (RUNNING_ON_VALGRIND)
+        VALGRIND_MAKE_MEM_UNDEFINED(p, len);
+#else
+    (void)p, (void)len;
+#endif
+}
+
+/* After: our own blocks become freed heap blocks; a block another process
+ * allocated is simply memory again. */
+static void vg_on_free(shk_slab_t *s, void *p, size_t len)
+{
+#if SHK_VG
+    if (!RUNNING_ON_VALGRIND)
+        return;
+    if (vg_del(&s->vg, (uint64_t)((char *)p - s->base)))
+        VALGRIND_FREELIKE_BLOCK(p, 0);
+    else
+        VALGRIND_MAKE_MEM_DEFINED(p, len);
+#else
+    (void)s, (void)p, (void)len;
+#endif
+}
+
+/* ---- pool geometry ------------------------------------------------------------------ */
+
+static size_t page_size(void)
+{
+    static size_t ps;
+    if (!ps)
+        ps = (size_t)sysconf(_SC_PAGESIZE);
+    return ps;
+}
+
+size_t shk_slab_min_size(void)
+{
+    size_t ps = page_size();
+    return SHK_ALIGN_UP(sizeof(pool_t), ps) + ps + 4 * ps;
+}
+
+static inline char *page_addr(const shk_slab_t *s, uint32_t i)
+{
+    return s->pages + (size_t)i * s->ps;
+}
+
+static inline unsigned list_of(uint32_t n)
+{
+    return n < NLISTS ? n - 1 : NLISTS - 1;
+}
+
+static void list_push(shk_slab_t *s, uint32_t *headp, uint32_t i)
+{
+    pdesc_t *d = &s->desc[i];
+    d->prev = NIL;
+    d->next = *headp;
+    if (*headp != NIL)
+        s->desc[*headp].prev = i;
+    *headp = i;
+}
+
+static void list_remove(shk_slab_t *s, uint32_t *headp, uint32_t i)
+{
+    pdesc_t *d = &s->desc[i];
+    if (d->prev != NIL)
+        s->desc[d->prev].next = d->next;
+    else
+        *headp = d->next;
+    if (d->next != NIL)
+        s->desc[d->next].prev = d->prev;
+    d->next = d->prev = NIL;
+}
+
+/* Insert the free run [start, start+n): mark its ends and index it. */
+static void run_insert(shk_slab_t *s, uint32_t start, uint32_t n)
+{
+    pool_t *p = s->p;
+    unsigned li = list_of(n);
+    pdesc_t *h = &s->desc[start];
+    h->kind = K_FREE;
+    h->npages = n;
+    h->head = start;
+    s->desc[start + n - 1].kind = K_FREE;
+    s->desc[start + n - 1].head = start;
+    list_push(s, &p->free_head[li], start);
+    p->nonempty |= 1ULL << li;
+}
+
+static void run_unlink(shk_slab_t *s, uint32_t start)
+{
+    pool_t *p = s->p;
+    unsigned li = list_of(s->desc[start].npages);
+    list_remove(s, &p->free_head[li], start);
+    if (p->free_head[li] == NIL)
+        p->nonempty &= ~(1ULL << li);
+}
+
+/* Take n pages; marks them `kind` with head = start. NIL if none. */
+static uint32_t pages_alloc(shk_slab_t *s, uint32_t n, uint32_t kind)
+{
+    pool_t *p = s->p;
+    unsigned li = list_of(n);
+    uint64_t mask = p->nonempty & (~0ULL << li);
+    uint32_t start = NIL, len = 0;
+
+    while (mask) {
+        unsigned j = (unsigned)__builtin_ctzll(mask);
+        if (j < NLISTS - 1) {
+            start = p->free_head[j];
+            len = j + 1;
+            break;
+        }
+        /* Runs of 64 pages or more: best fit. Only long runs are on this
+         * list, so it is short compared with the pool. */
+        for (uint32_t i = p->free_head[j], guard = 0; i != NIL && guard <= p->npages;
+             i = s->desc[i].next, guard++)
+            if (s->desc[i].npages >= n && (start == NIL || s->desc[i].npages < len)) {
+                start = i;
+                len = s->desc[i].npages;
+                if (len == n)
+                    break;
+            }
+        break;
+    }
+    if (start == NIL)
+        return NIL;
+    run_unlink(s, start);
+    if (len > n)
+        run_insert(s, start + n, len - n);
+    for (uint32_t i = start; i < start + n; i++) {
+        s->desc[i].kind = kind;
+        s->desc[i].head = start;
+    }
+    s->desc[start].npages = n;
+    s->desc[start].next = s->desc[start].prev = NIL;
+    p->pages_free -= n;
+    return start;
+}
+
+/* Give back [start, start+n), merging with free neighbours. */
+static void pages_free(shk_slab_t *s, uint32_t start, uint32_t n)
+{
+    pool_t *p = s->p;
+    for (uint32_t i = start; i < start + n; i++) {
+        s->desc[i].kind = K_FREE;
+        s->desc[i].head = start;
+    }
+    p->pages_free += n;
+    if (start > 0 && s->desc[start - 1].kind == K_FREE) {
+        uint32_t h = s->desc[start - 1].head;
+        uint32_t hn = s->desc[h].npages;
+        run_unlink(s, h);
+        start = h;
+        n += hn;
+    }
+    if (start + n < p->npages && s->desc[start + n].kind == K_FREE) {
+        uint32_t r = start + n;
+        uint32_t rn = s->desc[r].npages;
+        run_unlink(s, r);
+        n += rn;
+    }
+    run_insert(s, start, n);
+}
+
+/* ---- init / open ------------------------------------------------------------------- */
+
+static shk_slab_t *handle_new(void *addr)
+{
+    shk_slab_t *s = calloc(1, sizeof *s);
+    if (!s) {
+        shk_error(SHK_ENOMEM, "out of memory");
+        return NULL;
+    }
+    s->p = addr;
+    s->base = addr;
+    s->ps = page_size();
+    return s;
+}
+
+static void handle_bind(shk_slab_t *s)
+{
+    s->desc = (pdesc_t *)(s->base + s->p->desc_off);
+    s->pages = s->base + s->p->pages_off;
+}
+
+int shk_slab_init(shk_slab_t **out, void *addr, size_t size, const char *name)
+{
+    size_t ps = page_size(), hdr = SHK_ALIGN_UP(sizeof(pool_t), ps);
+    shk_slab_t *s;
+    pool_t *p;
+    uint32_t npages;
+    int rc;
+
+    if (!out || !addr)
+        return shk_error(SHK_EINVAL, "shk_slab_init: NULL argument");
+    *out = NULL;
+    if ((uintptr_t)addr % ps)
+        return shk_error(SHK_EINVAL, "slab pool address %p is not page-aligned", addr);
+    if (size < shk_slab_min_size())
+        return shk_error(SHK_EINVAL, "slab pool of %zu bytes is too small (minimum %zu)", size,
+                         shk_slab_min_size());
+    if (!name)
+        name = "slab";
+    if (strlen(name) > SHK_SHMTX_NAME_MAX)
+        return shk_error(SHK_ERANGE, "slab pool name \"%s\" is longer than %d bytes", name,
+                         SHK_SHMTX_NAME_MAX);
+    /* pages + their descriptors must fit after the header */
+    npages = (uint32_t)((size - hdr) / (ps + sizeof(pdesc_t)));
+    while (npages && hdr + SHK_ALIGN_UP((size_t)npages * sizeof(pdesc_t), ps) +
+                             (size_t)npages * ps > size)
+        npages--;
+    if (npages < 4)
+        return shk_error(SHK_EINVAL, "slab pool of %zu bytes is too small", size);
+    if ((size_t)npages >= NIL)
+        return shk_error(SHK_ERANGE, "slab pool of %zu bytes is too large", size);
+
+    s = handle_new(addr);
+    if (!s)
+        return SHK_ENOMEM;
+    p = s->p;
+    memset(p, 0, sizeof *p);
+    p->version = SLAB_VERSION;
+    p->hdr_size = sizeof *p;
+    p->size = size;
+    p->page_size = ps;
+    p->desc_off = hdr;
+    p->pages_off = hdr + SHK_ALIGN_UP((size_t)npages * sizeof(pdesc_t), ps);
+    p->npages = npages;
+    p->nclasses = NCLASS;
+    strcpy(p->name, name);
+    for (unsigned i = 0; i < NLISTS; i++)
+        p->free_head[i] = NIL;
+    for (unsigned c = 0; c < NCLASS; c++) {
+        cls_t *k = &p->cls[c];
+        uint32_t best = 1;
+        size_t best_waste = SIZE_MAX;
+        k->size = class_size(c);
+        for (uint32_t pg = 1; pg <= MAX_SLAB_PAGES; pg++) {
+            size_t n = (size_t)pg * ps / k->size;
+            if (n > MAX_CHUNKS)
+                n = MAX_CHUNKS;
+            size_t waste = (size_t)pg * ps - n * k->size;
+            /* waste as a fraction of the slab, compared in integers */
+            if (waste * best < best_waste * pg) {
+                best = pg;
+                best_waste = waste;
+            }
+            if (waste * 64 <= (size_t)pg * ps)
+                break; /* under 1/64 wasted: good enough, keep slabs small */
+        }
+        k->pages = best;
+        k->nchunks = (uint32_t)((size_t)best * ps / k->size > MAX_CHUNKS
+                                    ? MAX_CHUNKS
+                                    : (size_t)best * ps / k->size);
+        k->partial = NIL;
+    }
+    shk_shmtx_sh_init(&p->lock);
+    handle_bind(s);
+    memset(s->desc, 0, (size_t)npages * sizeof(pdesc_t));
+    for (uint32_t i = 0; i < npages; i++)
+        s->desc[i].kind = K_FREE;
+    run_insert(s, 0, npages);
+    p->pages_free = npages;
+    if ((rc = shk_shmtx_create(&s->mtx, &p->lock, name)) != SHK_OK) {
+        free(s);
+        return rc;
+    }
+    /* Last: a pool is valid once its magic is there. */
+    atomic_store_explicit((_Atomic uint64_t *)&p->magic, SLAB_MAGIC, memory_order_release);
+    *out = s;
+    return SHK_OK;
+}
+
+int shk_slab_open(shk_slab_t **out, void *addr, size_t size, unsigned flags)
+{
+    size_t ps = page_size();
+    const pool_t *p = addr;
+    shk_slab_t *s;
+
+    if (!out || !addr)
+        return shk_error(SHK_EINVAL, "shk_slab_open: NULL argument");
+    *out = NULL;
+    if (flags & ~SHK_SLAB_RDONLY)
+        return shk_error(SHK_EINVAL, "invalid slab open flags %#x", flags);
+    if ((uintptr_t)addr % ps || size < sizeof(pool_t))
+        return shk_error(SHK_ECORRUPT, "no slab pool at %p (%zu bytes)", addr, size);
+    if (atomic_load_explicit((const _Atomic uint64_t *)&p->magic, memory_order_acquire) !=
+        SLAB_MAGIC)
+        return shk_error(SHK_ECORRUPT, "no slab pool at %p: bad magic", addr);
+    if (p->version != SLAB_VERSION || p->hdr_size != sizeof(pool_t))
+        return shk_error(SHK_ECORRUPT, "slab pool layout version %u, this library reads %u",
+                         p->version, SLAB_VERSION);
+    if (p->size != size || p->page_size != ps)
+        return shk_error(SHK_ECORRUPT, "slab pool records %llu bytes (page %llu), region is %zu "
+                                       "(page %zu)",
+                         (unsigned long long)p->size, (unsigned long long)p->page_size, size, ps);
+    if (p->nclasses != NCLASS || p->desc_off < sizeof(pool_t) || p->desc_off % ps ||
+        p->pages_off % ps || p->pages_off < p->desc_off + (uint64_t)p->npages * sizeof(pdesc_t) ||
+        p->pages_off + (uint64_t)p->npages * ps > size || !memchr(p->name, 0, sizeof p->name))
+        return shk_error(SHK_ECORRUPT, "slab pool header is inconsistent");
+    s = handle_new(addr);
+    if (!s)
+        return SHK_ENOMEM;
+    s->rdonly = !!(flags & SHK_SLAB_RDONLY);
+    handle_bind(s);
+    shk_shmtx_create(&s->mtx, &s->p->lock, s->p->name);
+    *out = s;
+    return SHK_OK;
+}
+
+void shk_slab_close(shk_slab_t *s)
+{
+    if (!s)
+        return;
+#if SHK_VG
+    if (RUNNING_ON_VALGRIND)
+        for (size_t i = 0; i < s->vg.cap; i++)
+            if (s->vg.keys[i] > 1)
+                VALGRIND_FREELIKE_BLOCK(s->base + s->vg.keys[i], 0);
+#endif
+    free(s->vg.keys);
+    free(s);
+}
+
+/* ---- alloc / free ------------------------------------------------------------------- */
+
+static void *alloc_chunk(shk_slab_t *s, unsigned c)
+{
+    pool_t *p = s->p;
+    cls_t *k = &p->cls[c];
+    uint32_t h = k->partial;
+    pdesc_t *d;
+
+    if (h == NIL) {
+        h = pages_alloc(s, k->pages, K_SLAB);
+        if (h == NIL)
+            return NULL;
+        d = &s->desc[h];
+        d->cls = c;
+        d->nchunks = k->nchunks;
+        d->nfree = k->nchunks;
+        memset(d->bits, 0, sizeof d->bits);
+        for (uint32_t i = h; i < h + k->pages; i++)
+            s->desc[i].cls = c;
+        list_push(s, &k->partial, h);
+        k->total += k->nchunks;
+    }
+    d = &s->desc[h];
+    for (unsigned w = 0; w < MAX_CHUNKS / 64; w++) {
+        if (d->bits[w] == ~0ULL)
+            continue;
+        unsigned b = (unsigned)__builtin_ctzll(~d->bits[w]);
+        unsigned idx = w * 64 + b;
+        if (idx >= d->nchunks)
+            break;
+        d->bits[w] |= 1ULL << b;
+        if (--d->nfree == 0)
+            list_remove(s, &k->partial, h);
+        k->used++;
+        return page_addr(s, h) + (size_t)idx * k->size;
+    }
+    return NULL; /* unreachable on a sound pool: a partial slab has a free chunk */
+}
+
+static void *alloc_once(shk_slab_t *s, size_t size, size_t *usable)
+{
+    pool_t *p = s->p;
+    if (size <= MAX_SMALL) {
+        unsigned c = class_of(size);
+        void *r = alloc_chunk(s, c);
+        if (r) {
+            p->cls[c].reqs++;
+            *usable = p->cls[c].size;
+        }
+        return r;
+    }
+    uint64_t n = (size + s->ps - 1) / s->ps;
+    if (n > p->npages)
+        return NULL;
+    uint32_t h = pages_alloc(s, (uint32_t)n, K_RUN);
+    if (h == NIL)
+        return NULL;
+    p->run_reqs++;
+    *usable = (size_t)n * s->ps;
+    return page_addr(s, h);
+}
+
+static void *alloc_locked(shk_slab_t *s, size_t size, int zero)
+{
+    pool_t *p;
+    size_t usable = 0;
+    void *r;
+
+    if (!s) {
+        shk_error(SHK_EINVAL, "NULL slab");
+        return NULL;
+    }
+    if (s->rdonly) {
+        shk_error(SHK_EPERM, "slab pool \"%s\" is mapped read-only", s->p->name);
+        return NULL;
+    }
+    p = s->p;
+    if (!size)
+        size = 1;
+    r = alloc_once(s, size, &usable);
+    for (int t = 0; !r && s->reclaim && t < RECLAIM_TRIES; t++) {
+        if (s->reclaim(s, size, s->reclaim_ctx) <= 0)
+            break;
+        r = alloc_once(s, size, &usable);
+    }
+    if (!r) {
+        p->fails++;
+        if (size <= MAX_SMALL)
+            p->cls[class_of(size)].fails++;
+        if (!p->oom) {
+            p->oom = 1;
+            shk_log(SHK_LOG_ERR, "slab pool \"%s\": out of memory allocating %zu bytes (%llu of "
+                                 "%u pages free)",
+                    p->name, size, (unsigned long long)p->pages_free, p->npages);
+        }
+        shk_error(SHK_ENOMEM, "slab pool \"%s\": no room for %zu bytes", p->name, size);
+        return NULL;
+    }
+    p->oom = 0;
+    (void)usable;
+    vg_on_alloc(s, r, size, zero);
+    if (zero)
+        memset(r, 0, size);
+    return r;
+}
+
+void *shk_slab_alloc_locked(shk_slab_t *s, size_t size)
+{
+    return alloc_locked(s, size, 0);
+}
+
+void *shk_slab_calloc_locked(shk_slab_t *s, size_t size)
+{
+    return alloc_locked(s, size, 1);
+}
+
+void *shk_slab_alloc(shk_slab_t *s, size_t size)
+{
+    void *r;
+    int rc = shk_slab_lock(s);
+    if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
+        return NULL;
+    r = alloc_locked(s, size, 0);
+    shk_slab_unlock(s);
+    return r;
+}
+
+void *shk_slab_calloc(shk_slab_t *s, size_t size)
+{
+    void *r;
+    int rc = shk_slab_lock(s);
+    if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
+        return NULL;
+    r = alloc_locked(s, size, 1);
+    shk_slab_unlock(s);
+    return r;
+}
+
+/* Find the block p would be; fills head page, and for chunks the index.
+ * Returns SHK_OK or SHK_EINVAL with the reason. */
+static int locate(const shk_slab_t *s, const void *ptr, uint32_t *headp, uint32_t *idxp)
+{
+    const char *c = ptr;
+    const pool_t *p = s->p;
+    if (c < s->pages || c >= s->pages + (size_t)p->npages * s->ps)
+        return shk_error(SHK_EINVAL, "slab pool \"%s\": %p is not inside the pool", p->name, ptr);
+    uint32_t q = (uint32_t)((size_t)(c - s->pages) / s->ps);
+    const pdesc_t *d = &s->desc[q];
+    if (d->kind == K_FREE)
+        return shk_error(SHK_EINVAL, "slab pool \"%s\": %p is in a free page (double free?)",
+                         p->name, ptr);
+    uint32_t h = d->head;
+    if (h > q || h >= p->npages || s->desc[h].kind != d->kind || q >= h + s->desc[h].npages)
+        return shk_error(SHK_ECORRUPT, "slab pool \"%s\": page %u has a broken descriptor",
+                         p->name, q);
+    size_t off = (size_t)(c - page_addr(s, h));
+    if (d->kind == K_RUN) {
+        if (off)
+            return shk_error(SHK_EINVAL, "slab pool \"%s\": %p is inside a block, not at its "
+                                         "start",
+                             p->name, ptr);
+        *headp = h;
+        return SHK_OK;
+    }
+    const cls_t *k = &p->cls[s->desc[h].cls < NCLASS ? s->desc[h].cls : 0];
+    if (off % k->size || off / k->size >= s->desc[h].nchunks)
+        return shk_error(SHK_EINVAL, "slab pool \"%s\": %p is inside a %u-byte block, not at its "
+                                     "start",
+                         p->name, ptr, k->size);
+    uint32_t idx = (uint32_t)(off / k->size);
+    if (!(s->desc[h].bits[idx / 64] & (1ULL << (idx % 64))))
+        return shk_error(SHK_EINVAL, "slab pool \"%s\": %p is already free (double free)",
+                         p->name, ptr);
+    *headp = h;
+    *idxp = idx;
+    return SHK_OK;
+}
+
+int shk_slab_free_locked(shk_slab_t *s, void *ptr)
+{
+    uint32_t h = 0, idx = 0;
+    int rc;
+    pool_t *p;
+    if (!s)
+        return shk_error(SHK_EINVAL, "NULL slab");
+    if (!ptr)
+        return SHK_OK;
+    if (s->rdonly)
+        return shk_error(SHK_EPERM, "slab pool \"%s\" is mapped read-only", s->p->name);
+    p = s->p;
+    rc = locate(s, ptr, &h, &idx);
+    if (rc != SHK_OK) {
+        shk_log(SHK_LOG_ERR, "%s", shk_last_errmsg());
+        return rc;
+    }
+    pdesc_t *d = &s->desc[h];
+    if (d->kind == K_RUN) {
+        size_t len = (size_t)d->npages * s->ps;
+        vg_before_free(ptr, len);
+#ifdef SHK_DEBUG
+        memset(ptr, JUNK, len);
+#endif
+        vg_on_free(s, ptr, len);
+        pages_free(s, h, d->npages);
+        return SHK_OK;
+    }
+    cls_t *k = &p->cls[d->cls];
+    vg_before_free(ptr, k->size);
+#ifdef SHK_DEBUG
+    memset(ptr, JUNK, k->size);
+#endif
+    vg_on_free(s, ptr, k->size);
+    d->bits[idx / 64] &= ~(1ULL << (idx % 64));
+    k->used--;
+    if (d->nfree++ == 0)
+        list_push(s, &k->partial, h);
+    if (d->nfree == d->nchunks) {
+        list_remove(s, &k->partial, h);
+        k->total -= d->nchunks;
+        pages_free(s, h, d->npages);
+    }
+    return SHK_OK;
+}
+
+int shk_slab_free(shk_slab_t *s, void *ptr)
+{
+    int rc;
+    if (!s)
+        return shk_error(SHK_EINVAL, "NULL slab");
+    if (!ptr)
+        return SHK_OK;
+    rc = shk_slab_lock(s);
+    if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
+        return rc;
+    rc = shk_slab_free_locked(s, ptr);
+    shk_slab_unlock(s);
+    return rc;
+}
+
+/* ---- lock, offsets, reclaim ---------------------------------------------------------- */
+
+int shk_slab_lock(shk_slab_t *s)
+{
+    if (!s)
+        return shk_error(SHK_EINVAL, "NULL slab");
+    if (s->rdonly)
+        return shk_error(SHK_EPERM, "slab pool \"%s\" is mapped read-only", s->p->name);
+    return shk_shmtx_lock(&s->mtx);
+}
+
+void shk_slab_unlock(shk_slab_t *s)
+{
+    if (s && !s->rdonly)
+        shk_shmtx_unlock(&s->mtx);
+}
+
+shk_shmtx_t *shk_slab_mutex(shk_slab_t *s)
+{
+    return s ? &s->mtx : NULL;
+}
+
+uint64_t shk_slab_off(const shk_slab_t *s, const void *ptr)
+{
+    if (!s || !ptr)
+        return 0;
+    return (uint64_t)((const char *)ptr - s->base);
+}
+
+void *shk_slab_ptr(const shk_slab_t *s, uint64_t off)
+{
+    if (!s || !off || off >= s->p->size)
+        return NULL;
+#if SHK_VG
+    /* A block another process allocated may lie where this process once
+     * freed one (memcheck then thinks it inaccessible): when an offset is
+     * turned into a pointer, the block it names is made defined here. */
+    if (RUNNING_ON_VALGRIND) {
+        size_t n = shk_slab_usable(s, s->base + off);
+        if (n)
+            VALGRIND_MAKE_MEM_DEFINED(s->base + off, n);
+    }
+#endif
+    return s->base + off;
+}
+
+void *shk_slab_base(const shk_slab_t *s)
+{
+    return s ? s->base : NULL;
+}
+
+size_t shk_slab_size(const shk_slab_t *s)
+{
+    return s ? (size_t)s->p->size : 0;
+}
+
+size_t shk_slab_usable(const shk_slab_t *s, const void *ptr)
+{
+    const char *c = ptr;
+    if (!s || c < s->pages || c >= s->pages + (size_t)s->p->npages * s->ps)
+        return 0;
+    uint32_t q = (uint32_t)((size_t)(c - s->pages) / s->ps);
+    const pdesc_t *d = &s->desc[q];
+    uint32_t h = d->head;
+    if (d->kind == K_FREE || h > q || h >= s->p->npages)
+        return 0;
+    size_t off = (size_t)(c - page_addr(s, h));
+    if (d->kind == K_RUN)
+        return off ? 0 : (size_t)s->desc[h].npages * s->ps;
+    if (d->kind == K_SLAB && s->desc[h].cls < NCLASS) {
+        uint32_t sz = s->p->cls[s->desc[h].cls].size;
+        return off % sz ? 0 : sz;
+    }
+    return 0;
+}
+
+void shk_slab_set_reclaim(shk_slab_t *s, shk_slab_reclaim_t fn, void *ctx)
+{
+    if (!s)
+        return;
+    s->reclaim = fn;
+    s->reclaim_ctx = ctx;
+}
+
+/* ---- stats and check ------------------------------------------------------------------ */
+
+static size_t largest_run(const shk_slab_t *s)
+{
+    const pool_t *p = s->p;
+    size_t best = 0;
+    if (p->nonempty & (1ULL << (NLISTS - 1))) {
+        for (uint32_t i = p->free_head[NLISTS - 1], g = 0; i != NIL && g <= p->npages;
+             i = s->desc[i].next, g++)
+            if (s->desc[i].npages > best)
+                best = s->desc[i].npages;
+        return best;
+    }
+    if (p->nonempty)
+        best = 64 - (size_t)__builtin_clzll(p->nonempty);
+    return best;
+}
+
+int shk_slab_stats(shk_slab_t *s, shk_slab_stats_t *st)
+{
+    const pool_t *p;
+    int locked = 0;
+    if (!s || !st)
+        return shk_error(SHK_EINVAL, "NULL argument");
+    if (!s->rdonly) {
+        int rc = shk_slab_lock(s);
+        if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
+            return rc;
+        locked = 1;
+    }
+    p = s->p;
+    memset(st, 0, sizeof *st);
+    st->page_size = s->ps;
+    st->pages_total = p->npages;
+    st->pages_free = (size_t)p->pages_free;
+    st->largest_free_run = largest_run(s);
+    st->fails = p->fails;
+    st->run_reqs = p->run_reqs;
+    st->nclasses = NCLASS;
+    for (unsigned c = 0; c < NCLASS; c++) {
+        st->cls[c].size = p->cls[c].size;
+        st->cls[c].total = p->cls[c].total;
+        st->cls[c].used = p->cls[c].used;
+        st->cls[c].reqs = p->cls[c].reqs;
+        st->cls[c].fails = p->cls[c].fails;
+    }
+    if (locked)
+        shk_slab_unlock(s);
+    return SHK_OK;
+}
+
+#define BROKEN(...) shk_error(SHK_ECORRUPT, __VA_ARGS__)
+
+int shk_slab_check_locked(shk_slab_t *s)
+{
+    const pool_t *p;
+    uint64_t free_pages = 0, listed_free = 0;
+    uint64_t used[NCLASS] = {0}, total[NCLASS] = {0}, partial_seen[NCLASS] = {0};
+    uint64_t want_partial[NCLASS] = {0};
+
+    if (!s)
+        return shk_error(SHK_EINVAL, "NULL slab");
+    p = s->p;
+    if (atomic_load_explicit((const _Atomic uint64_t *)&p->magic, memory_order_relaxed) !=
+        SLAB_MAGIC)
+        return BROKEN("slab pool: bad magic");
+    /* Walk the pages run by run. */
+    for (uint32_t i = 0; i < p->npages;) {
+        const pdesc_t *d = &s->desc[i];
+        uint32_t n = d->npages;
+        if (d->head != i)
+            return BROKEN("slab pool \"%s\": page %u starts a run but its head is %u", p->name, i,
+                          d->head);
+        if (n == 0 || n > p->npages - i)
+            return BROKEN("slab pool \"%s\": run at page %u has length %u", p->name, i, n);
+        if (d->kind != K_FREE && d->kind != K_SLAB && d->kind != K_RUN)
+            return BROKEN("slab pool \"%s\": page %u has unknown kind %u", p->name, i, d->kind);
+        for (uint32_t j = i; j < i + n; j++) {
+            if (s->desc[j].kind != d->kind)
+                return BROKEN("slab pool \"%s\": page %u is of kind %u inside a run of kind %u "
+                              "starting at %u",
+                              p->name, j, s->desc[j].kind, d->kind, i);
+            if (d->kind != K_FREE && s->desc[j].head != i)
+                return BROKEN("slab pool \"%s\": page %u points to head %u, not %u", p->name, j,
+                              s->desc[j].head, i);
+        }
+        if (d->kind == K_FREE) {
+            if (s->desc[i + n - 1].head != i)
+                return BROKEN("slab pool \"%s\": free run at %u: last page points to %u",
+                              p->name, i, s->desc[i + n - 1].head);
+            if (i + n < p->npages && s->desc[i + n].kind == K_FREE)
+                return BROKEN("slab pool \"%s\": free runs at %u and %u are not merged", p->name,
+                              i, i + n);
+            free_pages += n;
+        } else if (d->kind == K_SLAB) {
+            if (d->cls >= NCLASS)
+                return BROKEN("slab pool \"%s\": slab at page %u has class %u", p->name, i,
+                              d->cls);
+            const cls_t *k = &p->cls[d->cls];
+            if (n != k->pages || d->nchunks != k->nchunks)
+                return BROKEN("slab pool \"%s\": slab at page %u has %u pages/%u chunks, class "
+                              "%u wants %u/%u",
+                              p->name, i, n, d->nchunks, k->size, k->pages, k->nchunks);
+            uint32_t inuse = 0;
+            for (uint32_t c = 0; c < d->nchunks; c++)
+                inuse += (d->bits[c / 64] >> (c % 64)) & 1;
+            for (uint32_t c = d->nchunks; c < MAX_CHUNKS; c++)
+                if ((d->bits[c / 64] >> (c % 64)) & 1)
+                    return BROKEN("slab pool \"%s\": slab at page %u marks chunk %u beyond its "
+                                  "%u chunks",
+                                  p->name, i, c, d->nchunks);
+            if (inuse + d->nfree != d->nchunks)
+                return BROKEN("slab pool \"%s\": slab at page %u counts %u free but its bitmap "
+                              "has %u used of %u",
+                              p->name, i, d->nfree, inuse, d->nchunks);
+            if (inuse == 0)
+                return BROKEN("slab pool \"%s\": slab at page %u is empty but not released",
+                              p->name, i);
+            used[d->cls] += inuse;
+            total[d->cls] += d->nchunks;
+            if (d->nfree)
+                want_partial[d->cls]++;
+        }
+        i += n;
+    }
+    if (free_pages != p->pages_free)
+        return BROKEN("slab pool \"%s\": %llu pages are free but the counter says %llu", p->name,
+                      (unsigned long long)free_pages, (unsigned long long)p->pages_free);
+    /* Free lists: every entry a free run of the list's length, links sound. */
+    for (unsigned li = 0; li < NLISTS; li++) {
+        uint32_t prev = NIL, g = 0;
+        if (((p->nonempty >> li) & 1) != (p->free_head[li] != NIL))
+            return BROKEN("slab pool \"%s\": free list %u and its bit disagree", p->name, li);
+        for (uint32_t i = p->free_head[li]; i != NIL; i = s->desc[i].next) {
+            if (i >= p->npages || ++g > p->npages)
+                return BROKEN("slab pool \"%s\": free list %u is broken", p->name, li);
+            const pdesc_t *d = &s->desc[i];
+            if (d->kind != K_FREE || d->head != i || list_of(d->npages) != li)
+                return BROKEN("slab pool \"%s\": free list %u holds page %u, which is not a "
+                              "free run of that length",
+                              p->name, li, i);
+            if (d->prev != prev)
+                return BROKEN("slab pool \"%s\": free list %u: back link of %u is wrong",
+                              p->name, li, i);
+            listed_free += d->npages;
+            prev = i;
+        }
+    }
+    if (listed_free != free_pages)
+        return BROKEN("slab pool \"%s\": free lists hold %llu pages, %llu are free", p->name,
+                      (unsigned long long)listed_free, (unsigned long long)free_pages);
+    for (unsigned c = 0; c < NCLASS; c++) {
+        const cls_t *k = &p->cls[c];
+        uint32_t prev = NIL, g = 0;
+        for (uint32_t i = k->partial; i != NIL; i = s->desc[i].next) {
+            if (i >= p->npages || ++g > p->npages)
+                return BROKEN("slab pool \"%s\": partial list of class %u is broken", p->name,
+                              k->size);
+            const pdesc_t *d = &s->desc[i];
+            if (d->kind != K_SLAB || d->head != i || d->cls != c || d->nfree == 0)
+                return BROKEN("slab pool \"%s\": partial list of class %u holds page %u, which "
+                              "is not a partly used slab of that class",
+                              p->name, k->size, i);
+            if (d->prev != prev)
+                return BROKEN("slab pool \"%s\": partial list of class %u: back link of %u is "
+                              "wrong",
+                              p->name, k->size, i);
+            partial_seen[c]++;
+            prev = i;
+        }
+        if (partial_seen[c] != want_partial[c])
+            return BROKEN("slab pool \"%s\": class %u has %llu slabs with free chunks, %llu on "
+                          "its list",
+                          p->name, k->size, (unsigned long long)want_partial[c],
+                          (unsigned long long)partial_seen[c]);
+        if (used[c] != k->used || total[c] != k->total)
+            return BROKEN("slab pool \"%s\": class %u counts %llu/%llu chunks used/total, the "
+                          "slabs hold %llu/%llu",
+                          p->name, k->size, (unsigned long long)k->used,
+                          (unsigned long long)k->total, (unsigned long long)used[c],
+                          (unsigned long long)total[c]);
+    }
+    return SHK_OK;
+}
+
+int shk_slab_check(shk_slab_t *s)
+{
+    int rc;
+    if (!s)
+        return shk_error(SHK_EINVAL, "NULL slab");
+    if (s->rdonly)
+        return shk_slab_check_locked(s);
+    rc = shk_slab_lock(s);
+    if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
+        return rc;
+    rc = shk_slab_check_locked(s);
+    shk_slab_unlock(s);
+    return rc;
+}

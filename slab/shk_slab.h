@@ -1,0 +1,131 @@
+/*
+ * shk_slab.h: a slab allocator that lives inside shared memory.
+ *
+ * A pool is laid out over a caller-given region (a zone): a header with the
+ * pool's lock and size-class table, one descriptor per page, then the pages.
+ * Small requests are served from size classes (16-byte steps up to 128, then
+ * four classes per power of two up to 2048 bytes), each class carving
+ * "slabs" of one or a few pages into equal chunks tracked by a bitmap in the
+ * slab's descriptor; larger requests get whole page runs. Free page runs are
+ * indexed by length and merged with their free neighbours. Every link in
+ * the pool is an index or an offset, never a pointer, so processes may map
+ * the pool at different addresses. See docs/slab.md.
+ *
+ * Handles (shk_slab_t) are process-local: each process opens its own.
+ * All functions without _locked take the pool's lock themselves.
+ */
+#ifndef SHK_SLAB_H
+#define SHK_SLAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shk_core.h"
+#include "shk_shmtx.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct shk_slab_s shk_slab_t; /* process-local handle */
+
+#define SHK_SLAB_RDONLY 0x1u /* open flag: the mapping is read-only */
+
+typedef struct shk_slab_class_stat_s {
+    size_t size;    /* chunk size of the class, bytes */
+    uint64_t total; /* chunks in the slabs the class holds now */
+    uint64_t used;  /* chunks allocated */
+    uint64_t reqs;  /* requests served by the class (cumulative) */
+    uint64_t fails; /* requests for the class that failed */
+} shk_slab_class_stat_t;
+
+#define SHK_SLAB_MAX_CLASSES 64 /* upper bound; nclasses says how many are real */
+
+typedef struct shk_slab_stats_s {
+    size_t page_size;
+    size_t pages_total, pages_free;
+    size_t largest_free_run; /* pages */
+    uint64_t fails;          /* all failed allocations */
+    uint64_t run_reqs;       /* requests served with whole page runs */
+    unsigned nclasses;
+    shk_slab_class_stat_t cls[SHK_SLAB_MAX_CLASSES];
+} shk_slab_stats_t;
+
+/* Smallest region shk_slab_init() accepts. */
+SHK_API size_t shk_slab_min_size(void);
+
+/* Lay out a new, empty pool over [addr, addr+size). addr must be
+ * page-aligned (SHK_EINVAL); size below shk_slab_min_size() is SHK_EINVAL.
+ * `name` (at most SHK_SHMTX_NAME_MAX bytes, else SHK_ERANGE; NULL: "slab")
+ * names the pool's lock in log lines. *out receives a new handle. Call it
+ * before other processes use the region. */
+SHK_API int shk_slab_init(shk_slab_t **out, void *addr, size_t size, const char *name);
+
+/* Check an existing pool (magic, layout version, recorded size == size, the
+ * header's geometry; nothing is read past addr+size) and return a handle.
+ * flags: 0 or SHK_SLAB_RDONLY (the mapping is read-only: allocation, free
+ * and lock then fail with SHK_EPERM, stats are read without the lock). */
+SHK_API int shk_slab_open(shk_slab_t **out, void *addr, size_t size, unsigned flags);
+
+/* Release the handle; the pool stays. Under valgrind, blocks this process
+ * allocated and did not free are forgotten (not reported as leaks): they
+ * belong to the pool, which outlives the process. NULL is fine. */
+SHK_API void shk_slab_close(shk_slab_t *slab);
+
+/* Allocate size bytes (16-byte aligned; page-aligned for sizes above 2048).
+ * NULL when the pool has no room (after the reclaim callback, if set, could
+ * not make any): the pool's `fails` counter grows and one log line is
+ * written per out-of-memory episode. size 0 is served as 1. */
+SHK_API void *shk_slab_alloc(shk_slab_t *slab, size_t size);
+SHK_API void *shk_slab_alloc_locked(shk_slab_t *slab, size_t size);
+/* The same, zero-filled. */
+SHK_API void *shk_slab_calloc(shk_slab_t *slab, size_t size);
+SHK_API void *shk_slab_calloc_locked(shk_slab_t *slab, size_t size);
+
+/* Free a block. A pointer outside the pool, not at the start of a block, or
+ * already free is refused with SHK_EINVAL and logged; the pool is unchanged.
+ * NULL is SHK_OK. */
+SHK_API int shk_slab_free(shk_slab_t *slab, void *p);
+SHK_API int shk_slab_free_locked(shk_slab_t *slab, void *p);
+
+/* The pool's lock, for multi-step work with the _locked calls. Returns
+ * SHK_OK, or SHK_EOWNERDEAD when the lock was taken over from a process that
+ * died holding it (the caller holds it; run shk_slab_check_locked()). */
+SHK_API int shk_slab_lock(shk_slab_t *slab);
+SHK_API void shk_slab_unlock(shk_slab_t *slab);
+/* The pool's lock handle (the zone registers it in its lock table). */
+SHK_API shk_shmtx_t *shk_slab_mutex(shk_slab_t *slab);
+
+/* Pointer <-> offset from the pool's start, for links users keep in shared
+ * memory. 0 stands for NULL (the pool's header is at offset 0, so no block
+ * has offset 0). shk_slab_ptr returns NULL for offsets outside the pool. */
+SHK_API uint64_t shk_slab_off(const shk_slab_t *slab, const void *p);
+SHK_API void *shk_slab_ptr(const shk_slab_t *slab, uint64_t off);
+SHK_API void *shk_slab_base(const shk_slab_t *slab);
+SHK_API size_t shk_slab_size(const shk_slab_t *slab);
+/* Usable size of the block at p (its chunk size or run length), 0 if p is
+ * not an allocated block. Lock-free snapshot. */
+SHK_API size_t shk_slab_usable(const shk_slab_t *slab, const void *p);
+
+/* Reclaim callback: runs with the lock held when an allocation of `size`
+ * fails; frees what it can (with shk_slab_free_locked) and returns how
+ * many blocks it freed (0: nothing more, stop retrying). The allocation is
+ * retried after each call, at most 16 times. Process-local. */
+typedef int (*shk_slab_reclaim_t)(shk_slab_t *slab, size_t size, void *ctx);
+SHK_API void shk_slab_set_reclaim(shk_slab_t *slab, shk_slab_reclaim_t fn, void *ctx);
+
+/* Counters and the size-class table. Takes the lock unless read-only. */
+SHK_API int shk_slab_stats(shk_slab_t *slab, shk_slab_stats_t *st);
+
+/* Walk every structure of the pool and report the first broken invariant:
+ * SHK_OK, or SHK_ECORRUPT with shk_last_errmsg() naming it. Every walk is
+ * bounded, so a pool damaged by a process that died mid-update is reported,
+ * never looped on. */
+SHK_API int shk_slab_check(shk_slab_t *slab);
+SHK_API int shk_slab_check_locked(shk_slab_t *slab);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHK_SLAB_H */
