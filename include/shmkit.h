@@ -17,6 +17,8 @@
 #include "shk_conf.h"
 #include "shk_slab.h"
 #include "shk_zone.h"
+#include "shk_bus.h"
 #include "shk_stat.h"
+#include "shk_proc.h"
 
 #endif /* SHMKIT_H */

@@ -1,0 +1,171 @@
+/*
+ * shk_bus.h: named alerts between worker processes, through queues in a
+ * shared-memory zone, with a pipe as a doorbell only.
+ *
+ * The master creates the bus in a zone before it forks (a slot table, one
+ * bounded queue per slot, one pipe per slot); each worker joins a slot after
+ * fork. An alert (a name of at most 254 bytes and up to 4 GiB - 1 bytes of
+ * data) is written into the receiver's queue in shared memory; one byte is
+ * written to the receiver's pipe only when the receiver said it is about to
+ * sleep, so under load nearly no alert costs a system call. Large alerts
+ * are stored once in the zone's slab with a reference count. The API
+ * follows ngx.ipc: send to a pid, broadcast (the sender included), handlers
+ * by name, reply, sender pid. See docs/bus.md for the record format, the
+ * doorbell protocol and what happens when processes die.
+ *
+ * A shk_bus_t handle is process-local; forked workers use the master's
+ * (inherited) handle. One thread per process uses it.
+ */
+#ifndef SHK_BUS_H
+#define SHK_BUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "shk_core.h"
+#include "shk_zone.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct shk_bus_s shk_bus_t;
+
+#define SHK_BUS_NAME_MAX 254          /* longest alert name, bytes */
+#define SHK_BUS_DATA_MAX 0xffffffffULL /* longest alert data, bytes (4 GiB - 1) */
+#define SHK_BUS_MAX_SLOTS 64
+
+/* Handler: name and data are valid until it returns. Inside it,
+ * shk_bus_sender() and shk_bus_reply() refer to this alert. */
+typedef void (*shk_bus_handler_t)(shk_bus_t *bus, const char *name, const void *data,
+                                  size_t len, void *ctx);
+
+typedef struct shk_bus_handler_entry_s {
+    const char *name;
+    shk_bus_handler_t fn;
+    void *ctx;
+} shk_bus_handler_entry_t; /* tables end with a NULL name */
+
+/*
+ * In the master, before forking: create a bus with `slots` queues of
+ * `queue_bytes` each (rounded up to a power of two, at least 4 KiB) in
+ * `zone` (allocated from its slab, recorded as the zone's "bus" root), and
+ * one pipe per slot. Alerts larger than a quarter of a queue go to the
+ * zone's slab. NULL on failure: SHK_EINVAL (slots 0 or above
+ * SHK_BUS_MAX_SLOTS, the zone already has a bus), SHK_ENOMEM (zone too
+ * small), SHK_ESYS (pipes).
+ */
+SHK_API shk_bus_t *shk_bus_create(shk_zone_t *zone, unsigned slots, size_t queue_bytes);
+
+/* Open the bus of a zone attached by another process (shmkit stat): with
+ * SHK_ZONE_RDONLY only the stats work. NULL if the zone has no bus
+ * (SHK_ENOENT) or it is damaged (SHK_ECORRUPT). */
+SHK_API shk_bus_t *shk_bus_open(shk_zone_t *zone, unsigned flags);
+
+/* Release the handle: closes the pipes it owns. The bus in the zone stays. */
+SHK_API void shk_bus_close(shk_bus_t *bus);
+
+/* In a worker after fork: claim slot `slot` (records the pid, bumps the
+ * slot's generation). SHK_EBUSY if a live process holds it, SHK_EINVAL for
+ * a bad slot. Alerts already queued for the slot are delivered to the new
+ * owner (policy SHK_BUS_KEEP) or dropped (SHK_BUS_PURGE). */
+SHK_API int shk_bus_join(shk_bus_t *bus, unsigned slot);
+
+/* This process's slot, or -1. */
+SHK_API int shk_bus_slot(const shk_bus_t *bus);
+
+/* The doorbell's read end (joined processes): watch it for reading in an
+ * event loop and call shk_bus_dispatch() when it is readable. -1 if not
+ * joined. */
+SHK_API int shk_bus_fd(const shk_bus_t *bus);
+
+/* Drain the doorbell, then run handlers for up to `budget` alerts (0 means
+ * 64). If alerts remain, rings its own doorbell so the event loop comes back.
+ * Returns how many alerts were taken, or an error (SHK_EPERM if not joined). */
+SHK_API int shk_bus_dispatch(shk_bus_t *bus, unsigned budget);
+
+/* For programs with no event loop: wait until alerts may be pending (1) or
+ * timeout_ms passed (0; -1 waits forever). Then call shk_bus_dispatch(). */
+SHK_API int shk_bus_wait(shk_bus_t *bus, int timeout_ms);
+
+/*
+ * Send alert `name` with `len` bytes of `data` to worker `pid` (any process
+ * holding the handle may send, the master included). Errors, never
+ * truncation: SHK_EINVAL (name empty or longer than 254 bytes, len above
+ * SHK_BUS_DATA_MAX, data NULL with len > 0), SHK_ESRCH (pid is not a joined
+ * worker), SHK_EAGAIN (the receiver's queue is full: nothing was queued),
+ * SHK_ENOMEM (no room in the zone for a large alert).
+ */
+SHK_API int shk_bus_send(shk_bus_t *bus, pid_t pid, const char *name, const void *data,
+                         size_t len);
+
+typedef struct shk_bus_bcast_s {
+    unsigned targets;   /* joined slots when sending */
+    unsigned delivered; /* how many took the alert */
+    uint64_t failed;    /* bit i: slot i did not take it */
+    int error;          /* the first failure's status */
+} shk_bus_bcast_t;
+
+/* Send to every joined worker, the sender included. A large alert is stored
+ * once, with a reference count. Returns SHK_OK when every target took it,
+ * else the first failure's status; `res` (may be NULL) says who took it. */
+SHK_API int shk_bus_broadcast(shk_bus_t *bus, const char *name, const void *data, size_t len,
+                              shk_bus_bcast_t *res);
+
+/* Register (or with fn NULL remove) the handler for alert `name`. Alerts
+ * with no handler are discarded and counted. */
+SHK_API int shk_bus_on(shk_bus_t *bus, const char *name, shk_bus_handler_t fn, void *ctx);
+SHK_API int shk_bus_on_table(shk_bus_t *bus, const shk_bus_handler_entry_t *table);
+
+/* Inside a handler: the sender's pid (0 outside). */
+SHK_API pid_t shk_bus_sender(const shk_bus_t *bus);
+/* Inside a handler: send an alert back to the sender. SHK_EPERM outside a
+ * handler; otherwise as shk_bus_send(). */
+SHK_API int shk_bus_reply(shk_bus_t *bus, const char *name, const void *data, size_t len);
+
+/* Master, for a dead worker `pid`: release the queue locks it held, free its
+ * slot (and, with SHK_BUS_PURGE, drop what is queued for it, releasing its
+ * references to large alerts). SHK_ESRCH if pid holds no slot. */
+SHK_API int shk_bus_reap(shk_bus_t *bus, pid_t pid);
+
+#define SHK_BUS_KEEP 0  /* the next owner of a slot gets what is queued (default) */
+#define SHK_BUS_PURGE 1 /* a dead worker's queue is emptied when it is reaped */
+SHK_API int shk_bus_set_policy(shk_bus_t *bus, int policy);
+
+/* Test hook: when set, a producer stops between claiming its record and
+ * publishing it, calls fn(ctx), then goes on. */
+SHK_API void shk_bus_set_claim_hook(shk_bus_t *bus, void (*fn)(void *ctx), void *ctx);
+
+enum { SHK_BUS_SLOT_FREE = 0, SHK_BUS_SLOT_JOINED = 1 };
+
+typedef struct shk_bus_slot_stats_s {
+    pid_t pid;
+    int state; /* SHK_BUS_SLOT_* */
+    uint64_t generation;
+    uint64_t depth;      /* alerts queued now */
+    uint64_t high_water; /* most alerts ever queued at once */
+    uint64_t oldest_age_us; /* age of the alert at the head, 0 if empty */
+    uint64_t queue_bytes;
+    uint64_t sent, received;
+    uint64_t discarded; /* no handler */
+    uint64_t rejected;  /* queue full */
+    uint64_t skipped;   /* records of producers that died before publishing */
+    uint64_t stale;     /* received alerts queued for an older generation */
+    uint64_t rung, coalesced; /* doorbells written / alerts that needed none */
+} shk_bus_slot_stats_t;
+
+typedef struct shk_bus_stats_s {
+    unsigned nslots;
+    uint64_t large; /* alerts sent through the slab */
+    shk_bus_slot_stats_t slot[SHK_BUS_MAX_SLOTS];
+} shk_bus_stats_t;
+
+/* A snapshot of every slot, without locks. Works on a read-only bus. */
+SHK_API int shk_bus_stats(shk_bus_t *bus, shk_bus_stats_t *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHK_BUS_H */
