@@ -100,6 +100,7 @@ struct shk_bus_s {
     int nopipes;
     int (*fds)[2];
     int slot;
+    pid_t slot_pid; /* the process that joined `slot` (a forked child has not) */
     int policy;
     handler_t *h;
     size_t nh, caph;
@@ -110,6 +111,13 @@ struct shk_bus_s {
     void *claim_ctx;
     shk_shmtx_t claim[SHK_BUS_MAX_SLOTS];
 };
+
+/* This process's slot, -1 if it has none (a child forked by a joined
+ * process inherits the handle but not the slot). */
+static int my_slot(const shk_bus_t *bus)
+{
+    return bus->slot >= 0 && bus->slot_pid == SHK_PID() ? bus->slot : -1;
+}
 
 static char *ring_of(const shk_bus_t *bus, const qslot_t *q)
 {
@@ -295,7 +303,7 @@ int shk_bus_join(shk_bus_t *bus, unsigned slot)
     if (slot >= bus->b->nslots)
         return shk_error(SHK_EINVAL, "bus slot %u does not exist (%u slots)", slot,
                          bus->b->nslots);
-    if (bus->slot >= 0)
+    if (my_slot(bus) >= 0)
         return shk_error(SHK_EBUSY, "this process already holds bus slot %d", bus->slot);
     q = &bus->b->slots[slot];
     pid_t cur = atomic_load_explicit(&q->pid, memory_order_acquire);
@@ -311,17 +319,18 @@ int shk_bus_join(shk_bus_t *bus, unsigned slot)
     atomic_store_explicit(&q->state, SHK_BUS_SLOT_JOINED, memory_order_release);
     atomic_store_explicit(&q->sleeping, 0, memory_order_seq_cst);
     bus->slot = (int)slot;
+    bus->slot_pid = SHK_PID();
     return SHK_OK;
 }
 
 int shk_bus_slot(const shk_bus_t *bus)
 {
-    return bus ? bus->slot : -1;
+    return bus ? my_slot(bus) : -1;
 }
 
 int shk_bus_fd(const shk_bus_t *bus)
 {
-    return bus && bus->slot >= 0 ? bus->fds[bus->slot][0] : -1;
+    return bus && my_slot(bus) >= 0 ? bus->fds[bus->slot][0] : -1;
 }
 
 static int find_slot(const shk_bus_t *bus, pid_t pid)
@@ -403,7 +412,7 @@ static int enqueue(shk_bus_t *bus, unsigned i, const char *name, size_t nl, cons
     }
     rec_t *r = (rec_t *)(ring + pos);
     r->pid = (int32_t)SHK_PID();
-    r->slot = bus->slot;
+    r->slot = my_slot(bus);
     r->gen = atomic_load_explicit(&q->generation, memory_order_relaxed);
     r->enq_ns = shk_time_ns();
     r->name_len = (uint32_t)nl;
@@ -482,10 +491,9 @@ int shk_bus_send(shk_bus_t *bus, pid_t pid, const char *name, const void *data, 
                              shk_zone_name(bus->zone), len);
     }
     rc = enqueue(bus, (unsigned)i, name, nl, data, len, blob);
-    if (rc == SHK_OK)
-        atomic_fetch_add_explicit(&bus->b->slots[bus->slot >= 0 ? bus->slot : i].sent, 1,
-                                  memory_order_relaxed);
-    else if (blob)
+    if (rc == SHK_OK && my_slot(bus) >= 0)
+        atomic_fetch_add_explicit(&bus->b->slots[bus->slot].sent, 1, memory_order_relaxed);
+    else if (rc != SHK_OK && blob)
         blob_unref(bus, blob, 1);
     return rc;
 }
@@ -529,7 +537,7 @@ int shk_bus_broadcast(shk_bus_t *bus, const char *name, const void *data, size_t
                 blob_unref(bus, blob, 1);
         }
     }
-    if (r.delivered && bus->slot >= 0)
+    if (r.delivered && my_slot(bus) >= 0)
         atomic_fetch_add_explicit(&bus->b->slots[bus->slot].sent, r.delivered,
                                   memory_order_relaxed);
     if (res)
@@ -725,7 +733,7 @@ int shk_bus_dispatch(shk_bus_t *bus, unsigned budget)
 {
     qslot_t *q;
     int n = 0;
-    if (!bus || bus->slot < 0)
+    if (!bus || my_slot(bus) < 0)
         return shk_error(SHK_EPERM, "shk_bus_dispatch: not joined");
     if (bus->in_dispatch)
         return shk_error(SHK_EBUSY, "shk_bus_dispatch called from a handler");
@@ -760,7 +768,7 @@ int shk_bus_wait(shk_bus_t *bus, int timeout_ms)
 {
     qslot_t *q;
     struct pollfd p;
-    if (!bus || bus->slot < 0)
+    if (!bus || my_slot(bus) < 0)
         return shk_error(SHK_EPERM, "shk_bus_wait: not joined");
     q = &bus->b->slots[bus->slot];
     if (!prepare_sleep(bus, q))

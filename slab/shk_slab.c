@@ -7,6 +7,7 @@
 
 #include "shk_internal.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,7 @@ typedef struct vgset_s {
 } vgset_t;
 
 struct shk_slab_s {
+    struct shk_slab_s *vg_next; /* open handles, for the fork handler */
     pool_t *p;
     char *base;
     pdesc_t *desc;
@@ -174,6 +176,57 @@ static int vg_del(vgset_t *s, uint64_t k)
         j = (j + 1) & (s->cap - 1);
     }
     return 0;
+}
+
+/* Under valgrind, a forked child did not allocate the blocks its parent
+ * did: it forgets them (so they are not its leaks) but keeps them
+ * accessible. */
+static shk_slab_t *vg_handles;
+static int vg_atfork_set;
+
+static void vg_forget_all(shk_slab_t *s, int keep_defined)
+{
+#if SHK_VG
+    for (size_t i = 0; i < s->vg.cap; i++)
+        if (s->vg.keys[i] > 1) {
+            char *b = s->base + s->vg.keys[i];
+            size_t n = keep_defined ? shk_slab_usable(s, b) : 0;
+            VALGRIND_FREELIKE_BLOCK(b, 0);
+            if (n)
+                VALGRIND_MAKE_MEM_DEFINED(b, n);
+            s->vg.keys[i] = 0;
+        }
+    s->vg.n = s->vg.used = 0;
+#else
+    (void)s, (void)keep_defined;
+#endif
+}
+
+static void vg_atfork_child(void)
+{
+    for (shk_slab_t *s = vg_handles; s; s = s->vg_next)
+        vg_forget_all(s, 1);
+}
+
+static void vg_track(shk_slab_t *s)
+{
+    if (!RUNNING_ON_VALGRIND)
+        return;
+    if (!vg_atfork_set) {
+        pthread_atfork(NULL, NULL, vg_atfork_child);
+        vg_atfork_set = 1;
+    }
+    s->vg_next = vg_handles;
+    vg_handles = s;
+}
+
+static void vg_untrack(shk_slab_t *s)
+{
+    for (shk_slab_t **pp = &vg_handles; *pp; pp = &(*pp)->vg_next)
+        if (*pp == s) {
+            *pp = s->vg_next;
+            break;
+        }
 }
 
 static void vg_on_alloc(shk_slab_t *s, void *p, size_t size, int zero)
@@ -460,6 +513,7 @@ int shk_slab_init(shk_slab_t **out, void *addr, size_t size, const char *name)
     }
     /* Last: a pool is valid once its magic is there. */
     atomic_store_explicit((_Atomic uint64_t *)&p->magic, SLAB_MAGIC, memory_order_release);
+    vg_track(s);
     *out = s;
     return SHK_OK;
 }
@@ -497,6 +551,7 @@ int shk_slab_open(shk_slab_t **out, void *addr, size_t size, unsigned flags)
     s->rdonly = !!(flags & SHK_SLAB_RDONLY);
     handle_bind(s);
     shk_shmtx_create(&s->mtx, &s->p->lock, s->p->name);
+    vg_track(s);
     *out = s;
     return SHK_OK;
 }
@@ -505,12 +560,10 @@ void shk_slab_close(shk_slab_t *s)
 {
     if (!s)
         return;
-#if SHK_VG
-    if (RUNNING_ON_VALGRIND)
-        for (size_t i = 0; i < s->vg.cap; i++)
-            if (s->vg.keys[i] > 1)
-                VALGRIND_FREELIKE_BLOCK(s->base + s->vg.keys[i], 0);
-#endif
+    if (RUNNING_ON_VALGRIND) {
+        vg_forget_all(s, 0);
+        vg_untrack(s);
+    }
     free(s->vg.keys);
     free(s);
 }

@@ -1,0 +1,645 @@
+/*
+ * test_bus.c: the bus: 4 forked workers exchanging unicast and broadcast
+ * alerts (every alert accounted for, no duplicates, per-sender order); reply
+ * and sender; every error code; a full queue drained and accepting again;
+ * alerts of 0 bytes, 1 MiB and 64 MiB; a producer killed between claim and
+ * publish; a consumer killed with a full queue; consumers that sleep between
+ * bursts (a lost wake-up would hang the test).
+ */
+#include "shmkit.h"
+#include "util_test.h"
+
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#define MB (1024u * 1024u)
+
+static shk_zones_t *reg;
+static shk_zone_t *zone;
+static shk_bus_t *bus;
+
+static void make_bus(size_t zone_size, unsigned slots, size_t queue)
+{
+    reg = shk_zones_new(NULL);
+    zone = shk_zone_add(reg, "bus", zone_size, "test");
+    ck_assert_ptr_nonnull(zone);
+    ck_assert_int_eq(shk_zones_create(reg, NULL), SHK_OK);
+    bus = shk_bus_create(zone, slots, queue);
+    ck_assert_msg(bus != NULL, "%s", shk_last_errmsg());
+}
+
+static void drop_bus(void)
+{
+    shk_bus_close(bus);
+    shk_zones_free(reg);
+    bus = NULL;
+    reg = NULL;
+}
+
+/* ---- 4 workers, unicast and broadcast ---------------------------------------- */
+
+#define W 4
+
+typedef struct {
+    int sender;
+    int kind; /* 0 unicast, 1 broadcast */
+    uint64_t seq;
+} msg_t;
+
+typedef struct {
+    _Atomic int ready;
+    pid_t pids[W];
+} shared_t;
+
+static shared_t *sh;
+static tu_pipe_t go[W], leave[W], done;
+static long n_uni, n_bc;
+
+typedef struct {
+    uint64_t next_uni[W], next_bc[W];
+    long got;
+    int bad;
+} rx_t;
+
+static void on_msg(shk_bus_t *b, const char *name, const void *data, size_t len, void *ctx)
+{
+    rx_t *rx = ctx;
+    msg_t m;
+    (void)name;
+    if (len != sizeof m) {
+        rx->bad = 1;
+        return;
+    }
+    memcpy(&m, data, sizeof m);
+    if (m.sender < 0 || m.sender >= W || shk_bus_sender(b) != sh->pids[m.sender]) {
+        rx->bad = 2;
+        return;
+    }
+    uint64_t *next = m.kind ? &rx->next_bc[m.sender] : &rx->next_uni[m.sender];
+    if (m.seq != *next) {
+        fprintf(stderr, "worker got seq %llu from %d (kind %d), expected %llu\n",
+                (unsigned long long)m.seq, m.sender, m.kind, (unsigned long long)*next);
+        rx->bad = 3;
+    }
+    *next = m.seq + 1;
+    rx->got++;
+}
+
+static int exchange_worker(void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    rx_t rx = {0};
+    long expect = 3 * n_uni + W * n_bc;
+    uint64_t useq[W] = {0}, bseq = 0;
+    long sent_uni = 0;
+
+    TU_CHECK(shk_bus_join(bus, (unsigned)me) == SHK_OK, "%s", shk_last_errmsg());
+    TU_CHECK(shk_bus_on(bus, "m", on_msg, &rx) == SHK_OK, "on");
+    sh->ready++;
+    TU_CHECK(tu_await(&go[me]) == 0, "go");
+    while (sent_uni < 3 * n_uni || (long)bseq < n_bc) {
+        msg_t m = {me, 0, 0};
+        int rc;
+        if ((long)bseq < n_bc && (sent_uni % 3 == 0 || sent_uni >= 3 * n_uni)) {
+            m.kind = 1;
+            m.seq = bseq;
+            shk_bus_bcast_t res;
+            rc = shk_bus_broadcast(bus, "m", &m, sizeof m, &res);
+            TU_CHECK(rc == SHK_OK || rc == SHK_EAGAIN, "broadcast: %s", shk_strerror(rc));
+            /* slots whose queue was full get the same alert again, alone,
+             * so every receiver still sees each broadcast once, in order */
+            for (int t = 0; t < W; t++)
+                while (res.failed >> t & 1) {
+                    shk_bus_dispatch(bus, 256);
+                    int r2 = shk_bus_send(bus, sh->pids[t], "m", &m, sizeof m);
+                    TU_CHECK(r2 == SHK_OK || r2 == SHK_EAGAIN, "resend: %s", shk_strerror(r2));
+                    if (r2 == SHK_OK)
+                        res.failed &= ~(1ULL << t);
+                }
+            bseq++;
+        } else {
+            int to = (me + 1 + (int)(sent_uni % 3)) % W;
+            m.seq = useq[to];
+            rc = shk_bus_send(bus, sh->pids[to], "m", &m, sizeof m);
+            if (rc == SHK_OK) {
+                useq[to]++;
+                sent_uni++;
+            } else {
+                TU_CHECK(rc == SHK_EAGAIN, "send: %s", shk_strerror(rc));
+            }
+        }
+        if (rc != SHK_OK || sent_uni % 16 == 0)
+            shk_bus_dispatch(bus, 256);
+        TU_CHECK(!rx.bad, "bad message (%d)", rx.bad);
+    }
+    while (rx.got < expect) {
+        shk_bus_wait(bus, 1000);
+        shk_bus_dispatch(bus, 256);
+        TU_CHECK(!rx.bad, "bad message (%d)", rx.bad);
+    }
+    TU_CHECK(rx.got == expect, "got %ld, expected %ld", rx.got, expect);
+    for (int s = 0; s < W; s++) {
+        TU_CHECK(rx.next_bc[s] == (uint64_t)n_bc, "broadcasts from %d: %llu", s,
+                 (unsigned long long)rx.next_bc[s]);
+        if (s != me)
+            TU_CHECK(rx.next_uni[s] == (uint64_t)n_uni, "unicasts from %d: %llu", s,
+                     (unsigned long long)rx.next_uni[s]);
+    }
+    tu_signal(&done);
+    tu_await(&leave[me]);
+    return 0;
+}
+
+START_TEST(four_workers_exchange)
+{
+    n_uni = tu_scale(30000, 30);
+    n_bc = tu_scale(10000, 30);
+    make_bus(64 * MB, W, 1 * MB);
+    sh = tu_shared(sizeof *sh);
+    for (int i = 0; i < W; i++) {
+        tu_pipe(&go[i]);
+        tu_pipe(&leave[i]);
+    }
+    tu_pipe(&done);
+    for (int i = 0; i < W; i++)
+        sh->pids[i] = tu_fork(exchange_worker, (void *)(intptr_t)i);
+    while (sh->ready < W)
+        shk_cpu_relax();
+    for (int i = 0; i < W; i++)
+        tu_signal(&go[i]);
+    for (int i = 0; i < W; i++)
+        ck_assert_int_eq(tu_await(&done), 0);
+    for (int i = 0; i < W; i++)
+        tu_signal(&leave[i]);
+    for (int i = 0; i < W; i++)
+        tu_wait_ok(sh->pids[i]);
+    shk_bus_stats_t st;
+    ck_assert_int_eq(shk_bus_stats(bus, &st), SHK_OK);
+    uint64_t rung = 0, coalesced = 0, received = 0;
+    for (int i = 0; i < W; i++) {
+        rung += st.slot[i].rung;
+        coalesced += st.slot[i].coalesced;
+        received += st.slot[i].received;
+        ck_assert_uint_eq(st.slot[i].depth, 0);
+        ck_assert_uint_eq(st.slot[i].skipped, 0);
+    }
+    ck_assert_uint_eq(received, (uint64_t)W * (3 * n_uni + W * n_bc));
+    printf("four_workers_exchange: %llu alerts, %llu doorbells written, %llu coalesced\n",
+           (unsigned long long)received, (unsigned long long)rung,
+           (unsigned long long)coalesced);
+    for (int i = 0; i < W; i++) {
+        tu_pipe_close(&go[i]);
+        tu_pipe_close(&leave[i]);
+    }
+    tu_pipe_close(&done);
+    tu_unshare(sh, sizeof *sh);
+    drop_bus();
+}
+END_TEST
+
+/* ---- reply and sender ------------------------------------------------------------ */
+
+static int pongs;
+static pid_t pong_from;
+
+static void on_ping(shk_bus_t *b, const char *name, const void *data, size_t len, void *ctx)
+{
+    (void)name;
+    (void)ctx;
+    char buf[64];
+    int n = snprintf(buf, sizeof buf, "pong to %d: %.*s", (int)shk_bus_sender(b), (int)len,
+                     (const char *)data);
+    shk_bus_reply(b, "pong", buf, (size_t)n);
+}
+
+static void on_pong(shk_bus_t *b, const char *name, const void *data, size_t len, void *ctx)
+{
+    char *out = ctx;
+    (void)name;
+    memcpy(out, data, len);
+    out[len] = '\0';
+    pong_from = shk_bus_sender(b);
+    pongs++;
+}
+
+static int ponger(void *arg)
+{
+    tu_pipe_t *ready = arg;
+    TU_CHECK(shk_bus_join(bus, 1) == SHK_OK, "join");
+    shk_bus_on(bus, "ping", on_ping, NULL);
+    tu_signal(ready);
+    for (int i = 0; i < 3;) {
+        shk_bus_wait(bus, -1);
+        i += shk_bus_dispatch(bus, 0);
+    }
+    return 0;
+}
+
+START_TEST(reply_and_sender)
+{
+    char got[128];
+    tu_pipe_t ready;
+    make_bus(8 * MB, 2, 64 * 1024);
+    ck_assert_int_eq(shk_bus_join(bus, 0), SHK_OK);
+    ck_assert_int_eq(shk_bus_slot(bus), 0);
+    ck_assert_int_eq(shk_bus_on(bus, "pong", on_pong, got), SHK_OK);
+    ck_assert_int_eq(shk_bus_sender(bus), 0);
+    ck_assert_int_eq(shk_bus_reply(bus, "x", "y", 1), SHK_EPERM);
+    tu_pipe(&ready);
+    pid_t child = tu_fork(ponger, &ready);
+    ck_assert_int_eq(tu_await(&ready), 0);
+    for (int i = 0; i < 3; i++) {
+        char msg[16];
+        snprintf(msg, sizeof msg, "n%d", i);
+        ck_assert_int_eq(shk_bus_send(bus, child, "ping", msg, strlen(msg)), SHK_OK);
+        int before = pongs;
+        while (pongs == before) {
+            shk_bus_wait(bus, -1);
+            shk_bus_dispatch(bus, 0);
+        }
+        char want[64];
+        snprintf(want, sizeof want, "pong to %d: n%d", (int)getpid(), i);
+        ck_assert_str_eq(got, want);
+        ck_assert_int_eq(pong_from, child);
+    }
+    tu_wait_ok(child);
+    tu_pipe_close(&ready);
+    drop_bus();
+}
+END_TEST
+
+/* ---- errors, full queue, sizes ------------------------------------------------------- */
+
+static long received_bytes, received_count, zero_len_seen;
+static unsigned char expect_pat;
+
+static void on_count(shk_bus_t *b, const char *name, const void *data, size_t len, void *ctx)
+{
+    (void)b;
+    (void)name;
+    (void)ctx;
+    const unsigned char *d = data;
+    ck_assert_ptr_nonnull(data);
+    if (len == 0)
+        zero_len_seen++;
+    for (size_t i = 0; i < len; i += 4093)
+        ck_assert_uint_eq(d[i], (unsigned char)(expect_pat + i % 251));
+    if (len)
+        ck_assert_uint_eq(d[len - 1], (unsigned char)(expect_pat + (len - 1) % 251));
+    received_bytes += (long)len;
+    received_count++;
+}
+
+static void fill_pattern(unsigned char *p, size_t n, unsigned char pat)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)(pat + i % 251);
+}
+
+START_TEST(errors_and_full_queue)
+{
+    char name[SHK_BUS_NAME_MAX + 2];
+    make_bus(4 * MB, 2, 16 * 1024);
+    ck_assert_int_eq(shk_bus_send(bus, getpid(), "x", "y", 1), SHK_ESRCH); /* not joined yet */
+    ck_assert_int_eq(shk_bus_join(bus, 0), SHK_OK);
+    ck_assert_int_eq(shk_bus_join(bus, 1), SHK_EBUSY);
+    ck_assert_int_eq(shk_bus_on(bus, "c", on_count, NULL), SHK_OK);
+    ck_assert_int_eq(shk_bus_send(bus, getpid(), "", "y", 1), SHK_EINVAL);
+    ck_assert_int_eq(shk_bus_send(bus, getpid(), NULL, "y", 1), SHK_EINVAL);
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    ck_assert_int_eq(shk_bus_send(bus, getpid(), name, "y", 1), SHK_EINVAL);
+    ck_assert_msg(strstr(shk_last_errmsg(), "longer than 254"), "%s", shk_last_errmsg());
+    name[SHK_BUS_NAME_MAX] = '\0';
+    ck_assert_int_eq(shk_bus_send(bus, getpid(), name, "y", 1), SHK_OK); /* 254 is fine */
+    ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", "y", (size_t)SHK_BUS_DATA_MAX + 1),
+                     SHK_EINVAL);
+    ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", NULL, 5), SHK_EINVAL);
+    ck_assert_int_eq(shk_bus_send(bus, 1, "c", "y", 1), SHK_ESRCH);
+    ck_assert_int_eq(shk_bus_send(bus, 0, "c", "y", 1), SHK_ESRCH);
+    ck_assert_int_eq(shk_bus_dispatch(bus, 0), 1); /* the 254-byte name: no handler */
+    shk_bus_stats_t st;
+    shk_bus_stats(bus, &st);
+    ck_assert_uint_eq(st.slot[0].discarded, 1);
+
+    /* fill the queue to the first EAGAIN, nothing half-written remains */
+    unsigned char data[1000];
+    expect_pat = 7;
+    fill_pattern(data, sizeof data, expect_pat);
+    int accepted = 0, rc;
+    while ((rc = shk_bus_send(bus, getpid(), "c", data, sizeof data)) == SHK_OK)
+        accepted++;
+    ck_assert_int_eq(rc, SHK_EAGAIN);
+    ck_assert_int_gt(accepted, 5);
+    shk_bus_stats(bus, &st);
+    ck_assert_uint_eq(st.slot[0].depth, (uint64_t)accepted);
+    ck_assert_uint_eq(st.slot[0].rejected, 1);
+    received_count = 0;
+    while (shk_bus_dispatch(bus, 3) > 0)
+        ;
+    ck_assert_int_eq(received_count, accepted);
+    ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", data, sizeof data), SHK_OK);
+    ck_assert_int_eq(shk_bus_dispatch(bus, 0), 1);
+
+    /* a large alert in a zone with no room for it */
+    size_t big = 8 * MB;
+    unsigned char *bigbuf = malloc(big);
+    fill_pattern(bigbuf, big, expect_pat);
+    ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", bigbuf, big), SHK_ENOMEM);
+    free(bigbuf);
+    ck_assert_int_eq(shk_slab_check(shk_zone_slab(zone)), SHK_OK);
+
+    /* handler removal */
+    ck_assert_int_eq(shk_bus_on(bus, "c", NULL, NULL), SHK_OK);
+    ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", "y", 1), SHK_OK);
+    received_count = 0;
+    ck_assert_int_eq(shk_bus_dispatch(bus, 0), 1);
+    ck_assert_int_eq(received_count, 0);
+    drop_bus();
+}
+END_TEST
+
+START_TEST(sizes_zero_1m_64m)
+{
+    size_t sizes[] = {0, 1, 4096, 1 * MB, 64 * MB};
+    make_bus(160 * MB, 2, 256 * 1024);
+    ck_assert_int_eq(shk_bus_join(bus, 0), SHK_OK);
+    shk_bus_on(bus, "c", on_count, NULL);
+    shk_slab_stats_t before, after;
+    shk_slab_stats(shk_zone_slab(zone), &before);
+    unsigned char *buf = malloc(64 * MB);
+    expect_pat = 3;
+    fill_pattern(buf, 64 * MB, expect_pat);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        received_bytes = received_count = zero_len_seen = 0;
+        ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", buf, sizes[i]), SHK_OK);
+        ck_assert_int_eq(shk_bus_dispatch(bus, 0), 1);
+        ck_assert_int_eq(received_count, 1);
+        ck_assert_int_eq(received_bytes, (long)sizes[i]);
+        if (sizes[i] == 0)
+            ck_assert_int_eq(zero_len_seen, 1);
+    }
+    free(buf);
+    /* every large alert's storage went back to the slab */
+    shk_slab_stats(shk_zone_slab(zone), &after);
+    ck_assert_uint_eq(after.pages_free, before.pages_free);
+    shk_bus_stats_t st;
+    shk_bus_stats(bus, &st);
+    ck_assert_uint_ge(st.large, 2);
+    drop_bus();
+}
+END_TEST
+
+static int large_receiver(void *arg)
+{
+    int slot = (int)(intptr_t)arg;
+    TU_CHECK(shk_bus_join(bus, (unsigned)slot) == SHK_OK, "join");
+    shk_bus_on(bus, "c", on_count, NULL);
+    expect_pat = 9;
+    received_count = 0;
+    sh->ready++;
+    while (received_count < 2) {
+        shk_bus_wait(bus, -1);
+        shk_bus_dispatch(bus, 0);
+    }
+    TU_CHECK(received_bytes == (long)(2 * MB), "bytes %ld", received_bytes);
+    return 0;
+}
+
+START_TEST(large_broadcast_stored_once)
+{
+    make_bus(32 * MB, 3, 64 * 1024);
+    sh = tu_shared(sizeof *sh);
+    shk_slab_stats_t before, after;
+    shk_slab_stats(shk_zone_slab(zone), &before);
+    pid_t a = tu_fork(large_receiver, (void *)1), b = tu_fork(large_receiver, (void *)2);
+    while (sh->ready < 2)
+        shk_cpu_relax();
+    unsigned char *buf = malloc(MB);
+    fill_pattern(buf, MB, 9);
+    shk_bus_bcast_t res;
+    /* the master (not joined) broadcasts to both */
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(shk_bus_broadcast(bus, "c", buf, MB, &res), SHK_OK);
+        ck_assert_uint_eq(res.targets, 2);
+        ck_assert_uint_eq(res.delivered, 2);
+    }
+    free(buf);
+    tu_wait_ok(a);
+    tu_wait_ok(b);
+    shk_bus_stats_t st;
+    shk_bus_stats(bus, &st);
+    ck_assert_uint_eq(st.large, 2); /* stored once per broadcast, not per receiver */
+    shk_slab_stats(shk_zone_slab(zone), &after);
+    ck_assert_uint_eq(after.pages_free, before.pages_free);
+    tu_unshare(sh, sizeof *sh);
+    drop_bus();
+}
+END_TEST
+
+/* ---- deaths ------------------------------------------------------------------------------- */
+
+static tu_pipe_t claimed;
+
+static void pause_in_claim(void *ctx)
+{
+    (void)ctx;
+    tu_signal(&claimed);
+    for (;;)
+        pause();
+}
+
+static int dying_producer(void *arg)
+{
+    pid_t to = (pid_t)(intptr_t)arg;
+    shk_bus_set_claim_hook(bus, pause_in_claim, NULL);
+    shk_bus_send(bus, to, "c", "lost", 4);
+    return 1; /* not reached */
+}
+
+START_TEST(producer_killed_between_claim_and_publish)
+{
+    make_bus(4 * MB, 1, 16 * 1024);
+    ck_assert_int_eq(shk_bus_join(bus, 0), SHK_OK);
+    shk_bus_on(bus, "c", on_count, NULL);
+    expect_pat = 'b';
+    ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", "b", 1), SHK_OK);
+    tu_pipe(&claimed);
+    pid_t p = tu_fork(dying_producer, (void *)(intptr_t)getpid());
+    ck_assert_int_eq(tu_await(&claimed), 0);
+    /* the hole sits behind "b"; an alert queued after it waits behind it */
+    expect_pat = 'b';
+    ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", "b", 1), SHK_OK);
+    received_count = 0;
+    ck_assert_int_eq(shk_bus_dispatch(bus, 0), 1); /* stops at the live producer's record */
+    kill(p, SIGKILL);
+    ck_assert_int_eq(tu_wait(p), 128 + SIGKILL);
+    ck_assert_int_eq(shk_bus_reap(bus, p), SHK_ESRCH); /* it held no slot */
+    ck_assert_int_eq(shk_bus_wait(bus, 0), 1);           /* the reap rang */
+    ck_assert_int_eq(shk_bus_dispatch(bus, 0), 1);
+    ck_assert_int_eq(received_count, 2);
+    shk_bus_stats_t st;
+    shk_bus_stats(bus, &st);
+    ck_assert_uint_eq(st.slot[0].skipped, 1);
+    ck_assert_uint_eq(st.slot[0].depth, 0);
+    tu_pipe_close(&claimed);
+    drop_bus();
+}
+END_TEST
+
+static int idle_consumer(void *arg)
+{
+    tu_pipe_t *ready = arg;
+    TU_CHECK(shk_bus_join(bus, 1) == SHK_OK, "join");
+    tu_signal(ready);
+    for (;;)
+        pause();
+}
+
+static int next_consumer(void *arg)
+{
+    long want = (long)(intptr_t)arg;
+    TU_CHECK(shk_bus_join(bus, 1) == SHK_OK, "join: %s", shk_last_errmsg());
+    shk_bus_on(bus, "c", on_count, NULL);
+    expect_pat = 5;
+    received_count = 0;
+    shk_bus_dispatch(bus, 100000);
+    TU_CHECK(received_count == want, "received %ld, expected %ld", received_count, want);
+    shk_bus_stats_t st;
+    shk_bus_stats(bus, &st);
+    TU_CHECK(st.slot[1].stale == (uint64_t)want, "stale %llu", (unsigned long long)st.slot[1].stale);
+    return 0;
+}
+
+START_TEST(consumer_killed_with_full_queue)
+{
+    unsigned char data[500];
+    fill_pattern(data, sizeof data, 5);
+    for (int policy = SHK_BUS_KEEP; policy <= SHK_BUS_PURGE; policy++) {
+        tu_pipe_t ready;
+        make_bus(4 * MB, 2, 16 * 1024);
+        shk_bus_set_policy(bus, policy);
+        tu_pipe(&ready);
+        pid_t c = tu_fork(idle_consumer, &ready);
+        ck_assert_int_eq(tu_await(&ready), 0);
+        long accepted = 0;
+        while (shk_bus_send(bus, c, "c", data, sizeof data) == SHK_OK)
+            accepted++;
+        ck_assert_int_eq(shk_last_error(), SHK_EAGAIN);
+        kill(c, SIGKILL);
+        ck_assert_int_eq(tu_wait(c), 128 + SIGKILL);
+        ck_assert_int_eq(shk_bus_reap(bus, c), SHK_OK);
+        ck_assert_int_eq(shk_bus_send(bus, c, "c", data, 1), SHK_ESRCH);
+        tu_wait_ok(tu_fork(next_consumer,
+                           (void *)(intptr_t)(policy == SHK_BUS_KEEP ? accepted : 0)));
+        ck_assert_int_eq(shk_slab_check(shk_zone_slab(zone)), SHK_OK);
+        tu_pipe_close(&ready);
+        drop_bus();
+    }
+}
+END_TEST
+
+/* ---- sleepy consumers ---------------------------------------------------------------------- */
+
+typedef struct {
+    _Atomic long got;
+} sleepy_t;
+
+static sleepy_t *sl;
+
+static void on_tick(shk_bus_t *b, const char *name, const void *data, size_t len, void *ctx)
+{
+    (void)b, (void)name, (void)data, (void)len, (void)ctx;
+    sl->got++;
+}
+
+static int sleepy_consumer(void *arg)
+{
+    long total = (long)(intptr_t)arg;
+    TU_CHECK(shk_bus_join(bus, 0) == SHK_OK, "join");
+    shk_bus_on(bus, "t", on_tick, NULL);
+    sh->ready = 1;
+    while (sl->got < total) {
+        shk_bus_wait(bus, -1); /* a lost wake-up hangs here */
+        shk_bus_dispatch(bus, 0);
+    }
+    return 0;
+}
+
+START_TEST(sleepy_consumer_never_misses_a_wakeup)
+{
+    uint64_t r = tu_seed("sleepy_consumer_never_misses_a_wakeup");
+    long rounds = tu_scale(3000, 30), total = 0;
+    long *bursts = malloc((size_t)rounds * sizeof *bursts);
+    for (long i = 0; i < rounds; i++)
+        total += bursts[i] = 1 + (long)(tu_rand(&r) % 8);
+    make_bus(4 * MB, 1, 64 * 1024);
+    sh = tu_shared(sizeof *sh);
+    sl = tu_shared(sizeof *sl);
+    pid_t c = tu_fork(sleepy_consumer, (void *)(intptr_t)total);
+    while (!sh->ready)
+        shk_cpu_relax();
+    long sent = 0;
+    for (long i = 0; i < rounds; i++) {
+        for (long k = 0; k < bursts[i]; k++) {
+            while (shk_bus_send(bus, c, "t", "", 0) != SHK_OK)
+                shk_cpu_relax();
+            sent++;
+        }
+        /* let the consumer drain and go back to sleep before the next burst */
+        while (sl->got < sent)
+            shk_cpu_relax();
+        for (uint64_t spin = tu_rand(&r) % 3000; spin; spin--)
+            shk_cpu_relax();
+    }
+    tu_wait_ok(c);
+    shk_bus_stats_t st;
+    shk_bus_stats(bus, &st);
+    ck_assert_uint_eq(st.slot[0].received, (uint64_t)total);
+    printf("sleepy_consumer: %ld alerts in %ld bursts, %llu doorbells\n", total, rounds,
+           (unsigned long long)st.slot[0].rung);
+    ck_assert_uint_ge(st.slot[0].rung, 1);
+    free(bursts);
+    tu_unshare(sh, sizeof *sh);
+    tu_unshare(sl, sizeof *sl);
+    drop_bus();
+}
+END_TEST
+
+START_TEST(open_read_only_for_stats)
+{
+    make_bus(4 * MB, 3, 8192);
+    ck_assert_ptr_null(shk_bus_create(zone, 2, 8192)); /* one bus per zone */
+    ck_assert_int_eq(shk_last_error(), SHK_EINVAL);
+    shk_bus_t *ro = shk_bus_open(zone, SHK_ZONE_RDONLY);
+    ck_assert_ptr_nonnull(ro);
+    shk_bus_stats_t st;
+    ck_assert_int_eq(shk_bus_stats(ro, &st), SHK_OK);
+    ck_assert_uint_eq(st.nslots, 3);
+    ck_assert_uint_eq(st.slot[0].queue_bytes, 8192);
+    ck_assert_int_eq(shk_bus_send(ro, getpid(), "x", "", 0), SHK_EPERM);
+    ck_assert_int_eq(shk_bus_join(ro, 0), SHK_EINVAL);
+    shk_bus_close(ro);
+    ck_assert_ptr_null(shk_bus_create(zone, 0, 8192));
+    drop_bus();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("bus");
+    TCase *tc = tcase_create("bus");
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, errors_and_full_queue);
+    tcase_add_test(tc, open_read_only_for_stats);
+    tcase_add_test(tc, reply_and_sender);
+    tcase_add_test(tc, sizes_zero_1m_64m);
+    tcase_add_test(tc, large_broadcast_stored_once);
+    tcase_add_test(tc, producer_killed_between_claim_and_publish);
+    tcase_add_test(tc, consumer_killed_with_full_queue);
+    tcase_add_test(tc, sleepy_consumer_never_misses_a_wakeup);
+    tcase_add_test(tc, four_workers_exchange);
+    suite_add_tcase(s, tc);
+    return tu_run(s);
+}
