@@ -398,6 +398,7 @@ static int large_receiver(void *arg)
     shk_bus_on(bus, "c", on_count, NULL);
     expect_pat = 9;
     received_count = 0;
+    received_bytes = 0;
     sh->ready++;
     while (received_count < 2) {
         shk_bus_wait(bus, -1);

@@ -175,9 +175,7 @@ static void start_master(harness_t *h, int mode, const char *conf, const shk_mas
     ck_assert_int_eq(pipe(ev), 0);
     ck_assert_int_eq(pipe(rep), 0);
     memset(h, 0, sizeof *h);
-    fflush(NULL);
-    h->master = fork();
-    ck_assert_int_ne(h->master, -1);
+    h->master = tu_fork_raw();
     if (h->master == 0) {
         shk_master_opts_t opts = {0};
         shk_app_t app = {0};
@@ -198,7 +196,7 @@ static void start_master(harness_t *h, int mode, const char *conf, const shk_mas
         int rc = shk_master_run(conf_path, &app, &opts);
         if (rc != SHK_OK)
             wline(ev_fd, "error %d %s\n", rc, shk_last_errmsg());
-        _exit(rc == SHK_OK ? 0 : 1);
+        tu_exit(rc == SHK_OK ? 0 : 1);
     }
     close(ev[1]);
     close(rep[1]);

@@ -423,7 +423,7 @@ static int child_creates_and_dies(void *arg)
     shk_zone_t *a = shk_zone_add(reg, "stale", MB, NULL);
     shk_zone_set_kind(a, SHK_ZONE_NAMED, 0);
     TU_CHECK(shk_zones_create(reg, NULL) == SHK_OK, "%s", shk_last_errmsg());
-    _exit(0); /* dies without cleaning up */
+    tu_exit(0); /* dies without cleaning up */
 }
 
 START_TEST(stale_named_object_is_replaced)
