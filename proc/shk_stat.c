@@ -3,10 +3,84 @@
  */
 #include "shk_stat.h"
 
+#include "shk_bus.h"
 #include "shk_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+
+
+/* The bus in zone z, if it holds one (read-only handle). */
+static int bus_stats_of(shk_zone_t *z, shk_bus_stats_t *st)
+{
+    shk_bus_t *bus;
+    int rc;
+    if (!shk_zone_root(z, "bus"))
+        return SHK_ENOENT;
+    bus = shk_bus_open(z, SHK_ZONE_RDONLY);
+    if (!bus)
+        return shk_last_error();
+    rc = shk_bus_stats(bus, st);
+    shk_bus_close(bus);
+    return rc;
+}
+
+static void bus_json(shk_sbuf_t *b, shk_zone_t *z)
+{
+    shk_bus_stats_t *st = malloc(sizeof *st);
+    if (!st || bus_stats_of(z, st) != SHK_OK) {
+        free(st);
+        return;
+    }
+    shk_sbuf_printf(b, ",\"bus\":{\"large\":%llu,\"slots\":[", (unsigned long long)st->large);
+    for (unsigned i = 0; i < st->nslots; i++) {
+        const shk_bus_slot_stats_t *q = &st->slot[i];
+        shk_sbuf_printf(b,
+                        "%s{\"slot\":%u,\"pid\":%d,\"state\":\"%s\",\"generation\":%llu,"
+                        "\"depth\":%llu,\"high_water\":%llu,\"oldest_age_us\":%llu,"
+                        "\"queue_bytes\":%llu,\"sent\":%llu,\"received\":%llu,"
+                        "\"discarded\":%llu,\"rejected\":%llu,\"skipped\":%llu,"
+                        "\"stale\":%llu,\"doorbells_rung\":%llu,\"doorbells_coalesced\":%llu}",
+                        i ? "," : "", i, (int)q->pid,
+                        q->state == SHK_BUS_SLOT_JOINED ? "joined" : "free",
+                        (unsigned long long)q->generation, (unsigned long long)q->depth,
+                        (unsigned long long)q->high_water, (unsigned long long)q->oldest_age_us,
+                        (unsigned long long)q->queue_bytes, (unsigned long long)q->sent,
+                        (unsigned long long)q->received, (unsigned long long)q->discarded,
+                        (unsigned long long)q->rejected, (unsigned long long)q->skipped,
+                        (unsigned long long)q->stale, (unsigned long long)q->rung,
+                        (unsigned long long)q->coalesced);
+    }
+    shk_sbuf_printf(b, "]}");
+    free(st);
+}
+
+static void bus_text(shk_sbuf_t *b, shk_zone_t *z)
+{
+    shk_bus_stats_t *st = malloc(sizeof *st);
+    if (!st || bus_stats_of(z, st) != SHK_OK) {
+        free(st);
+        return;
+    }
+    shk_sbuf_printf(b, "  bus          %u slots, %llu large alerts through the slab\n",
+                    st->nslots, (unsigned long long)st->large);
+    shk_sbuf_printf(b, "    %4s %7s %5s %6s %6s %9s %10s %10s %6s %6s %6s %8s %10s\n", "slot",
+                    "pid", "gen", "depth", "high", "oldest_us", "sent", "received", "disc",
+                    "rej", "skip", "rung", "coalesced");
+    for (unsigned i = 0; i < st->nslots; i++) {
+        const shk_bus_slot_stats_t *q = &st->slot[i];
+        shk_sbuf_printf(b, "    %4u %7d %5llu %6llu %6llu %9llu %10llu %10llu %6llu %6llu %6llu "
+                           "%8llu %10llu\n",
+                        i, q->state == SHK_BUS_SLOT_JOINED ? (int)q->pid : 0,
+                        (unsigned long long)q->generation, (unsigned long long)q->depth,
+                        (unsigned long long)q->high_water, (unsigned long long)q->oldest_age_us,
+                        (unsigned long long)q->sent, (unsigned long long)q->received,
+                        (unsigned long long)q->discarded, (unsigned long long)q->rejected,
+                        (unsigned long long)q->skipped, (unsigned long long)q->rung,
+                        (unsigned long long)q->coalesced);
+    }
+    free(st);
+}
 
 static void zone_json(shk_sbuf_t *b, shk_zone_t *z)
 {
@@ -60,7 +134,9 @@ static void zone_json(shk_sbuf_t *b, shk_zone_t *z)
                         (unsigned long long)l.stats.recovered,
                         (unsigned long long)l.stats.forced);
     }
-    shk_sbuf_printf(b, "]}");
+    shk_sbuf_printf(b, "]");
+    bus_json(b, z);
+    shk_sbuf_printf(b, "}");
 }
 
 static void zone_text(shk_sbuf_t *b, shk_zone_t *z)
@@ -115,6 +191,7 @@ static void zone_text(shk_sbuf_t *b, shk_zone_t *z)
                         (unsigned long long)l.stats.recovered,
                         (unsigned long long)l.stats.forced);
     }
+    bus_text(b, z);
 }
 
 char *shk_stat_render(shk_zone_t *const *zones, unsigned n, const char *instance,

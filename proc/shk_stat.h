@@ -6,6 +6,7 @@
 #ifndef SHK_STAT_H
 #define SHK_STAT_H
 
+#include "shk_bus.h"
 #include "shk_core.h"
 #include "shk_zone.h"
 
@@ -26,7 +27,11 @@ extern "C" {
  * "pages_total", "pages_free", "largest_free_run", "fails", "classes":
  * [{"size", "used", "total", "reqs", "fails"}]}, "locks": [{"name",
  * "owner", "waiters", "acquired", "contended", "sleeps", "recovered",
- * "forced"}]}]}. docs/zones.md lists every field.
+ * "forced"}], "bus": {"large", "slots": [{"slot", "pid", "state",
+ * "generation", "depth", "high_water", "oldest_age_us", "queue_bytes",
+ * "sent", "received", "discarded", "rejected", "skipped", "stale",
+ * "doorbells_rung", "doorbells_coalesced"}]}}]}, "bus" only for a zone
+ * that holds one. docs/zones.md and docs/bus.md list every field.
  */
 SHK_API char *shk_stat_render(shk_zone_t *const *zones, unsigned n, const char *instance,
                               unsigned flags);

@@ -4,6 +4,8 @@
  */
 #include "shmkit.h"
 
+#include "demo_conf.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -259,8 +261,7 @@ static int cmd_zones(int argc, char **argv)
 static int cmd_check(int argc, char **argv)
 {
     const char *file = NULL;
-    shk_conf_t *cf;
-    shk_zones_t *reg;
+    shk_app_t app = {0};
     int rc;
 
     for (int i = 1; i < argc; i++) {
@@ -279,21 +280,13 @@ static int cmd_check(int argc, char **argv)
         usage_check(stderr);
         return 2;
     }
-    reg = shk_zones_new(NULL);
-    cf = shk_conf_new(NULL);
-    if (!reg || !cf) {
-        fprintf(stderr, "%s: %s\n", prog, shk_last_errmsg());
-        return 1;
-    }
-    rc = shk_zones_conf(reg, cf);
-    if (rc == SHK_OK)
-        rc = shk_conf_parse(cf, file);
+    /* The supervisor's directives, the zones', and the demo server's. */
+    demo_app(&app);
+    rc = shk_master_check(file, &app);
     if (rc == SHK_OK)
         printf("configuration file %s test is successful\n", file);
     else
         fprintf(stderr, "%s\nconfiguration file %s test failed\n", shk_last_errmsg(), file);
-    shk_conf_free(cf);
-    shk_zones_free(reg);
     return rc == SHK_OK ? 0 : 1;
 }
 

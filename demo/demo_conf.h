@@ -1,0 +1,64 @@
+/*
+ * demo_conf.h: the demo server's configuration (locations and nginx-style
+ * request limiting) and the limiter itself, which keeps its state per client
+ * address in a red-black tree inside a shmkit zone, shared by every worker.
+ * No libevent here: the shmkit command links this to check demo configs.
+ */
+#ifndef DEMO_CONF_H
+#define DEMO_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shmkit.h"
+
+#define DEMO_MAX_LOCATIONS 32
+#define DEMO_MAX_LIMIT_ZONES 16
+#define DEMO_TAG "limit_req"
+
+/* What the limiter decided for one request. */
+enum { DEMO_LIMIT_PASS = 0, DEMO_LIMIT_DELAY = 1, DEMO_LIMIT_REJECT = 2 };
+
+typedef struct demo_limit_zone_s demo_limit_zone_t;
+
+typedef struct demo_location_s {
+    char path[128];
+    demo_limit_zone_t *zone; /* NULL: no limit */
+    char zone_name[SHK_NAME_MAX + 1];
+    uint64_t burst;  /* in thousandths of a request */
+    uint64_t delay;  /* excess (thousandths) served without delay; UINT64_MAX: nodelay */
+    const char *file; /* where limit_req was, for errors */
+    unsigned line;
+} demo_location_t;
+
+typedef struct demo_conf_s demo_conf_t;
+
+/* Fill in the demo's directives and configuration callbacks. */
+void demo_app(shk_app_t *app);
+
+/* The location whose path is the longest prefix of `path`, or NULL. */
+const demo_location_t *demo_location_find(const demo_conf_t *conf, const char *path);
+
+/* Decide for one request from client `key` (the binary address) at time
+ * now_ms (milliseconds, any monotonic clock). *delay_ms receives the delay
+ * for DEMO_LIMIT_DELAY. Takes the zone's lock. */
+int demo_limit_at(const demo_location_t *loc, const void *key, size_t keylen, uint64_t now_ms,
+                  unsigned *delay_ms);
+/* The same at shk_time_ms(). Locations without a limit always pass. */
+int demo_location_limit(const demo_location_t *loc, const void *key, size_t keylen,
+                        unsigned *delay_ms);
+
+/* Nodes currently in a limit zone's tree (for tests and /status). */
+uint64_t demo_limit_nodes(const demo_location_t *loc);
+/* Check the zone's tree: order, red-black rules, LRU list agreement.
+ * SHK_OK or SHK_ECORRUPT with the reason. */
+int demo_limit_check(const demo_location_t *loc);
+
+/* "$binary_remote_addr" of a textual address: 4 bytes for IPv4, 16 for
+ * IPv6; 0 if it does not parse. */
+size_t demo_binary_addr(const char *addr, unsigned char out[16]);
+
+/* Per-worker set-up (nothing to do today; kept for symmetry). */
+int demo_conf_worker_init(demo_conf_t *conf, shk_worker_t *w);
+
+#endif
