@@ -120,6 +120,8 @@ unsigned shk_conf_context(shk_conf_t *cf)
 }
 
 static int verror_at(const char *file, unsigned line, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static int verror_at(const char *file, unsigned line, const char *fmt, va_list ap)
 {
     char msg[900];
     vsnprintf(msg, sizeof msg, fmt, ap);

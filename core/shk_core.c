@@ -62,6 +62,8 @@ const char *shk_last_errmsg(void)
 
 /* vsnprintf into a fixed buffer, marking a cut with "..." */
 static void format_line(char *buf, size_t size, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void format_line(char *buf, size_t size, const char *fmt, va_list ap)
 {
     int n = vsnprintf(buf, size, fmt, ap);
     if (n < 0) {

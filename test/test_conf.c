@@ -18,6 +18,7 @@
 static char dir[128];
 static char seen[4096]; /* what handlers saw, one line per directive */
 
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void note(const char *fmt, ...)
 {
     size_t n = strlen(seen);

@@ -45,6 +45,7 @@ static int ev_fd = -1;   /* master -> test: events */
 static int log_fd = -1;  /* master and workers -> file: log lines */
 static char conf_path[256], log_path[256];
 
+static void wline(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void wline(int fd, const char *fmt, ...)
 {
     char b[512];
