@@ -85,7 +85,7 @@ HAVE_EVENT  := $(shell pkg-config --exists libevent 2>/dev/null && echo yes)
 DEMO_BIN    := $(if $(and $(wildcard $(DEMO_MAIN)),$(HAVE_EVENT)),$(B)/shmkit-demo)
 
 .PHONY: all lib tests benches test test-run asan tsan clang bench bench-% install uninstall \
-        clean deps-test deps-demo check-layers check-exports demo run
+        clean deps-test deps-demo check-layers check-exports check-docs docs demo run
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -158,12 +158,21 @@ run:
 
 test:
 	@$(MAKE) --no-print-directory deps-test deps-demo
-	@$(MAKE) --no-print-directory VARIANT=rel check-exports check-layers
+	@$(MAKE) --no-print-directory VARIANT=rel check-exports check-layers check-docs
 	@$(MAKE) --no-print-directory VARIANT=dbg tests
 	@mk/run-tests.sh build/dbg both
 
 check-layers:
 	@mk/check-layers.sh $(MODULES)
+
+docs:
+	@mk/gen-api.sh $(MODULES) > docs/api.md
+	@echo "docs/api.md regenerated"
+
+check-docs:
+	@mk/gen-api.sh $(MODULES) | cmp -s - docs/api.md || \
+	    { echo "docs/api.md is stale: run make docs" >&2; exit 1; }
+	@echo "docs: api.md matches the headers"
 
 check-exports: $(SHARED_LIB)
 	@mk/check-exports.sh $(SHARED_LIB)

@@ -2,7 +2,7 @@
  * shk_shmtx.c: the process-shared mutex: a pid in a futex word, a waiter
  * count, and take-over of a dead owner's lock.
  *
- * Protocol (docs/architecture.md has the long form):
+ * Protocol (docs/shmtx.md has the long form):
  *   lock word   0 = free, otherwise the owner's pid
  *   waiters     number of processes that announced they may sleep
  *   acquire     CAS 0 -> pid (acquire order)

@@ -14,7 +14,7 @@
  * (taking the lock is a compare-and-swap from 0), but an unlock from the
  * wrong thread of the owning process cannot be told from the right one.
  *
- * See docs/architecture.md ("shmtx") for the waiter protocol and the
+ * See docs/shmtx.md for the waiter protocol and the
  * recovery rules, including the pid-reuse hazard.
  */
 #ifndef SHK_SHMTX_H
