@@ -22,6 +22,7 @@
 #include "shk_internal.h"
 
 #include <linux/futex.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -154,6 +155,17 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
             atomic_fetch_sub_explicit(&sh->waiters, 1, memory_order_relaxed);
             if (try_take(sh, 0, me))
                 goto taken;
+            continue;
+        }
+        if (!sleeps && v != me && kill((pid_t)v, 0) == -1 && errno == ESRCH) {
+            /* Before the first sleep, one cheap look at the holder: if it is
+             * gone (reaped), take over now rather than after a slice. A
+             * zombie holder is caught at the first slice's end. */
+            atomic_fetch_sub_explicit(&sh->waiters, 1, memory_order_relaxed);
+            if (try_take(sh, v, me)) {
+                status = SHK_EOWNERDEAD;
+                goto taken;
+            }
             continue;
         }
         err = futex_wait(&sh->lock, v, wait_ms);
