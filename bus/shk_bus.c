@@ -60,17 +60,22 @@ typedef struct blob_s {
     /* data */
 } blob_t;
 
+/* Fields are grouped by writer, one cache line per group, so that a producer
+ * and the consumer do not keep stealing each other's lines. */
 typedef struct qslot_s {
     shk_shmtx_sh_t claim; /* producers' claim lock */
+    /* written by producers (under the claim lock, or by RMW) */
     _Alignas(64) _Atomic uint64_t tail; /* next byte to claim (monotonic) */
+    _Atomic uint64_t enq, rejected, rung, coalesced;
+    /* written by the consumer */
     _Alignas(64) _Atomic uint64_t head; /* next byte to consume (monotonic) */
-    _Atomic uint32_t sleeping;
-    _Atomic int32_t pid;
+    _Atomic uint64_t deq, high, received, discarded, skipped, stale;
+    _Alignas(64) _Atomic uint32_t sleeping; /* written by both: the doorbell */
+    /* written when a worker joins or is reaped, and by senders */
+    _Alignas(64) _Atomic int32_t pid;
     _Atomic uint32_t state;
-    uint32_t pad;
     _Atomic uint64_t generation;
-    _Atomic uint64_t enq, deq, high;
-    _Atomic uint64_t sent, received, discarded, rejected, skipped, stale, rung, coalesced;
+    _Atomic uint64_t sent;
     uint64_t ring_off; /* slab offset */
     uint64_t ring_size;
 } qslot_t;
@@ -110,6 +115,8 @@ struct shk_bus_s {
     void (*claim_hook)(void *);
     void *claim_ctx;
     shk_shmtx_t claim[SHK_BUS_MAX_SLOTS];
+    uint64_t head_seen[SHK_BUS_MAX_SLOTS]; /* producer: last head read per queue */
+    uint64_t tail_seen;                    /* consumer: last tail read */
 };
 
 /* This process's slot, -1 if it has none (a child forked by a joined
@@ -392,13 +399,18 @@ static int enqueue(shk_bus_t *bus, unsigned i, const char *name, size_t nl, cons
     rc = shk_shmtx_lock(&bus->claim[i]);
     if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
         return rc;
-    /* acquire: pairs with the consumer's release of head, so the bytes we
-     * are about to overwrite have been read. */
-    uint64_t head = atomic_load_explicit(&q->head, memory_order_acquire);
     uint64_t t = atomic_load_explicit(&q->tail, memory_order_relaxed);
     uint64_t pos = t & (size - 1), pad = 0;
     if (pos + need > size)
         pad = size - pos;
+    /* The head we saw last is a lower bound (it only grows): read the shared
+     * one only when that bound says the record does not fit. acquire: pairs
+     * with the consumer's release of head, so the bytes we are about to
+     * overwrite have been read. (A bound from another process's handle is
+     * fine too: any value head had is a lower bound.) */
+    uint64_t head = bus->head_seen[i];
+    if (t + pad + need - head > size || head > t)
+        head = bus->head_seen[i] = atomic_load_explicit(&q->head, memory_order_acquire);
     if (t + pad + need - head > size) {
         shk_shmtx_unlock(&bus->claim[i]);
         atomic_fetch_add_explicit(&q->rejected, 1, memory_order_relaxed);
@@ -424,10 +436,9 @@ static int enqueue(shk_bus_t *bus, unsigned i, const char *name, size_t nl, cons
     /* release: the padding and the claimed header (with our pid) are visible
      * to a consumer that acquires the new tail. */
     atomic_store_explicit(&q->tail, t + pad + need, memory_order_release);
-    uint64_t depth = atomic_fetch_add_explicit(&q->enq, 1, memory_order_relaxed) + 1 -
-                     atomic_load_explicit(&q->deq, memory_order_relaxed);
-    if (depth > atomic_load_explicit(&q->high, memory_order_relaxed))
-        atomic_store_explicit(&q->high, depth, memory_order_relaxed);
+    /* relaxed load and store: enq is written under the claim lock only */
+    atomic_store_explicit(&q->enq, atomic_load_explicit(&q->enq, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     shk_shmtx_unlock(&bus->claim[i]);
 
     if (bus->claim_hook)
@@ -614,13 +625,29 @@ int shk_bus_reply(shk_bus_t *bus, const char *name, const void *data, size_t len
 
 enum { R_EMPTY, R_PENDING, R_READY };
 
+/* A counter only the consumer writes: a relaxed load and store, no locked
+ * instruction (readers only want a snapshot). */
+static inline void cons_count(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
 /* What is at the head of queue q: nothing, a record still being written by a
  * live producer, or something to take (record, padding, dead producer's hole). */
 static int head_state(const shk_bus_t *bus, qslot_t *q, rec_t **rp, uint64_t *hp)
 {
+    int own = my_slot(bus) >= 0 && q == &bus->b->slots[bus->slot];
     uint64_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
-    /* acquire: pairs with the producer's release of tail (claimed header). */
-    uint64_t t = atomic_load_explicit(&q->tail, memory_order_acquire);
+    /* The consumer's last view of tail is enough while it is ahead of head;
+     * otherwise acquire the shared one: pairs with the producer's release of
+     * tail, so the claimed header is visible. */
+    uint64_t t = own ? bus->tail_seen : h;
+    if (t <= h || t - h > q->ring_size) {
+        t = atomic_load_explicit(&q->tail, memory_order_acquire);
+        if (own)
+            ((shk_bus_t *)bus)->tail_seen = t;
+    }
     if (h == t)
         return R_EMPTY;
     rec_t *r = (rec_t *)(ring_of(bus, q) + (h & (q->ring_size - 1)));
@@ -663,12 +690,12 @@ static int take_one(shk_bus_t *bus, qslot_t *q, rec_t *r, uint64_t h)
     uint64_t blob = 0;
     if (r->flags & RF_LARGE)
         memcpy(&blob, (char *)(r + 1) + r->name_len, 8);
-    atomic_fetch_add_explicit(&q->deq, 1, memory_order_relaxed);
+    cons_count(&q->deq);
     if (st != ST_PUBLISHED) {
         /* a producer died between claim and publish */
         shk_log(SHK_LOG_WARN, "bus: skipping an alert left unfinished by dead process %d",
                 (int)r->pid);
-        atomic_fetch_add_explicit(&q->skipped, 1, memory_order_relaxed);
+        cons_count(&q->skipped);
         release_head(q, h, len);
         if (blob)
             blob_unref(bus, blob, 1);
@@ -684,8 +711,8 @@ static int take_one(shk_bus_t *bus, qslot_t *q, rec_t *r, uint64_t h)
         dlen = bl ? (size_t)bl->len : 0;
     }
     if (r->gen < atomic_load_explicit(&q->generation, memory_order_relaxed))
-        atomic_fetch_add_explicit(&q->stale, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&q->received, 1, memory_order_relaxed);
+        cons_count(&q->stale);
+    cons_count(&q->received);
     handler_t *hd = NULL;
     for (size_t i = 0; i < bus->nh; i++)
         if (strcmp(bus->h[i].name, name) == 0) {
@@ -699,7 +726,7 @@ static int take_one(shk_bus_t *bus, qslot_t *q, rec_t *r, uint64_t h)
         bus->in_handler = 0;
         bus->sender = 0;
     } else {
-        atomic_fetch_add_explicit(&q->discarded, 1, memory_order_relaxed);
+        cons_count(&q->discarded);
     }
     release_head(q, h, len);
     if (blob)
@@ -712,6 +739,23 @@ static void drain_pipe(int fd)
     char c[64];
     while (read(fd, c, sizeof c) > 0)
         ;
+}
+
+/* Before announcing sleep, poll the queue for about `us` microseconds (only
+ * with more than one CPU): under load the next alert is usually that close,
+ * and catching it here saves both sides a system call. 1 if one is ready. */
+static int spin_for_work(shk_bus_t *bus, qslot_t *q, unsigned us)
+{
+    rec_t *r;
+    uint64_t h;
+    if (shk_ncpu() < 2)
+        return 0;
+    for (unsigned i = 0, n = us * shk_spin_per_us(); i < n; i++) {
+        if (i % 16 == 0 && head_state(bus, q, &r, &h) == R_READY)
+            return 1;
+        shk_cpu_relax();
+    }
+    return 0;
 }
 
 /* Announce sleep; returns 1 if the caller may sleep, 0 if something is ready
@@ -743,6 +787,11 @@ int shk_bus_dispatch(shk_bus_t *bus, unsigned budget)
     bus->in_dispatch = 1;
     drain_pipe(bus->fds[bus->slot][0]);
     atomic_store_explicit(&q->sleeping, 0, memory_order_relaxed);
+    /* high-water mark, sampled once per dispatch (relaxed: statistics) */
+    uint64_t depth = atomic_load_explicit(&q->enq, memory_order_relaxed) -
+                     atomic_load_explicit(&q->deq, memory_order_relaxed);
+    if (depth < (1ULL << 62) && depth > atomic_load_explicit(&q->high, memory_order_relaxed))
+        atomic_store_explicit(&q->high, depth, memory_order_relaxed);
     for (;;) {
         rec_t *r;
         uint64_t h;
@@ -757,6 +806,8 @@ int shk_bus_dispatch(shk_bus_t *bus, unsigned budget)
             n += take_one(bus, q, r, h);
             continue;
         }
+        if (st == R_EMPTY && spin_for_work(bus, q, 2))
+            continue;
         if (prepare_sleep(bus, q))
             break;
     }
@@ -771,6 +822,8 @@ int shk_bus_wait(shk_bus_t *bus, int timeout_ms)
     if (!bus || my_slot(bus) < 0)
         return shk_error(SHK_EPERM, "shk_bus_wait: not joined");
     q = &bus->b->slots[bus->slot];
+    if (timeout_ms != 0 && spin_for_work(bus, q, 5))
+        return 1;
     if (!prepare_sleep(bus, q))
         return 1;
     p.fd = bus->fds[bus->slot][0];
@@ -804,7 +857,7 @@ static void purge(shk_bus_t *bus, unsigned i)
                 memcpy(&blob, (char *)(r + 1) + r->name_len, 8);
             if (blob)
                 blob_unref(bus, blob, 1);
-            atomic_fetch_add_explicit(&q->deq, 1, memory_order_relaxed);
+            cons_count(&q->deq);
         }
         release_head(q, h, len);
     }

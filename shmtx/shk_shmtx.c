@@ -175,12 +175,22 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
         atomic_fetch_sub_explicit(&sh->waiters, 1, memory_order_relaxed);
 
         v = atomic_load_explicit(&sh->lock, memory_order_relaxed);
-        if (v == 0) {
-            if (try_take(sh, 0, me))
-                goto taken;
+        if (v == 0 && try_take(sh, 0, me))
+            goto taken;
+        if (err != ETIMEDOUT) {
+            /* Woken: the lock was released, maybe taken again at once by
+             * its last owner. Spin again before going back to sleep. */
+            for (unsigned i = 0; i < mtx->spin; i++) {
+                shk_cpu_relax();
+                if (atomic_load_explicit(&sh->lock, memory_order_relaxed) == 0 &&
+                    try_take(sh, 0, me))
+                    goto taken;
+            }
             continue;
         }
-        if (err == ETIMEDOUT) {
+        if (v == 0)
+            continue;
+        {
             /* A whole slice passed with the lock held: is the holder alive?
              * The CAS from exactly v makes the take-over safe against a
              * concurrent release or another waiter's take-over. */

@@ -71,7 +71,7 @@ typedef struct pool_s {
     uint64_t pages_free;
     uint64_t fails;
     uint64_t run_reqs;
-    uint32_t oom; /* in an out-of-memory episode (logged once) */
+    uint32_t oom; /* in an out-of-memory episode (logged once; ends when 1/64 is free) */
     uint32_t free_head[NLISTS];
     uint64_t nonempty; /* bit i: free_head[i] != NIL */
     cls_t cls[NCLASS];
@@ -392,6 +392,10 @@ static void pages_free(shk_slab_t *s, uint32_t start, uint32_t n)
         s->desc[i].head = start;
     }
     p->pages_free += n;
+    /* An out-of-memory episode ends when a sixty-fourth of the pool is free
+     * again: failures while it hovers near full log nothing more. */
+    if (p->oom && p->pages_free * 64 >= p->npages)
+        p->oom = 0;
     if (start > 0 && s->desc[start - 1].kind == K_FREE) {
         uint32_t h = s->desc[start - 1].head;
         uint32_t hn = s->desc[h].npages;
@@ -667,7 +671,6 @@ static void *alloc_locked(shk_slab_t *s, size_t size, int zero)
         shk_error(SHK_ENOMEM, "slab pool \"%s\": no room for %zu bytes", p->name, size);
         return NULL;
     }
-    p->oom = 0;
     (void)usable;
     vg_on_alloc(s, r, size, zero);
     if (zero)

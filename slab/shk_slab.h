@@ -75,7 +75,8 @@ SHK_API void shk_slab_close(shk_slab_t *slab);
 /* Allocate size bytes (16-byte aligned; page-aligned for sizes above 2048).
  * NULL when the pool has no room (after the reclaim callback, if set, could
  * not make any): the pool's `fails` counter grows and one log line is
- * written per out-of-memory episode. size 0 is served as 1. */
+ * written per out-of-memory episode (an episode ends when a sixty-fourth
+ * of the pool's pages is free again). size 0 is served as 1. */
 SHK_API void *shk_slab_alloc(shk_slab_t *slab, size_t size);
 SHK_API void *shk_slab_alloc_locked(shk_slab_t *slab, size_t size);
 /* The same, zero-filled. */

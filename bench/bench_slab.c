@@ -1,0 +1,212 @@
+/*
+ * bench_slab.c: the slab allocator on a 64 MiB pool. (a) churn: 10,000 live
+ * blocks, each step frees a random one and allocates a new block of a
+ * uniformly random size in 8..2048 in its place, 5 million steps, the pool's
+ * lock taken on every call, against glibc malloc/free on the same sequence;
+ * (b) the same churn in 2 processes on one pool, and a producer/consumer run
+ * where one process allocates and the other frees, against one process;
+ * (c) utilization: an empty pool filled with the same size mix until the
+ * first failure, bytes requested / pool size, against what power-of-two
+ * classes would fit (a model computed on the same sizes); (d) the largest
+ * block that can still be allocated after (a).
+ */
+#include "shmkit.h"
+#include "util_bench.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define POOL (64u << 20)
+#define LIVE 10000
+#define STEPS 5000000L
+
+static uint64_t rng = 0x243f6a8885a308d3ull;
+static uint64_t next_rand(void)
+{
+    rng ^= rng >> 12;
+    rng ^= rng << 25;
+    rng ^= rng >> 27;
+    return rng * 0x2545f4914f6cdd1dull;
+}
+
+static uint16_t *sizes;   /* per step */
+static uint16_t *victims; /* per step: which live block is replaced */
+
+static void make_sequence(void)
+{
+    sizes = malloc(STEPS * sizeof *sizes);
+    victims = malloc(STEPS * sizeof *victims);
+    for (long i = 0; i < STEPS; i++) {
+        sizes[i] = (uint16_t)(8 + next_rand() % 2041);
+        victims[i] = (uint16_t)(next_rand() % LIVE);
+    }
+}
+
+static double churn_glibc(void)
+{
+    void **live = calloc(LIVE, sizeof *live);
+    for (int i = 0; i < LIVE; i++)
+        live[i] = malloc(8 + next_rand() % 2041);
+    uint64_t t0 = ub_now_ns();
+    for (long s = 0; s < STEPS; s++) {
+        free(live[victims[s]]);
+        live[victims[s]] = malloc(sizes[s]);
+        *(volatile char *)live[victims[s]] = 1;
+    }
+    double ns = (double)(ub_now_ns() - t0) / STEPS;
+    for (int i = 0; i < LIVE; i++)
+        free(live[i]);
+    free(live);
+    return ns;
+}
+
+/* Churn on the pool with `live` blocks over steps [from, to). */
+static double churn_slab(shk_slab_t *s, int live_n, long from, long to)
+{
+    void **live = calloc((size_t)live_n, sizeof *live);
+    for (int i = 0; i < live_n; i++)
+        live[i] = shk_slab_alloc(s, 8 + next_rand() % 2041);
+    uint64_t t0 = ub_now_ns();
+    for (long k = from; k < to; k++) {
+        int v = victims[k] % live_n;
+        shk_slab_free(s, live[v]);
+        live[v] = shk_slab_alloc(s, sizes[k]);
+        if (!live[v]) {
+            fprintf(stderr, "bench_slab: pool full during churn\n");
+            exit(1);
+        }
+        *(volatile char *)live[v] = 1;
+    }
+    double ns = (double)(ub_now_ns() - t0) / (double)(to - from);
+    for (int i = 0; i < live_n; i++)
+        shk_slab_free(s, live[i]);
+    free(live);
+    return ns;
+}
+
+typedef struct {
+    _Atomic uint64_t head, tail;
+    uint64_t ring[1 << 16];
+    _Atomic int go;
+} xring_t;
+
+int main(void)
+{
+    void *mem = ub_shared(POOL);
+    shk_slab_t *s;
+    shk_slab_stats_t st;
+
+    if (shk_slab_init(&s, mem, POOL, "bench") != SHK_OK) {
+        fprintf(stderr, "%s\n", shk_last_errmsg());
+        return 1;
+    }
+    make_sequence();
+
+    /* (a) churn, and (d) what is left in one piece afterwards */
+    double g = churn_glibc();
+    void **keep = calloc(LIVE, sizeof *keep);
+    for (int i = 0; i < LIVE; i++)
+        keep[i] = shk_slab_alloc(s, 8 + next_rand() % 2041);
+    uint64_t t0 = ub_now_ns();
+    for (long k = 0; k < STEPS; k++) {
+        shk_slab_free(s, keep[victims[k]]);
+        keep[victims[k]] = shk_slab_alloc(s, sizes[k]);
+        *(volatile char *)keep[victims[k]] = 1;
+    }
+    double a = (double)(ub_now_ns() - t0) / STEPS;
+    ub_report("slab.churn", a, "ns/op", "glibc", g);
+    shk_slab_stats(s, &st);
+    ub_report("slab.largest_after_churn", (double)st.largest_free_run * (double)st.page_size,
+              "bytes", "pool_size", (double)POOL);
+    for (int i = 0; i < LIVE; i++)
+        shk_slab_free(s, keep[i]);
+    free(keep);
+    if (shk_slab_check(s) != SHK_OK) {
+        fprintf(stderr, "bench_slab: %s\n", shk_last_errmsg());
+        return 1;
+    }
+
+    /* (b) two processes on one pool, each with half the live blocks */
+    double one = 1e9 / churn_slab(s, LIVE / 2, 0, STEPS / 2);
+    _Atomic uint64_t *ops = ub_shared(2 * sizeof *ops);
+    fflush(NULL);
+    t0 = ub_now_ns();
+    for (int p = 0; p < 2; p++)
+        if (fork() == 0) {
+            double ns = churn_slab(s, LIVE / 2, p * (STEPS / 2), (p + 1) * (STEPS / 2));
+            ops[p] = (uint64_t)(1e9 / ns);
+            _exit(0);
+        }
+    while (wait(NULL) > 0)
+        ;
+    double two = (double)(STEPS) / ((double)(ub_now_ns() - t0) / 1e9);
+    ub_report("slab.churn2", two, "ops/s", "one_process", one);
+
+    /* (b') one process allocates, the other frees what it receives */
+    xring_t *x = ub_shared(sizeof *x);
+    long n = STEPS / 2;
+    fflush(NULL);
+    t0 = ub_now_ns();
+    if (fork() == 0) {
+        for (long k = 0; k < n; k++) {
+            while (atomic_load_explicit(&x->tail, memory_order_acquire) == (uint64_t)k)
+                shk_cpu_relax();
+            shk_slab_free(s, shk_slab_ptr(s, x->ring[k & 0xffff]));
+            /* release: the slot is read before the producer may reuse it */
+            atomic_store_explicit(&x->head, (uint64_t)k + 1, memory_order_release);
+        }
+        _exit(0);
+    }
+    for (long k = 0; k < n; k++) {
+        while (k - (long)atomic_load_explicit(&x->head, memory_order_acquire) >= 4096)
+            shk_cpu_relax();
+        void *b;
+        while (!(b = shk_slab_alloc(s, sizes[k])))
+            shk_cpu_relax();
+        x->ring[k & 0xffff] = shk_slab_off(s, b);
+        atomic_store_explicit(&x->tail, (uint64_t)k + 1, memory_order_release);
+    }
+    wait(NULL);
+    double xm = (double)n / ((double)(ub_now_ns() - t0) / 1e9);
+    ub_report("slab.xmalloc2", xm, "ops/s", "one_process", one);
+    if (shk_slab_check(s) != SHK_OK) {
+        fprintf(stderr, "bench_slab: %s\n", shk_last_errmsg());
+        return 1;
+    }
+
+    /* (c) utilization */
+    size_t req = 0;
+    shk_log_set(NULL, NULL, -1); /* the expected out-of-memory line */
+    rng = 0x9e3779b97f4a7c15ull;
+    for (;;) {
+        size_t sz = 8 + next_rand() % 2041;
+        if (!shk_slab_alloc(s, sz))
+            break;
+        req += sz;
+    }
+    /* the model: how much of the same sequence power-of-two classes would
+     * have fitted, ignoring their headers and page tails (in their favour) */
+    double model = 0;
+    {
+        size_t used = 0, fit = 0;
+        uint64_t save = rng;
+        rng = 0x9e3779b97f4a7c15ull;
+        for (;;) {
+            size_t sz = 8 + next_rand() % 2041, p2 = 8;
+            while (p2 < sz)
+                p2 <<= 1;
+            if (used + p2 > POOL)
+                break;
+            used += p2;
+            fit += sz;
+        }
+        rng = save;
+        model = (double)fit / POOL;
+    }
+    ub_report("slab.utilization", (double)req / POOL, "fraction", "pow2_classes_model", model);
+    return 0;
+}
