@@ -409,7 +409,7 @@ int demo_limit_at(const demo_location_t *loc, const void *key, size_t keylen, ui
         lr_node_t *x = N(cur);
         int64_t ms = (int64_t)(now - x->last);
         if (ms < -60000)
-            ms = 1; /* the clock jumped back a long way: start afresh */
+            ms = 1; /* the clock jumped back a long way: count it as 1 ms */
         else if (ms < 0)
             ms = 0;
         excess = x->excess - (int64_t)t->rate * ms / 1000 + 1000;

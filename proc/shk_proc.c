@@ -222,6 +222,8 @@ shk_cycle_t *shk_cycle_new(const shk_app_t *app)
     }
     for (unsigned i = 0; i < SHK_PROC_MAX_LISTEN; i++)
         cy->listen[i].fd = -1;
+    if (app && app->conf_create)
+        cy->app_conf = app->conf_create(cy, app->ctx);
     return cy;
 }
 
@@ -274,8 +276,6 @@ static shk_cycle_t *cycle_read(const char *conf_path, const shk_app_t *app)
         shk_cycle_free(cy);
         return NULL;
     }
-    if (app && app->conf_create)
-        cy->app_conf = app->conf_create(cy, app->ctx);
     rc = shk_proc_conf(cf, cy);
     if (rc == SHK_OK && app && app->directives)
         rc = shk_conf_add(cf, app->directives);

@@ -107,7 +107,8 @@ SHK_API int shk_proc_conf(shk_conf_t *cf, shk_cycle_t *cycle);
 
 /* ---- a generation, for directive handlers --------------------------------- */
 
-/* A fresh, empty generation (for tools that read a configuration). */
+/* A fresh, empty generation (for tools that read a configuration); runs
+ * the application's conf_create. */
 SHK_API shk_cycle_t *shk_cycle_new(const shk_app_t *app);
 SHK_API void shk_cycle_free(shk_cycle_t *cycle);
 /* The generation a config reader fills (set as the reader's user pointer). */

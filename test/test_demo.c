@@ -1,0 +1,439 @@
+/*
+ * test_demo.c: the demo server, run for real with a real HTTP client (curl):
+ * send and broadcast with the replies in the log, a bad pid, names and data
+ * at the limits, limit_req on a scripted burst, /status parsed as JSON, and
+ * a worker killed with SIGKILL while requests keep coming (none fails once
+ * the worker is back). Also the request limiter's rule on scripted
+ * schedules (the nginx leaky bucket) and its tree, without HTTP.
+ */
+#include "demo_conf.h"
+#include "shmkit.h"
+#include "util_json.h"
+#include "util_test.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+static char dir[128], conf_path[256], log_path[256], base_url[64];
+static pid_t master;
+
+/* Run argv, capture stdout; returns the exit status. */
+static int run(char *const argv[], char *out, size_t cap)
+{
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        close(p[1]);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t n = 0;
+    ssize_t k;
+    while (n + 1 < cap && (k = read(p[0], out + n, cap - 1 - n)) > 0)
+        n += (size_t)k;
+    out[n] = '\0';
+    close(p[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* GET path; returns the HTTP status, body in out. */
+static int get(const char *path, char *out, size_t cap)
+{
+    char url[4096], code[16];
+    snprintf(url, sizeof url, "%s%s", base_url, path);
+    char *argv[] = {"curl", "-s", "--max-time", "10", "-w", "\n%{http_code}", url, NULL};
+    run(argv, out, cap);
+    char *nl = strrchr(out, '\n');
+    if (!nl)
+        return 0;
+    snprintf(code, sizeof code, "%s", nl + 1);
+    *nl = '\0';
+    if (nl > out && nl[-1] == '\n') /* the server ends its text bodies with one */
+        nl[-1] = '\0';
+    return atoi(code);
+}
+
+static int log_count(const char *needle)
+{
+    static char buf[1 << 20];
+    int fd = open(log_path, O_RDONLY), n = 0;
+    ssize_t len = fd >= 0 ? read(fd, buf, sizeof buf - 1) : 0;
+    if (fd >= 0)
+        close(fd);
+    buf[len > 0 ? len : 0] = '\0';
+    for (char *p = buf; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+/* Wait (bounded) until the log holds `n` copies of needle: the server acts
+ * asynchronously; the log is how it tells. */
+static int await_log(const char *needle, int n)
+{
+    for (int i = 0; i < 2000; i++) {
+        if (log_count(needle) >= n)
+            return 1;
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* polling an external process's log, not a sync */
+    }
+    return 0;
+}
+
+static int worker_pids(pid_t *pids, int max)
+{
+    char out[4096];
+    if (get("/workers", out, sizeof out) != 200)
+        return 0;
+    tj_t *j = tj_parse(out, NULL, 0);
+    const tj_t *w = j ? tj_get(j, "workers") : NULL;
+    int n = 0;
+    for (size_t i = 0; w && i < w->nkids && n < max; i++)
+        pids[n++] = (pid_t)tj_num(&w->kids[i], "pid", 0);
+    tj_free(j);
+    return n;
+}
+
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    bind(s, (struct sockaddr *)&a, sizeof a);
+    getsockname(s, (struct sockaddr *)&a, &l);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+static void start_server(void)
+{
+    char exe[PATH_MAX], demo[PATH_MAX + 32];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ck_assert(n > 0);
+    exe[n] = '\0';
+    *strrchr(exe, '/') = '\0';
+    snprintf(demo, sizeof demo, "%s/../shmkit-demo", exe);
+    snprintf(dir, sizeof dir, "/tmp/shk_test_demo_%ld", (long)getpid());
+    mkdir(dir, 0700);
+    snprintf(conf_path, sizeof conf_path, "%s/demo.conf", dir);
+    snprintf(log_path, sizeof log_path, "%s/demo.log", dir);
+    int port = free_port();
+    snprintf(base_url, sizeof base_url, "http://127.0.0.1:%d", port);
+    FILE *f = fopen(conf_path, "w");
+    fprintf(f,
+            "worker_processes 2;\nlisten 127.0.0.1:%d;\nshm_instance t%ld;\n"
+            "limit_req_zone $binary_remote_addr zone=one:1m rate=10r/s;\n"
+            "location /limited { limit_req zone=one burst=5 nodelay; }\n",
+            port, (long)getpid());
+    fclose(f);
+    fflush(NULL);
+    master = fork();
+    if (master == 0) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 2);
+        dup2(fd, 1);
+        execl(demo, demo, "-c", conf_path, (char *)NULL);
+        _exit(127);
+    }
+    pid_t pids[4];
+    for (int i = 0; i < 4000 && worker_pids(pids, 4) < 2; i++) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    ck_assert_msg(worker_pids(pids, 4) == 2, "the demo server did not come up");
+}
+
+static void stop_server(void)
+{
+    kill(master, SIGQUIT);
+    int st;
+    waitpid(master, &st, 0);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "master status %d", st);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(http_send_broadcast_status_limits)
+{
+    char out[65536], path[2048], want[256];
+    pid_t pids[2];
+    start_server();
+    ck_assert_int_eq(worker_pids(pids, 2), 2);
+
+    /* send, and the reply comes back */
+    snprintf(path, sizeof path, "/send/%d/hi", (int)pids[1]);
+    ck_assert_int_eq(get(path, out, sizeof out), 200);
+    snprintf(want, sizeof want, "Sent alert to pid %d", (int)pids[1]);
+    ck_assert_str_eq(out, want);
+    snprintf(want, sizeof want, "%d: sender ", (int)pids[1]);
+    ck_assert(await_log(want, 1));
+    ck_assert(await_log("says hi", 1));
+    snprintf(want, sizeof want, "%d replied hello to you too. you said hi", (int)pids[1]);
+    ck_assert(await_log(want, 1));
+
+    /* a pid that is not a worker */
+    ck_assert_int_eq(get("/send/1/x", out, sizeof out), 500);
+    ck_assert_msg(strstr(out, "pid 1 is not a worker"), "%s", out);
+
+    /* broadcast: both workers, the sender included */
+    ck_assert_int_eq(get("/broadcast/all", out, sizeof out), 200);
+    ck_assert_str_eq(out, "Broadcast alert to 2 workers");
+    ck_assert(await_log("says all", 2));
+    ck_assert(await_log("you said all", 2));
+
+    /* names at the limits */
+    char name[300];
+    memset(name, 'n', 254);
+    name[254] = '\0';
+    snprintf(path, sizeof path, "/send/%d/x?name=%s", (int)pids[0], name);
+    ck_assert_int_eq(get(path, out, sizeof out), 200);
+    memset(name, 'n', 255);
+    name[255] = '\0';
+    snprintf(path, sizeof path, "/send/%d/x?name=%s", (int)pids[0], name);
+    ck_assert_int_eq(get(path, out, sizeof out), 500);
+    ck_assert_msg(strstr(out, "longer than 254"), "%s", out);
+
+    /* limit_req: 20 back to back on one connection */
+    char url[128];
+    snprintf(url, sizeof url, "%s/limited", base_url);
+    char *argv[80];
+    int k = 0;
+    argv[k++] = "curl";
+    argv[k++] = "-s";
+    argv[k++] = "-w";
+    argv[k++] = "%{http_code}\n";
+    for (int i = 0; i < 20; i++) {
+        argv[k++] = "-o";
+        argv[k++] = "/dev/null";
+        argv[k++] = url;
+    }
+    argv[k] = NULL;
+    run(argv, out, sizeof out);
+    int ok = 0, limited = 0;
+    for (char *p = out; *p; p++)
+        if (strncmp(p, "200", 3) == 0)
+            ok++;
+        else if (strncmp(p, "503", 3) == 0)
+            limited++;
+    ck_assert_msg(ok >= 6 && ok <= 7 && ok + limited == 20, "200: %d, 503: %d", ok, limited);
+
+    /* /status is JSON with the zone, its locks and the bus */
+    ck_assert_int_eq(get("/status", out, sizeof out), 200);
+    tj_t *j = tj_parse(out, NULL, 0);
+    ck_assert_msg(j != NULL, "not JSON: %.200s", out);
+    int found_one = 0, found_bus = 0;
+    const tj_t *zs = tj_get(j, "zones");
+    for (size_t i = 0; zs && i < zs->nkids; i++) {
+        const char *n = tj_str(&zs->kids[i], "name");
+        if (n && strcmp(n, "one") == 0) {
+            found_one = 1;
+            ck_assert_str_eq(tj_str(&zs->kids[i], "tag"), "limit_req");
+            ck_assert_str_eq(tj_str(&zs->kids[i], "locks.0.name"), "slab");
+        }
+        if (tj_get(&zs->kids[i], "bus.slots.1.pid"))
+            found_bus = 1;
+    }
+    ck_assert(found_one && found_bus);
+    tj_free(j);
+
+    /* kill -9 a worker during load: after the respawn, no request fails */
+    kill(pids[0], SIGKILL);
+    int after_ok = 0, tries = 0;
+    pid_t now[2];
+    while (tries++ < 2000) {
+        if (worker_pids(now, 2) == 2 && now[0] != pids[0] && now[1] != pids[0])
+            break;
+        get("/workers", out, sizeof out); /* load meanwhile; may fail while it dies */
+    }
+    ck_assert_msg(now[0] != pids[0] && now[1] != pids[0], "not respawned");
+    for (int i = 0; i < 50; i++)
+        after_ok += get("/workers", out, sizeof out) == 200;
+    ck_assert_int_eq(after_ok, 50);
+    snprintf(want, sizeof want, "worker process %d exited on signal 9", (int)pids[0]);
+    ck_assert(await_log(want, 1));
+    stop_server();
+}
+END_TEST
+
+/* ---- the limiter without HTTP ---------------------------------------------------------- */
+
+static shk_cycle_t *cycle;
+
+static const demo_location_t *limiter(const char *text, const char *path)
+{
+    static char cpath[256];
+    static shk_app_t app_storage;
+    shk_app_t *app = &app_storage;
+    demo_app(app);
+    snprintf(cpath, sizeof cpath, "/tmp/shk_test_demo_lr_%ld.conf", (long)getpid());
+    FILE *f = fopen(cpath, "w");
+    fputs(text, f);
+    fclose(f);
+    cycle = shk_cycle_new(app);
+    shk_conf_t *cf = shk_conf_new(cycle);
+    ck_assert_int_eq(shk_proc_conf(cf, cycle), SHK_OK);
+    ck_assert_int_eq(shk_conf_add(cf, app->directives), SHK_OK);
+    /* what shk_master_run does: conf_create (in shk_cycle_new), parse,
+     * conf_done, create */
+    ck_assert_msg(shk_conf_parse(cf, cpath) == SHK_OK, "%s", shk_last_errmsg());
+    ck_assert_int_eq(app->conf_done(cycle, shk_cycle_app_conf(cycle), NULL), SHK_OK);
+    ck_assert_int_eq(shk_zones_create(shk_cycle_zones(cycle), NULL), SHK_OK);
+    shk_conf_free(cf);
+    unlink(cpath);
+    return demo_location_find(shk_cycle_app_conf(cycle), path);
+}
+
+static void limiter_done(void)
+{
+    shk_cycle_free(cycle);
+}
+
+static const char *schedule(const demo_location_t *l, const uint64_t *t, int n)
+{
+    static char out[256];
+    unsigned char key[4] = {127, 0, 0, 1};
+    for (int i = 0; i < n; i++) {
+        unsigned d;
+        int v = demo_limit_at(l, key, 4, t[i], &d);
+        out[i] = v == DEMO_LIMIT_PASS ? 'P' : v == DEMO_LIMIT_REJECT ? 'R' : (char)('0' + d / 100);
+    }
+    out[n] = '\0';
+    return out;
+}
+
+START_TEST(leaky_bucket_schedules)
+{
+    /* rate=10r/s burst=5 nodelay: 6 pass at once, then one per 100 ms */
+    const demo_location_t *l = limiter("limit_req_zone $binary_remote_addr zone=z:64k rate=10r/s;\n"
+                                       "location /a { limit_req zone=z burst=5 nodelay; }\n",
+                                       "/a/x");
+    ck_assert_ptr_nonnull(l);
+    uint64_t t1[] = {1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1100, 1100, 2000};
+    ck_assert_str_eq(schedule(l, t1, 11), "PPPPPPRRPRP");
+    ck_assert_int_eq(demo_limit_check(l), SHK_OK);
+    limiter_done();
+
+    /* without nodelay: the excess is served late, 100 ms per request */
+    l = limiter("limit_req_zone $binary_remote_addr zone=z:64k rate=10r/s;\n"
+                "location /a { limit_req zone=z burst=5; }\n",
+                "/a");
+    uint64_t t2[] = {0, 0, 0, 0, 0, 0, 0};
+    ck_assert_str_eq(schedule(l, t2, 7), "P12345R");
+    limiter_done();
+
+    /* delay=2: two excess requests at once, the rest delayed */
+    l = limiter("limit_req_zone $binary_remote_addr zone=z:64k rate=10r/s;\n"
+                "location /a { limit_req zone=z burst=5 delay=2; }\n",
+                "/a");
+    ck_assert_str_eq(schedule(l, t2, 7), "PPP123R");
+    limiter_done();
+
+    /* 30r/m, no burst: one every 2 s */
+    l = limiter("limit_req_zone $binary_remote_addr zone=z:64k rate=30r/m;\n"
+                "location /a { limit_req zone=z; }\n",
+                "/a");
+    uint64_t t3[] = {0, 1000, 1999, 2000, 2500, 4000};
+    ck_assert_str_eq(schedule(l, t3, 6), "PRRPRP");
+    limiter_done();
+
+    /* the clock going back: a little counts as no time; a jump of more than
+     * a minute makes the node look idle (nginx compares the absolute
+     * difference) so it is expired and the client starts afresh */
+    l = limiter("limit_req_zone $binary_remote_addr zone=z:64k rate=10r/s;\n"
+                "location /a { limit_req zone=z burst=1 nodelay; }\n",
+                "/a");
+    uint64_t t4[] = {100000, 100000, 99000, 30000, 101000};
+    ck_assert_str_eq(schedule(l, t4, 5), "PPRPP");
+    limiter_done();
+}
+END_TEST
+
+START_TEST(tree_expiry_and_full_zone)
+{
+    const demo_location_t *l = limiter("limit_req_zone $binary_remote_addr zone=z:32k rate=1r/s;\n"
+                                       "location /a { limit_req zone=z burst=100 nodelay; }\n",
+                                       "/a");
+    uint64_t r = tu_seed("tree_expiry_and_full_zone");
+    unsigned d;
+    /* many clients in a tiny zone: the oldest are reclaimed, everyone passes */
+    for (int i = 0; i < 5000; i++) {
+        uint32_t ip = (uint32_t)tu_rand(&r);
+        ck_assert_int_eq(demo_limit_at(l, &ip, 4, 1000 + (uint64_t)i, &d), DEMO_LIMIT_PASS);
+        if (i % 500 == 0)
+            ck_assert_int_eq(demo_limit_check(l), SHK_OK);
+    }
+    uint64_t full = demo_limit_nodes(l);
+    ck_assert_uint_gt(full, 10);
+    ck_assert_uint_lt(full, 5000);
+    ck_assert_int_eq(demo_limit_check(l), SHK_OK);
+    /* a minute later, each request expires up to two idle nodes */
+    for (int i = 0; i < 100; i++) {
+        uint32_t ip = 0xffff0000u + (uint32_t)i;
+        demo_limit_at(l, &ip, 4, 200000, &d);
+    }
+    ck_assert_uint_lt(demo_limit_nodes(l), full);
+    ck_assert_int_eq(demo_limit_check(l), SHK_OK);
+    limiter_done();
+}
+END_TEST
+
+typedef struct {
+    const demo_location_t *l;
+    _Atomic int passed;
+} hammer_t;
+
+static int hammer(void *arg)
+{
+    hammer_t *h = arg;
+    unsigned char key[4] = {10, 0, 0, 1};
+    unsigned d;
+    for (int i = 0; i < 1000; i++)
+        if (demo_limit_at(h->l, key, 4, 5000, &d) == DEMO_LIMIT_PASS)
+            h->passed++;
+    return 0;
+}
+
+START_TEST(processes_share_the_buckets)
+{
+    hammer_t *h = tu_shared(sizeof *h);
+    h->l = limiter("limit_req_zone $binary_remote_addr zone=z:64k rate=10r/s;\n"
+                   "location /a { limit_req zone=z burst=5 nodelay; }\n",
+                   "/a");
+    pid_t p[4];
+    for (int i = 0; i < 4; i++)
+        p[i] = tu_fork(hammer, h);
+    for (int i = 0; i < 4; i++)
+        tu_wait_ok(p[i]);
+    ck_assert_int_eq(h->passed, 6); /* at one instant, burst + 1 in all */
+    ck_assert_int_eq(demo_limit_check(h->l), SHK_OK);
+    limiter_done();
+    tu_unshare(h, sizeof *h);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("demo");
+    TCase *tc = tcase_create("demo");
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, leaky_bucket_schedules);
+    tcase_add_test(tc, tree_expiry_and_full_zone);
+    tcase_add_test(tc, processes_share_the_buckets);
+    tcase_add_test(tc, http_send_broadcast_status_limits);
+    suite_add_tcase(s, tc);
+    return tu_run(s);
+}
