@@ -134,7 +134,7 @@ $(B)/shmkit: $(patsubst %.c,$(B)/obj/%.o,$(TOOL_SRCS)) $(DEMO_LIB) $(STATIC_LIB)
 	$(CC) -o $@ $(filter %.o,$^) $(DEMO_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) -lrt -lm
 
 tests: $(TEST_BINS) $(TOOL_BIN) $(DEMO_BIN)
-benches: $(BENCH_BINS)
+benches: $(BENCH_BINS) $(DEMO_BIN)
 
 # ---- tests -----------------------------------------------------------------
 
@@ -198,7 +198,7 @@ bench:
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
 
 bench-%:
-	@$(MAKE) --no-print-directory VARIANT=rel build/rel/bench/bench_$*
+	@$(MAKE) --no-print-directory VARIANT=rel build/rel/bench/bench_$* $(if $(DEMO_BIN),build/rel/shmkit-demo)
 	@build/rel/bench/bench_$*
 
 # ---- install -----------------------------------------------------------------
