@@ -39,7 +39,7 @@ OPT_rel     := -O2 -g
 OPT_dbg     := -O1 -g -DSHK_DEBUG
 OPT_asan    := -O1 -g -DSHK_DEBUG -fsanitize=address,undefined -fno-omit-frame-pointer \
                -fno-sanitize-recover=all
-OPT_tsan    := -O1 -g -fsanitize=thread
+OPT_tsan    := -O1 -g -fsanitize=thread -Wno-tsan
 OPT_clang   := -O2 -g
 LDOPT_asan  := -fsanitize=address,undefined
 LDOPT_tsan  := -fsanitize=thread
