@@ -8,11 +8,13 @@
 #include "shk_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct conf_file_s {
     const char *path; /* as given (for messages) */
@@ -32,6 +34,7 @@ struct shk_conf_s {
     unsigned ctx;
     const char *dir_file; /* where the current directive is */
     unsigned dir_line;
+    int located; /* shk_conf_error ran during the current handler */
 };
 
 enum { T_WORD, T_SEMI, T_OPEN, T_CLOSE, T_EOF, T_ERR };
@@ -119,21 +122,36 @@ unsigned shk_conf_context(shk_conf_t *cf)
     return cf ? cf->ctx : 0;
 }
 
-static int verror_at(const char *file, unsigned line, const char *fmt, va_list ap)
-    __attribute__((format(printf, 3, 0)));
-static int verror_at(const char *file, unsigned line, const char *fmt, va_list ap)
+/* shk_error() keeps 1023 bytes. The location (" in FILE:LINE") matters
+ * most, so when the whole does not fit, the message part is cut, visibly
+ * with "...", and the location is kept. Only a location longer than half the
+ * buffer is itself cut (at its end, by shk_error). */
+#define MSG_KEEP 1023
+
+static int verror_at(int status, const char *file, unsigned line, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static int verror_at(int status, const char *file, unsigned line, const char *fmt, va_list ap)
 {
-    char msg[900];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    return shk_error(SHK_ECONF, "%s in %s:%u", msg, file, line);
+    char msg[MSG_KEEP + 1], loc[MSG_KEEP + 1];
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    int l = snprintf(loc, sizeof loc, " in %s:%u", file, line);
+
+    if (n < 0)
+        n = snprintf(msg, sizeof msg, "(unformattable message)");
+    if (l >= 0 && l <= MSG_KEEP / 2 && n + l > MSG_KEEP)
+        memcpy(msg + (MSG_KEEP - l - 3), "...", 4);
+    return shk_error(status, "%s%s", msg, loc);
 }
 
 int shk_conf_error(shk_conf_t *cf, const char *fmt, ...)
 {
     va_list ap;
     int rc;
+    if (cf)
+        cf->located = 1;
     va_start(ap, fmt);
-    rc = verror_at(cf && cf->dir_file ? cf->dir_file : "(none)", cf ? cf->dir_line : 0, fmt, ap);
+    rc = verror_at(SHK_ECONF, cf && cf->dir_file ? cf->dir_file : "(none)",
+                   cf ? cf->dir_line : 0, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -144,7 +162,20 @@ static int error_at(const char *file, unsigned line, const char *fmt, ...)
     va_list ap;
     int rc;
     va_start(ap, fmt);
-    rc = verror_at(file, line, fmt, ap);
+    rc = verror_at(SHK_ECONF, file, line, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Append " in FILE:LINE" to the last error message, keeping `status`. */
+static int locate_last(int status, const char *file, unsigned line, const char *fmt, ...)
+    SHK_PRINTF(4, 5);
+static int locate_last(int status, const char *file, unsigned line, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+    va_start(ap, fmt);
+    rc = verror_at(status, file, line, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -205,7 +236,7 @@ static int next_token(conf_file_t *f, args_t *a, unsigned *line)
         f->pos++;
         for (;;) {
             if (f->pos >= f->len)
-                return error_at(f->path, f->line, "unexpected end of file, expecting %s",
+                return error_at(f->path, *line, "unexpected end of file, expecting %s",
                                 q == '"' ? "'\"'" : "\"'\""),
                        T_ERR;
             c = b[f->pos++];
@@ -350,17 +381,24 @@ static int run_directive(shk_conf_t *cf, conf_file_t *f, args_t *a, int block)
     if (!argc_ok(d->args, a->argc - 1))
         return error_at(f->path, line, "invalid number of arguments in \"%s\" directive", name);
 
+    if (block && cf->depth >= SHK_CONF_MAX_DEPTH)
+        return error_at(f->path, line, "blocks nested too deep (more than %d)",
+                        SHK_CONF_MAX_DEPTH);
+
     cf->dir_file = f->path;
     cf->dir_line = line;
+    cf->located = 0;
     rc = d->handler(cf, a->argc, a->argv, d->data);
     if (rc != SHK_OK) {
-        if (rc > 0)
+        /* A handler that failed without shk_conf_error() (a helper's
+         * shk_error(), or a positive value) still gets its location. */
+        if (rc > 0) {
             rc = SHK_ECONF;
-        if (rc != SHK_ECONF && !strstr(shk_last_errmsg(), " in ")) {
-            char msg[900];
-            snprintf(msg, sizeof msg, "%s", shk_last_errmsg());
-            shk_error(rc, "%s in %s:%u", msg, f->path, line);
+            if (!cf->located)
+                return error_at(f->path, line, "\"%s\" directive failed", name);
         }
+        if (!cf->located)
+            locate_last(rc, f->path, line, "%s", shk_last_errmsg());
         return rc;
     }
     if (!block)
@@ -368,9 +406,6 @@ static int run_directive(shk_conf_t *cf, conf_file_t *f, args_t *a, int block)
 
     /* The block's body, in the directive's own context. */
     unsigned saved = cf->ctx;
-    if (cf->depth >= SHK_CONF_MAX_DEPTH)
-        return error_at(f->path, line, "blocks nested too deep (more than %d)",
-                        SHK_CONF_MAX_DEPTH);
     cf->ctx = d->block_ctx ? d->block_ctx : cf->ctx;
     cf->depth++;
     rc = parse_block(cf, f, 1);
@@ -408,7 +443,7 @@ static int parse_block(shk_conf_t *cf, conf_file_t *f, int in_block)
             if (a.argc)
                 rc = error_at(f->path, last, "unexpected end of file, expecting \";\" or \"}\"");
             else if (in_block)
-                rc = error_at(f->path, f->line, "unexpected end of file, expecting \"}\"");
+                rc = error_at(f->path, last, "unexpected end of file, expecting \"}\"");
             break;
         }
         if (t == T_CLOSE) {
@@ -424,6 +459,7 @@ static int parse_block(shk_conf_t *cf, conf_file_t *f, int in_block)
         args_clear(&a);
         if (rc != SHK_OK)
             break;
+        last = f->line; /* the ";" or the "}" that closed the directive */
     }
     args_clear(&a);
     free(a.argv);
@@ -432,66 +468,118 @@ static int parse_block(shk_conf_t *cf, conf_file_t *f, int in_block)
     return rc;
 }
 
-static int parse_file(shk_conf_t *cf, const char *path, const char *from_file, unsigned from_line)
+/* An error about `path` itself: located at the include directive when there
+ * is one, bare for the top-level file (as nginx prints it). */
+static int file_error(const char *from_file, unsigned from_line, const char *fmt, ...)
+    SHK_PRINTF(3, 4);
+static int file_error(const char *from_file, unsigned from_line, const char *fmt, ...)
 {
-    conf_file_t f = {0};
-    FILE *fp;
+    va_list ap;
+    int rc;
+    va_start(ap, fmt);
+    if (from_file) {
+        rc = verror_at(SHK_ECONF, from_file, from_line, fmt, ap);
+    } else {
+        char msg[MSG_KEEP + 1];
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        rc = shk_error(SHK_ECONF, "%s", msg);
+    }
+    va_end(ap);
+    return rc;
+}
+
+/* Read all of fd into a malloc'd buffer. A NUL byte ends the reading at
+ * once (so `include /dev/zero;` fails fast), as does passing
+ * SHK_CONF_MAX_FILE bytes (a FIFO or device that never ends). */
+static int read_all(int fd, const char *path, const char *from_file, unsigned from_line,
+                    char **out, size_t *outlen)
+{
     char *buf = NULL;
     size_t len = 0, cap = 0;
     int rc;
 
+    for (;;) {
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 8192;
+            char *nb;
+            if (cap >= SHK_CONF_MAX_FILE) {
+                rc = file_error(from_file, from_line, "file \"%s\" is too large (more than %d bytes)",
+                                path, SHK_CONF_MAX_FILE);
+                goto fail;
+            }
+            if (ncap > SHK_CONF_MAX_FILE)
+                ncap = SHK_CONF_MAX_FILE;
+            /* One byte beyond the limit tells "exactly full" from "more". */
+            nb = realloc(buf, ncap + (ncap == SHK_CONF_MAX_FILE));
+            if (!nb) {
+                rc = shk_error(SHK_ENOMEM, "out of memory reading \"%s\"", path);
+                goto fail;
+            }
+            buf = nb;
+            cap = ncap + (ncap == SHK_CONF_MAX_FILE);
+        }
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = file_error(from_file, from_line, "read() \"%s\" failed (%s)", path,
+                            strerror(errno));
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        char *nul = memchr(buf + len, '\0', (size_t)n);
+        if (nul) {
+            unsigned line = 1;
+            for (char *p = buf; p < nul; p++)
+                line += *p == '\n';
+            rc = error_at(path, line, "unexpected NUL byte");
+            goto fail;
+        }
+        len += (size_t)n;
+        if (len > SHK_CONF_MAX_FILE) {
+            rc = file_error(from_file, from_line, "file \"%s\" is too large (more than %d bytes)",
+                            path, SHK_CONF_MAX_FILE);
+            goto fail;
+        }
+    }
+    *out = buf;
+    *outlen = len;
+    return SHK_OK;
+fail:
+    free(buf);
+    return rc;
+}
+
+static int parse_file(shk_conf_t *cf, const char *path, const char *from_file, unsigned from_line)
+{
+    conf_file_t f = {0};
+    char *buf = NULL;
+    size_t len = 0;
+    int fd, rc;
+
     if (cf->nfiles > SHK_CONF_MAX_DEPTH)
         return error_at(from_file, from_line, "includes nested too deep (more than %d)",
                         SHK_CONF_MAX_DEPTH);
-    fp = fopen(path, "r");
-    if (!fp) {
-        if (from_file)
-            return error_at(from_file, from_line, "open() \"%s\" failed (%s)", path,
-                            strerror(errno));
-        return shk_error(SHK_ECONF, "open() \"%s\" failed (%s)", path, strerror(errno));
-    }
+    do
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    while (fd == -1 && errno == EINTR);
+    if (fd == -1)
+        return file_error(from_file, from_line, "open() \"%s\" failed (%s)", path,
+                          strerror(errno));
     f.real = realpath(path, NULL);
     for (int i = 0; f.real && i < cf->nfiles; i++)
         if (cf->files[i]->real && strcmp(cf->files[i]->real, f.real) == 0) {
-            fclose(fp);
+            close(fd);
             free(f.real);
             return error_at(from_file, from_line, "include cycle: \"%s\" is already being read",
                             path);
         }
-    for (;;) {
-        if (len + 4096 > cap) {
-            size_t ncap = cap ? cap * 2 : 8192;
-            char *nb = realloc(buf, ncap);
-            if (!nb) {
-                fclose(fp);
-                free(buf);
-                free(f.real);
-                return shk_error(SHK_ENOMEM, "out of memory reading \"%s\"", path);
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        size_t n = fread(buf + len, 1, cap - len, fp);
-        len += n;
-        if (n == 0)
-            break;
-    }
-    if (ferror(fp)) {
-        rc = shk_error(SHK_ECONF, "read() \"%s\" failed (%s)", path, strerror(errno));
-        fclose(fp);
-        free(buf);
+    rc = read_all(fd, path, from_file, from_line, &buf, &len);
+    close(fd);
+    if (rc != SHK_OK) {
         free(f.real);
         return rc;
-    }
-    fclose(fp);
-    char *nul = memchr(buf, '\0', len);
-    if (nul) {
-        unsigned line = 1;
-        for (char *p = buf; p < nul; p++)
-            line += *p == '\n';
-        free(buf);
-        free(f.real);
-        return error_at(path, line, "unexpected NUL byte");
     }
     f.path = path;
     f.buf = buf;
@@ -513,6 +601,9 @@ int shk_conf_parse(shk_conf_t *cf, const char *path)
 {
     if (!cf || !path)
         return shk_error(SHK_EINVAL, "NULL argument");
+    if (cf->nfiles)
+        return shk_error(SHK_EBUSY, "shk_conf_parse: the reader is already reading \"%s\"",
+                         cf->files[cf->nfiles - 1]->path);
     cf->ctx = SHK_CONF_MAIN;
     cf->depth = 0;
     return parse_file(cf, path, NULL, 0);

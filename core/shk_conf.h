@@ -25,6 +25,7 @@ extern "C" {
 #define SHK_NAME_MAX 63      /* longest zone or instance name, bytes */
 #define SHK_CONF_MAX_TOKEN (64 * 1024) /* longest token, bytes */
 #define SHK_CONF_MAX_DEPTH 16          /* include and block nesting */
+#define SHK_CONF_MAX_FILE (16 * 1024 * 1024) /* longest file, bytes (each include apart) */
 
 /* Contexts, as bit masks. SHK_CONF_MAIN is the top level; applications
  * define their block contexts from SHK_CONF_USER up, e.g.
@@ -75,7 +76,13 @@ SHK_API int shk_conf_add(shk_conf_t *cf, const shk_conf_directive_t *table);
  *   open() "conf/x.conf" failed (No such file or directory)
  * The file name is given as the path was (relative stays relative). A
  * handler's own status is returned when it is not SHK_ECONF (e.g.
- * SHK_ENOMEM). The reader may parse several files in turn.
+ * SHK_ENOMEM); a positive one becomes SHK_ECONF. A handler that fails
+ * without shk_conf_error() still gets " in FILE:LINE" appended to its
+ * message. Limits, each reported: SHK_CONF_MAX_ARGS words per directive,
+ * SHK_CONF_MAX_TOKEN bytes per word, SHK_CONF_MAX_DEPTH nested blocks and
+ * nested includes, SHK_CONF_MAX_FILE bytes per file, no NUL byte. The
+ * reader may parse several files in turn, but not from inside one of its
+ * handlers (SHK_EBUSY). Not thread-safe: one reader, one thread.
  */
 SHK_API int shk_conf_parse(shk_conf_t *cf, const char *path);
 
@@ -85,8 +92,10 @@ SHK_API const char *shk_conf_file(shk_conf_t *cf);
 SHK_API unsigned shk_conf_line(shk_conf_t *cf);
 SHK_API unsigned shk_conf_context(shk_conf_t *cf);
 
-/* For handlers: format a message, append " in FILE:LINE", make it the last
- * error and return SHK_ECONF. */
+/* For handlers: format a message, append " in FILE:LINE" of the directive
+ * being run, make it the last error and return SHK_ECONF. A message too
+ * long for the last-error buffer (1023 bytes) is cut in the middle, with
+ * "...", so the location stays. */
 SHK_API int shk_conf_error(shk_conf_t *cf, const char *fmt, ...) SHK_PRINTF(2, 3);
 
 /* "10m" -> 10485760. Digits then an optional k/K, m/M or g/G; nothing
