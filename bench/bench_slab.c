@@ -2,13 +2,20 @@
  * bench_slab.c: the slab allocator on a 64 MiB pool. (a) churn: 10,000 live
  * blocks, each step frees a random one and allocates a new block of a
  * uniformly random size in 8..2048 in its place, 5 million steps, the pool's
- * lock taken on every call, against glibc malloc/free on the same sequence;
- * (b) the same churn in 2 processes on one pool, and a producer/consumer run
- * where one process allocates and the other frees, against one process;
+ * lock taken on every call, against glibc malloc/free on the same sequence,
+ * and the same with the process cache on (shk_slab_cache: the lock taken
+ * once per half magazine); (b) the same churn in 2 processes on one pool,
+ * and a producer/consumer run where one process allocates and the other
+ * frees, against one process, with the process cache (the design's answer
+ * to sharing) and without it (every call takes the lock);
  * (c) utilization: an empty pool filled with the same size mix until the
  * first failure, bytes requested / pool size, against what power-of-two
  * classes would fit (a model computed on the same sizes); (d) the largest
  * block that can still be allocated after (a).
+ *
+ * Every block is written once when it is allocated, in the warm-up fill as
+ * in the timed loop, for glibc and the pool alike, so that neither side
+ * pays its first page faults inside the timed loop.
  */
 #include "shmkit.h"
 #include "util_bench.h"
@@ -49,8 +56,10 @@ static void make_sequence(void)
 static double churn_glibc(void)
 {
     void **live = calloc(LIVE, sizeof *live);
-    for (int i = 0; i < LIVE; i++)
+    for (int i = 0; i < LIVE; i++) {
         live[i] = malloc(8 + next_rand() % 2041);
+        *(volatile char *)live[i] = 1;
+    }
     uint64_t t0 = ub_now_ns();
     for (long s = 0; s < STEPS; s++) {
         free(live[victims[s]]);
@@ -64,13 +73,40 @@ static double churn_glibc(void)
     return ns;
 }
 
-/* Churn on the pool with `live` blocks over steps [from, to). */
-static double churn_slab(shk_slab_t *s, int live_n, long from, long to)
+typedef struct {
+    _Atomic uint64_t head, tail;
+    uint64_t ring[1 << 16];
+} xring_t;
+
+/* Start line for the processes of (b): each fills its blocks, then waits
+ * here, so the timed loops run side by side. */
+typedef struct {
+    _Atomic int ready;
+    _Atomic uint64_t start, end[2];
+} gate_t;
+
+static gate_t *gate;
+static int gate_n; /* processes to wait for; 0: no gate */
+
+/* Churn on the pool with `live` blocks over steps [from, to), with or
+ * without the process cache (given back to the pool afterwards). Returns
+ * ns per step of the timed loop. */
+static double churn_slab(shk_slab_t *s, int live_n, long from, long to, int cache)
 {
     void **live = calloc((size_t)live_n, sizeof *live);
-    for (int i = 0; i < live_n; i++)
+    shk_slab_cache(s, cache);
+    for (int i = 0; i < live_n; i++) {
         live[i] = shk_slab_alloc(s, 8 + next_rand() % 2041);
-    uint64_t t0 = ub_now_ns();
+        *(volatile char *)live[i] = 1;
+    }
+    if (gate_n) {
+        /* seq_cst: a plain counter barrier, off the timed path */
+        if (atomic_fetch_add(&gate->ready, 1) + 1 == gate_n)
+            atomic_store(&gate->start, ub_now_ns());
+        while (atomic_load(&gate->start) == 0)
+            shk_cpu_relax();
+    }
+    uint64_t t0 = gate_n ? atomic_load(&gate->start) : ub_now_ns();
     for (long k = from; k < to; k++) {
         int v = victims[k] % live_n;
         shk_slab_free(s, live[v]);
@@ -81,18 +117,75 @@ static double churn_slab(shk_slab_t *s, int live_n, long from, long to)
         }
         *(volatile char *)live[v] = 1;
     }
-    double ns = (double)(ub_now_ns() - t0) / (double)(to - from);
+    uint64_t t1 = ub_now_ns();
+    double ns = (double)(t1 - t0) / (double)(to - from);
+    if (gate_n)
+        atomic_store(&gate->end[from ? 1 : 0], t1);
     for (int i = 0; i < live_n; i++)
         shk_slab_free(s, live[i]);
+    shk_slab_cache(s, 0);
     free(live);
     return ns;
 }
 
-typedef struct {
-    _Atomic uint64_t head, tail;
-    uint64_t ring[1 << 16];
-    _Atomic int go;
-} xring_t;
+/* (b): two processes churn on one pool, each with half the live blocks
+ * and half the steps, their timed loops started together; returns their
+ * combined steps per second, over the time until the slower one is done
+ * (as the one-process figure, the fill and the frees after are not timed). */
+static double churn_two(shk_slab_t *s, int cache)
+{
+    if (!gate)
+        gate = ub_shared(sizeof *gate);
+    memset(gate, 0, sizeof *gate);
+    fflush(NULL);
+    for (int p = 0; p < 2; p++)
+        if (fork() == 0) {
+            gate_n = 2;
+            churn_slab(s, LIVE / 2, p * (STEPS / 2), (p + 1) * (STEPS / 2), cache);
+            _exit(0);
+        }
+    while (wait(NULL) > 0)
+        ;
+    uint64_t end = gate->end[0] > gate->end[1] ? gate->end[0] : gate->end[1];
+    return (double)(STEPS / 2 * 2) / ((double)(end - gate->start) / 1e9);
+}
+
+/* (b'): this process allocates, a child frees what it receives through a
+ * ring; returns blocks per second. */
+static double xmalloc_two(shk_slab_t *s, xring_t *x, int cache)
+{
+    long n = STEPS / 2;
+    atomic_store(&x->head, 0);
+    atomic_store(&x->tail, 0);
+    fflush(NULL);
+    uint64_t t0 = ub_now_ns();
+    if (fork() == 0) {
+        shk_slab_cache(s, cache);
+        for (long k = 0; k < n; k++) {
+            while (atomic_load_explicit(&x->tail, memory_order_acquire) == (uint64_t)k)
+                shk_cpu_relax();
+            shk_slab_free(s, shk_slab_ptr(s, x->ring[k & 0xffff]));
+            /* release: the slot is read before the producer may reuse it */
+            atomic_store_explicit(&x->head, (uint64_t)k + 1, memory_order_release);
+        }
+        shk_slab_cache(s, 0);
+        _exit(0);
+    }
+    shk_slab_cache(s, cache);
+    for (long k = 0; k < n; k++) {
+        while (k - (long)atomic_load_explicit(&x->head, memory_order_acquire) >= 4096)
+            shk_cpu_relax();
+        void *b;
+        while (!(b = shk_slab_alloc(s, sizes[k])))
+            shk_cpu_relax();
+        x->ring[k & 0xffff] = shk_slab_off(s, b);
+        atomic_store_explicit(&x->tail, (uint64_t)k + 1, memory_order_release);
+    }
+    wait(NULL);
+    shk_slab_cache(s, 0);
+    return (double)n / ((double)(ub_now_ns() - t0) / 1e9);
+}
+
 
 int main(void)
 {
@@ -109,8 +202,10 @@ int main(void)
     /* (a) churn, and (d) what is left in one piece afterwards */
     double g = churn_glibc();
     void **keep = calloc(LIVE, sizeof *keep);
-    for (int i = 0; i < LIVE; i++)
+    for (int i = 0; i < LIVE; i++) {
         keep[i] = shk_slab_alloc(s, 8 + next_rand() % 2041);
+        *(volatile char *)keep[i] = 1;
+    }
     uint64_t t0 = ub_now_ns();
     for (long k = 0; k < STEPS; k++) {
         shk_slab_free(s, keep[victims[k]]);
@@ -129,52 +224,27 @@ int main(void)
         fprintf(stderr, "bench_slab: %s\n", shk_last_errmsg());
         return 1;
     }
+    /* (a') the same sequence through the process cache */
+    ub_report("slab.churn_cached", churn_slab(s, LIVE, 0, STEPS, 1), "ns/op", "glibc", g);
 
     /* (b) two processes on one pool, each with half the live blocks */
-    double one = 1e9 / churn_slab(s, LIVE / 2, 0, STEPS / 2);
-    _Atomic uint64_t *ops = ub_shared(2 * sizeof *ops);
-    fflush(NULL);
-    t0 = ub_now_ns();
-    for (int p = 0; p < 2; p++)
-        if (fork() == 0) {
-            double ns = churn_slab(s, LIVE / 2, p * (STEPS / 2), (p + 1) * (STEPS / 2));
-            ops[p] = (uint64_t)(1e9 / ns);
-            _exit(0);
-        }
-    while (wait(NULL) > 0)
-        ;
-    double two = (double)(STEPS) / ((double)(ub_now_ns() - t0) / 1e9);
-    ub_report("slab.churn2", two, "ops/s", "one_process", one);
+    double one_c = 1e9 / churn_slab(s, LIVE / 2, 0, STEPS / 2, 1);
+    ub_report("slab.churn2", churn_two(s, 1), "ops/s", "one_process", one_c);
+    double one_l = 1e9 / churn_slab(s, LIVE / 2, 0, STEPS / 2, 0);
+    ub_report("slab.churn2_locked", churn_two(s, 0), "ops/s", "one_process", one_l);
 
     /* (b') one process allocates, the other frees what it receives */
     xring_t *x = ub_shared(sizeof *x);
-    long n = STEPS / 2;
-    fflush(NULL);
-    t0 = ub_now_ns();
-    if (fork() == 0) {
-        for (long k = 0; k < n; k++) {
-            while (atomic_load_explicit(&x->tail, memory_order_acquire) == (uint64_t)k)
-                shk_cpu_relax();
-            shk_slab_free(s, shk_slab_ptr(s, x->ring[k & 0xffff]));
-            /* release: the slot is read before the producer may reuse it */
-            atomic_store_explicit(&x->head, (uint64_t)k + 1, memory_order_release);
-        }
-        _exit(0);
-    }
-    for (long k = 0; k < n; k++) {
-        while (k - (long)atomic_load_explicit(&x->head, memory_order_acquire) >= 4096)
-            shk_cpu_relax();
-        void *b;
-        while (!(b = shk_slab_alloc(s, sizes[k])))
-            shk_cpu_relax();
-        x->ring[k & 0xffff] = shk_slab_off(s, b);
-        atomic_store_explicit(&x->tail, (uint64_t)k + 1, memory_order_release);
-    }
-    wait(NULL);
-    double xm = (double)n / ((double)(ub_now_ns() - t0) / 1e9);
-    ub_report("slab.xmalloc2", xm, "ops/s", "one_process", one);
+    ub_report("slab.xmalloc2", xmalloc_two(s, x, 1), "ops/s", "one_process", one_c);
+    ub_report("slab.xmalloc2_locked", xmalloc_two(s, x, 0), "ops/s", "one_process", one_l);
     if (shk_slab_check(s) != SHK_OK) {
         fprintf(stderr, "bench_slab: %s\n", shk_last_errmsg());
+        return 1;
+    }
+    shk_slab_stats(s, &st);
+    if (st.pages_free != st.pages_total || st.caches) {
+        fprintf(stderr, "bench_slab: %zu of %zu pages free, %u caches after the runs\n",
+                st.pages_free, st.pages_total, st.caches);
         return 1;
     }
 

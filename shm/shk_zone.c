@@ -1025,6 +1025,13 @@ int shk_zone_recover(shk_zone_t *zone, pid_t pid)
         shk_log(SHK_LOG_NOTICE, "shared memory zone \"%s\": slab check after recovery passed",
                 zone->name);
     }
+    /* The dead process's slab cache (if it had one) goes back to the pool;
+     * on a pool that is sound (checked above when the lock was taken over). */
+    int back = shk_slab_reap(zone->slab, pid);
+    if (back > 0)
+        shk_log(SHK_LOG_NOTICE, "shared memory zone \"%s\": %d free chunks cached by %d went "
+                                "back to the pool",
+                zone->name, back, (int)pid);
     return released;
 }
 

@@ -7,10 +7,14 @@
 
 #include "shk_internal.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #if __has_include(<valgrind/memcheck.h>)
@@ -22,7 +26,7 @@
 #endif
 
 #define SLAB_MAGIC 0x42414c534b4d4853ULL /* "SHMKSLAB" read as little-endian */
-#define SLAB_VERSION 1u
+#define SLAB_VERSION 2u
 #define NCLASS 24
 #define MAX_SMALL 2048
 #define NLISTS 64 /* free-run lists: length 1..63 exactly, then >= 64 */
@@ -31,8 +35,18 @@
 #define MAX_SLAB_PAGES 8
 #define RECLAIM_TRIES 16
 #define JUNK 0x5a
+#define NCACHE 128          /* process caches a pool can hold */
+#define MAG_BYTES 32768     /* a magazine holds about this many bytes of chunks */
+#define MAG_MIN 8
+#define MAG_MAX 256
 
-enum { K_FREE = 1, K_SLAB = 2, K_RUN = 3 };
+/* K_CACHE: a run holding one process cache's magazines (pool metadata). */
+enum { K_FREE = 1, K_SLAB = 2, K_RUN = 3, K_CACHE = 4 };
+
+/* Relaxed loads of descriptor fields that other processes write under the
+ * lock, for the lock-free fast free path; every value so read is
+ * re-validated under the lock before anything is changed on its strength. */
+#define PEEK(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
 /* One descriptor per page (shared). Every page of a used run or slab has
  * its kind and head (first page); every page of a free run has kind
@@ -55,8 +69,27 @@ typedef struct cls_s {
     uint32_t pages;   /* pages per slab */
     uint32_t nchunks; /* chunks per slab */
     uint32_t partial; /* first slab with free chunks, NIL if none */
-    uint64_t total, used, reqs, fails;
+    uint32_t mcap;    /* entries of the class's magazine in a process cache */
+    uint32_t mat;     /* where that magazine starts inside a cache body */
+    uint64_t total, used, reqs, fails; /* used: chunks not in the pool (parked ones too) */
 } cls_t;
+
+/* A process cache: a slot in the pool header names its owner and its body,
+ * a K_CACHE run of mag_pages pages holding one magazine per class. */
+typedef struct cslot_s {
+    _Atomic uint32_t pid; /* owner; 0: free. Written under the lock. */
+    uint32_t body;        /* first page of the body, NIL when none */
+} cslot_t;
+
+/* One class's magazine: a stack of parked chunks (offsets from the pool's
+ * start). Only the owner changes it, without the lock; others read it
+ * (check, stats) under the lock, and a dead owner's is emptied by reap. */
+typedef struct mag_s {
+    _Atomic uint32_t n; /* entries [0, n) are parked chunks */
+    uint32_t cap;
+    _Atomic uint64_t reqs; /* allocations served from the magazine */
+    _Atomic uint64_t e[];
+} mag_t;
 
 typedef struct pool_s {
     uint64_t magic;
@@ -75,6 +108,11 @@ typedef struct pool_s {
     uint32_t free_head[NLISTS];
     uint64_t nonempty; /* bit i: free_head[i] != NIL */
     cls_t cls[NCLASS];
+    uint64_t cookie;    /* tags a chunk parked in a process cache (first 8 bytes) */
+    uint64_t cache_reqs[NCLASS]; /* magazine requests of caches since released */
+    uint32_t mag_pages; /* pages of one cache body */
+    uint32_t ncaches;   /* slots in use */
+    cslot_t caches[NCACHE];
     char name[SHK_SHMTX_NAME_MAX + 1];
     shk_shmtx_sh_t lock;
 } pool_t;
@@ -98,6 +136,17 @@ struct shk_slab_s {
     shk_slab_reclaim_t reclaim;
     void *reclaim_ctx;
     vgset_t vg;
+    /* the process cache (see "process caches" below) */
+    int cache_on;       /* asked for with shk_slab_cache() */
+    pid_t cpid;         /* process that owns cbody; the cache is used only there */
+    pthread_t cthr;     /* ... and only by the thread that claimed it */
+    pid_t cfail;        /* claiming failed in this process: do not retry */
+    int cslot;
+    char *cbody;
+    unsigned pshift;    /* log2 of the page size */
+    size_t pages_len;
+    uint64_t cookie;
+    uint32_t csize[NCLASS], crecip[NCLASS], cmat[NCLASS];
 };
 
 /* ---- size classes ----------------------------------------------------------- */
@@ -431,6 +480,28 @@ static void handle_bind(shk_slab_t *s)
 {
     s->desc = (pdesc_t *)(s->base + s->p->desc_off);
     s->pages = s->base + s->p->pages_off;
+    s->pshift = (unsigned)__builtin_ctzll((unsigned long long)s->ps);
+    s->pages_len = (size_t)s->p->npages * s->ps;
+    s->cookie = s->p->cookie;
+    s->cslot = -1;
+    for (unsigned c = 0; c < NCLASS; c++) {
+        s->csize[c] = s->p->cls[c].size;
+        /* ceil(2^32 / size): (off * crecip) >> 32 == off / size exactly for
+         * every offset inside a slab (off < 2^21 <= 2^32 / size). */
+        s->crecip[c] = (uint32_t)((((uint64_t)1 << 32) + s->csize[c] - 1) / s->csize[c]);
+        s->cmat[c] = s->p->cls[c].mat;
+    }
+}
+
+static uint64_t new_cookie(void)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        v = ((uint64_t)ts.tv_nsec << 32) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 17);
+    }
+    return v | 1; /* never 0, so a zeroed chunk never looks parked */
 }
 
 int shk_slab_init(shk_slab_t **out, void *addr, size_t size, const char *name)
@@ -438,7 +509,7 @@ int shk_slab_init(shk_slab_t **out, void *addr, size_t size, const char *name)
     size_t ps = page_size(), hdr = SHK_ALIGN_UP(sizeof(pool_t), ps);
     shk_slab_t *s;
     pool_t *p;
-    uint32_t npages;
+    uint32_t npages, body = 0;
     int rc;
 
     if (!out || !addr)
@@ -503,7 +574,18 @@ int shk_slab_init(shk_slab_t **out, void *addr, size_t size, const char *name)
                                     ? MAX_CHUNKS
                                     : (size_t)best * ps / k->size);
         k->partial = NIL;
+        k->mcap = MAG_BYTES / k->size;
+        if (k->mcap < MAG_MIN)
+            k->mcap = MAG_MIN;
+        if (k->mcap > MAG_MAX)
+            k->mcap = MAG_MAX;
+        k->mat = body;
+        body += (uint32_t)(sizeof(mag_t) + k->mcap * sizeof(uint64_t));
     }
+    p->mag_pages = (uint32_t)((body + ps - 1) / ps);
+    p->cookie = new_cookie();
+    for (unsigned i = 0; i < NCACHE; i++)
+        p->caches[i].body = NIL;
     shk_shmtx_sh_init(&p->lock);
     handle_bind(s);
     memset(s->desc, 0, (size_t)npages * sizeof(pdesc_t));
@@ -547,8 +629,14 @@ int shk_slab_open(shk_slab_t **out, void *addr, size_t size, unsigned flags)
                          (unsigned long long)p->size, (unsigned long long)p->page_size, size, ps);
     if (p->nclasses != NCLASS || p->desc_off < sizeof(pool_t) || p->desc_off % ps ||
         p->pages_off % ps || p->pages_off < p->desc_off + (uint64_t)p->npages * sizeof(pdesc_t) ||
-        p->pages_off + (uint64_t)p->npages * ps > size || !memchr(p->name, 0, sizeof p->name))
+        p->pages_off + (uint64_t)p->npages * ps > size || !memchr(p->name, 0, sizeof p->name) ||
+        p->mag_pages == 0 || p->mag_pages > 16)
         return shk_error(SHK_ECORRUPT, "slab pool header is inconsistent");
+    for (unsigned c = 0; c < NCLASS; c++)
+        if (p->cls[c].mcap < MAG_MIN || p->cls[c].mcap > MAG_MAX ||
+            p->cls[c].mat + sizeof(mag_t) + p->cls[c].mcap * sizeof(uint64_t) >
+                (uint64_t)p->mag_pages * ps)
+            return shk_error(SHK_ECORRUPT, "slab pool header: bad cache layout of class %u", c);
     s = handle_new(addr);
     if (!s)
         return SHK_ENOMEM;
@@ -564,6 +652,8 @@ void shk_slab_close(shk_slab_t *s)
 {
     if (!s)
         return;
+    if (s->cbody && s->cpid == SHK_PID())
+        shk_slab_cache(s, 0);
     if (RUNNING_ON_VALGRIND) {
         vg_forget_all(s, 0);
         vg_untrack(s);
@@ -635,6 +725,8 @@ static void *alloc_once(shk_slab_t *s, size_t size, size_t *usable)
     return page_addr(s, h);
 }
 
+static uint64_t cache_drain_locked(shk_slab_t *s);
+
 static void *alloc_locked(shk_slab_t *s, size_t size, int zero)
 {
     pool_t *p;
@@ -653,6 +745,9 @@ static void *alloc_locked(shk_slab_t *s, size_t size, int zero)
     if (!size)
         size = 1;
     r = alloc_once(s, size, &usable);
+    /* Out of room: first what this process's cache holds. */
+    if (!r && cache_drain_locked(s) > 0)
+        r = alloc_once(s, size, &usable);
     for (int t = 0; !r && s->reclaim && t < RECLAIM_TRIES; t++) {
         if (s->reclaim(s, size, s->reclaim_ctx) <= 0)
             break;
@@ -688,26 +783,88 @@ void *shk_slab_calloc_locked(shk_slab_t *s, size_t size)
     return alloc_locked(s, size, 1);
 }
 
-void *shk_slab_alloc(shk_slab_t *s, size_t size)
+
+/* Give chunk idx of the slab at h back to its slab (lock held). */
+static void chunk_release(shk_slab_t *s, uint32_t h, uint32_t idx)
 {
-    void *r;
-    int rc = shk_slab_lock(s);
-    if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
-        return NULL;
-    r = alloc_locked(s, size, 0);
-    shk_slab_unlock(s);
-    return r;
+    pdesc_t *d = &s->desc[h];
+    cls_t *k = &s->p->cls[d->cls];
+    d->bits[idx / 64] &= ~(1ULL << (idx % 64));
+    k->used--;
+    if (d->nfree++ == 0)
+        list_push(s, &k->partial, h);
+    if (d->nfree == d->nchunks) {
+        list_remove(s, &k->partial, h);
+        k->total -= d->nchunks;
+        pages_free(s, h, d->npages);
+    }
 }
 
-void *shk_slab_calloc(shk_slab_t *s, size_t size)
+static inline uint64_t cookie_of(const shk_slab_t *s, uint64_t off)
 {
-    void *r;
-    int rc = shk_slab_lock(s);
-    if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
-        return NULL;
-    r = alloc_locked(s, size, 1);
-    shk_slab_unlock(s);
-    return r;
+    return s->cookie ^ (off * 0x9e3779b97f4a7c15ULL);
+}
+
+/* Read a chunk's first 8 bytes without disturbing memcheck's view of them.
+ * 0: unreadable in this process's view (a block this process freed). */
+static int peek_word(const void *c, uint64_t *v)
+{
+#if SHK_VG
+    if (RUNNING_ON_VALGRIND) {
+        unsigned char vb[8];
+        if (VALGRIND_GET_VBITS(c, vb, 8) != 1)
+            return 0;
+        VALGRIND_MAKE_MEM_DEFINED(c, 8);
+        memcpy(v, c, 8);
+        VALGRIND_SET_VBITS(c, vb, 8);
+        return 1;
+    }
+#endif
+    memcpy(v, c, 8);
+    return 1;
+}
+
+static inline mag_t *mag_at(const shk_slab_t *s, char *body, unsigned c)
+{
+    return (mag_t *)(body + s->cmat[c]);
+}
+
+/* A cache body other processes write: under valgrind this process may hold
+ * it as freed memory of its own (a block once lay there), so it is made
+ * defined before it is read. */
+static char *body_of(const shk_slab_t *s, uint32_t page)
+{
+    char *b = page_addr(s, page);
+#if SHK_VG
+    if (RUNNING_ON_VALGRIND)
+        VALGRIND_MAKE_MEM_DEFINED(b, (size_t)s->p->mag_pages * s->ps);
+#endif
+    return b;
+}
+
+/* Is the chunk at pool offset off, of class c, parked in a process cache?
+ * Lock held. The tag in its first bytes says "maybe" cheaply; the
+ * magazines of every cache say for sure. */
+static int is_parked(const shk_slab_t *s, uint64_t off, unsigned c)
+{
+    const pool_t *p = s->p;
+    uint64_t v;
+    if (!p->ncaches)
+        return 0;
+    if (peek_word(s->base + off, &v) && v != cookie_of(s, off))
+        return 0;
+    for (unsigned i = 0; i < NCACHE; i++) {
+        uint32_t b = p->caches[i].body;
+        if (b == NIL || b >= p->npages)
+            continue;
+        mag_t *m = mag_at(s, body_of(s, b), c);
+        /* acquire: pairs with the owner's release when it pushed */
+        uint32_t n = atomic_load_explicit(&m->n, memory_order_acquire);
+        for (uint32_t j = 0; j < n && j < m->cap; j++)
+            if (atomic_load_explicit(&m->e[j], memory_order_relaxed) == off)
+                return 1;
+    }
+    return 0;
 }
 
 /* Find the block p would be; fills head page, and for chunks the index.
@@ -722,6 +879,9 @@ static int locate(const shk_slab_t *s, const void *ptr, uint32_t *headp, uint32_
     const pdesc_t *d = &s->desc[q];
     if (d->kind == K_FREE)
         return shk_error(SHK_EINVAL, "slab pool \"%s\": %p is in a free page (double free?)",
+                         p->name, ptr);
+    if (d->kind == K_CACHE)
+        return shk_error(SHK_EINVAL, "slab pool \"%s\": %p is in the pool's own cache pages",
                          p->name, ptr);
     uint32_t h = d->head;
     if (h > q || h >= p->npages || s->desc[h].kind != d->kind || q >= h + s->desc[h].npages)
@@ -744,6 +904,10 @@ static int locate(const shk_slab_t *s, const void *ptr, uint32_t *headp, uint32_
     uint32_t idx = (uint32_t)(off / k->size);
     if (!(s->desc[h].bits[idx / 64] & (1ULL << (idx % 64))))
         return shk_error(SHK_EINVAL, "slab pool \"%s\": %p is already free (double free)",
+                         p->name, ptr);
+    if (is_parked(s, (uint64_t)(c - s->base), s->desc[h].cls))
+        return shk_error(SHK_EINVAL, "slab pool \"%s\": %p is already free (double free; it "
+                                     "waits in a process cache)",
                          p->name, ptr);
     *headp = h;
     *idxp = idx;
@@ -784,16 +948,403 @@ int shk_slab_free_locked(shk_slab_t *s, void *ptr)
     memset(ptr, JUNK, k->size);
 #endif
     vg_on_free(s, ptr, k->size);
-    d->bits[idx / 64] &= ~(1ULL << (idx % 64));
-    k->used--;
-    if (d->nfree++ == 0)
-        list_push(s, &k->partial, h);
-    if (d->nfree == d->nchunks) {
-        list_remove(s, &k->partial, h);
-        k->total -= d->nchunks;
-        pages_free(s, h, d->npages);
-    }
+    chunk_release(s, h, idx);
     return SHK_OK;
+}
+
+/* ---- process caches -------------------------------------------------------------------
+ *
+ * With shk_slab_cache(slab, 1) a process keeps, per size class, a magazine
+ * of free chunks in a body inside the pool (a K_CACHE run named by a slot
+ * in the header), and serves shk_slab_alloc/free from it without the lock;
+ * the lock is taken only to refill or spill half a magazine. Because the
+ * body lives in the pool, the chunks of a process that died can be given
+ * back (shk_slab_reap). Parked chunks stay marked in use in their slab's
+ * bitmap and carry a tag (cookie_of) in their first 8 bytes, so freeing one
+ * again is caught (is_parked).
+ *
+ * Only the owner (process and thread that claimed the slot) changes its
+ * magazines, so they need no lock; it publishes a push with a release store
+ * of the count, which is what readers under the lock (check, stats,
+ * is_parked) pair with. Every change keeps "entries [0, n) are parked" true
+ * at each store, in the order that turns a death at any point into at most
+ * one leaked chunk, never a chunk both parked and in the pool.
+ */
+
+static inline int cache_mine(const shk_slab_t *s)
+{
+    return s->cbody && s->cpid == SHK_PID() && pthread_equal(s->cthr, pthread_self());
+}
+
+/* Validate a parked entry: a chunk start of class c, marked in use. Lock
+ * held. Fills the slab's head page and the chunk's index. */
+static int chunk_at(const shk_slab_t *s, uint64_t off, unsigned c, uint32_t *hp, uint32_t *ip)
+{
+    const pool_t *p = s->p;
+    if (off < p->pages_off || off >= p->pages_off + (uint64_t)p->npages * s->ps)
+        return -1;
+    uint64_t rel = off - p->pages_off;
+    uint32_t q = (uint32_t)(rel >> s->pshift);
+    const pdesc_t *d = &s->desc[q];
+    if (d->kind != K_SLAB || d->head > q || d->head >= p->npages)
+        return -1;
+    uint32_t h = d->head;
+    const pdesc_t *hd = &s->desc[h];
+    uint64_t in = rel - ((uint64_t)h << s->pshift);
+    if (hd->kind != K_SLAB || hd->cls != c || in % p->cls[c].size ||
+        in / p->cls[c].size >= hd->nchunks)
+        return -1;
+    uint32_t idx = (uint32_t)(in / p->cls[c].size);
+    if (!((hd->bits[idx / 64] >> (idx % 64)) & 1))
+        return -1;
+    *hp = h;
+    *ip = idx;
+    return 0;
+}
+
+/* Give the top k parked chunks of m back to the pool (lock held). The count
+ * drops before each chunk goes back: an owner dying here leaks that chunk
+ * rather than leaving it both parked and free. Returns how many went back. */
+static uint32_t mag_drain(shk_slab_t *s, mag_t *m, unsigned c, uint32_t k)
+{
+    /* acquire: pairs with the owner's release when it pushed (the owner is
+     * this process, or dead, here) */
+    uint32_t n = atomic_load_explicit(&m->n, memory_order_acquire), done = 0;
+    if (n > m->cap)
+        n = m->cap;
+    while (done < k && n > 0) {
+        uint64_t off = atomic_load_explicit(&m->e[n - 1], memory_order_relaxed);
+        uint32_t h, idx;
+        /* relaxed: readers of the count hold the lock, as we do */
+        atomic_store_explicit(&m->n, --n, memory_order_relaxed);
+        if (chunk_at(s, off, c, &h, &idx) == 0) {
+            chunk_release(s, h, idx);
+            done++;
+        } else {
+            shk_log(SHK_LOG_ERR, "slab pool \"%s\": a process cache holds offset %llu, not a "
+                                 "used %u-byte chunk; dropped",
+                    s->p->name, (unsigned long long)off, s->p->cls[c].size);
+        }
+    }
+    return done;
+}
+
+/* Empty slot i's cache into the pool and free the slot (lock held; its
+ * owner is this process or dead). Returns the chunks given back. */
+static uint64_t slot_release(shk_slab_t *s, unsigned i)
+{
+    pool_t *p = s->p;
+    cslot_t *sl = &p->caches[i];
+    uint64_t moved = 0;
+    if (sl->body != NIL && sl->body < p->npages && s->desc[sl->body].kind == K_CACHE) {
+        char *body = body_of(s, sl->body);
+        for (unsigned c = 0; c < NCLASS; c++) {
+            mag_t *m = mag_at(s, body, c);
+            moved += mag_drain(s, m, c, m->cap);
+            p->cache_reqs[c] += atomic_load_explicit(&m->reqs, memory_order_relaxed);
+        }
+        pages_free(s, sl->body, p->mag_pages);
+    }
+    sl->body = NIL;
+    if (p->ncaches)
+        p->ncaches--;
+    /* relaxed: the slot is read under the lock */
+    atomic_store_explicit(&sl->pid, 0, memory_order_relaxed);
+    return moved;
+}
+
+static int dead(pid_t pid)
+{
+    return kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+/* Give this handle a cache in this process and thread. 0, or -1 when it
+ * cannot have one (then every call takes the lock, as without a cache). */
+static int cache_claim(shk_slab_t *s)
+{
+    pid_t me = SHK_PID();
+    pool_t *p = s->p;
+    int slot = -1, rc;
+    uint32_t h = NIL;
+
+    if (s->cfail == me || (s->cbody && s->cpid == me))
+        return -1; /* failed before, or another thread owns this process's cache */
+    s->cbody = NULL; /* inherited from a parent: that cache is the parent's */
+    s->cslot = -1;
+    rc = shk_slab_lock(s);
+    if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
+        return -1;
+    for (unsigned i = 0; i < NCACHE && slot < 0; i++)
+        if (atomic_load_explicit(&p->caches[i].pid, memory_order_relaxed) == 0)
+            slot = (int)i;
+    /* A slot whose owner died without being reaped is taken over: its
+     * chunks go back first. A slot of this pid is never taken: it is
+     * another handle's here, or a dead predecessor's the master reaps. */
+    for (unsigned i = 0; i < NCACHE && slot < 0; i++) {
+        pid_t q = (pid_t)atomic_load_explicit(&p->caches[i].pid, memory_order_relaxed);
+        if (q != me && dead(q)) {
+            slot_release(s, i);
+            slot = (int)i;
+        }
+    }
+    if (slot >= 0)
+        h = pages_alloc(s, p->mag_pages, K_CACHE);
+    if (h != NIL) {
+        char *body = page_addr(s, h);
+#if SHK_VG
+        if (RUNNING_ON_VALGRIND)
+            VALGRIND_MAKE_MEM_UNDEFINED(body, (size_t)p->mag_pages * s->ps);
+#endif
+        memset(body, 0, (size_t)p->mag_pages * s->ps);
+        for (unsigned c = 0; c < NCLASS; c++)
+            mag_at(s, body, c)->cap = p->cls[c].mcap;
+        p->caches[slot].body = h;
+        p->ncaches++;
+        /* relaxed: the slot is read under the lock */
+        atomic_store_explicit(&p->caches[slot].pid, (uint32_t)me, memory_order_relaxed);
+    }
+    shk_slab_unlock(s);
+    if (h == NIL) {
+        s->cfail = me;
+        shk_log(SHK_LOG_WARN, "slab pool \"%s\": no room for a process cache (%s); process %ld "
+                              "allocates under the lock",
+                p->name, slot < 0 ? "all slots taken" : "no free pages", (long)me);
+        return -1;
+    }
+    s->cbody = page_addr(s, h);
+    s->cpid = me;
+    s->cthr = pthread_self();
+    s->cslot = slot;
+    return 0;
+}
+
+/* Fill m up to half its capacity from the pool. Returns the count. The
+ * chunks are taken under the lock and tagged after it (their memory is
+ * cold): until they are pushed they are simply in use, as any block. */
+static uint32_t mag_refill(shk_slab_t *s, unsigned c, mag_t *m)
+{
+    uint64_t got[MAG_MAX / 2];
+    uint32_t n = atomic_load_explicit(&m->n, memory_order_relaxed), k = 0, want = m->cap / 2;
+    int rc = shk_slab_lock(s);
+    if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
+        return 0;
+    while (n + k < want) {
+        char *r = alloc_chunk(s, c);
+        if (!r)
+            break;
+        got[k++] = (uint64_t)(r - s->base);
+    }
+    shk_slab_unlock(s);
+    for (uint32_t i = 0; i < k; i++) {
+        /* tagged like a freed chunk, so a stale pointer to it freed again
+         * is caught here too */
+        char *r = s->base + got[i];
+        uint64_t tag = cookie_of(s, got[i]);
+#if SHK_VG
+        if (RUNNING_ON_VALGRIND)
+            VALGRIND_MAKE_MEM_UNDEFINED(r, sizeof tag);
+#endif
+        memcpy(r, &tag, sizeof tag);
+#if SHK_VG
+        if (RUNNING_ON_VALGRIND)
+            VALGRIND_MAKE_MEM_NOACCESS(r, s->csize[c]);
+#endif
+        atomic_store_explicit(&m->e[n], got[i], memory_order_relaxed);
+        /* release: a reader of the new count sees the entry and its tag */
+        atomic_store_explicit(&m->n, ++n, memory_order_release);
+    }
+    return n;
+}
+
+static void *cache_alloc(shk_slab_t *s, size_t size, int zero)
+{
+    unsigned c = class_of(size);
+    mag_t *m = mag_at(s, s->cbody, c);
+    /* relaxed: only this thread changes the count */
+    uint32_t n = atomic_load_explicit(&m->n, memory_order_relaxed);
+    if (!n && !(n = mag_refill(s, c, m)))
+        return NULL;
+    uint64_t off = atomic_load_explicit(&m->e[n - 1], memory_order_relaxed);
+    /* relaxed: a reader that still counts the entry sees a chunk in use,
+     * which it is either way */
+    atomic_store_explicit(&m->n, n - 1, memory_order_relaxed);
+    atomic_store_explicit(&m->reqs, atomic_load_explicit(&m->reqs, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    char *r = s->base + off;
+#if SHK_VG
+    if (RUNNING_ON_VALGRIND)
+        VALGRIND_MAKE_MEM_UNDEFINED(r, 8);
+#endif
+    memset(r, 0, 8); /* the tag goes: the chunk is no longer parked */
+    vg_on_alloc(s, r, size, zero);
+    if (zero)
+        memset(r, 0, size);
+    return r;
+}
+
+/* Spill half of a full magazine into the pool. Returns the new count. */
+static uint32_t mag_spill(shk_slab_t *s, mag_t *m, unsigned c)
+{
+    int rc = shk_slab_lock(s);
+    if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
+        return m->cap;
+    mag_drain(s, m, c, m->cap / 2);
+    shk_slab_unlock(s);
+    return atomic_load_explicit(&m->n, memory_order_relaxed);
+}
+
+/* Park ptr in this process's cache: 1. 0 when it is not a chunk this
+ * path can take for sure (the caller frees under the lock, which also
+ * reports bad pointers and double frees precisely). The descriptor reads
+ * are racy, but for a chunk in use the fields read cannot change. */
+static int cache_free(shk_slab_t *s, void *ptr)
+{
+    char *c = ptr;
+    uintptr_t rel = (uintptr_t)c - (uintptr_t)s->pages;
+    if (rel >= s->pages_len)
+        return 0;
+    uint32_t q = (uint32_t)(rel >> s->pshift);
+    const pdesc_t *d = &s->desc[q];
+    if (PEEK(d->kind) != K_SLAB)
+        return 0;
+    uint32_t h = PEEK(d->head);
+    if (h > q)
+        return 0;
+    const pdesc_t *hd = &s->desc[h];
+    uint32_t cl = PEEK(hd->cls);
+    uintptr_t in = rel - ((uintptr_t)h << s->pshift);
+    if (cl >= NCLASS || in >= ((uintptr_t)MAX_SLAB_PAGES << s->pshift))
+        return 0;
+    uint32_t idx = (uint32_t)((in * s->crecip[cl]) >> 32);
+    if ((uintptr_t)idx * s->csize[cl] != in || idx >= PEEK(hd->nchunks) ||
+        !((PEEK(hd->bits[idx / 64]) >> (idx % 64)) & 1))
+        return 0;
+    uint64_t boff = (uint64_t)((uintptr_t)c - (uintptr_t)s->base), w, tag = cookie_of(s, boff);
+    if (!peek_word(c, &w) || w == tag)
+        return 0; /* maybe parked already: the locked path looks */
+    mag_t *m = mag_at(s, s->cbody, cl);
+    uint32_t n = atomic_load_explicit(&m->n, memory_order_relaxed);
+    if (n >= m->cap && (n = mag_spill(s, m, cl)) >= m->cap)
+        return 0;
+    size_t sz = s->csize[cl];
+    vg_before_free(c, sz);
+#ifdef SHK_DEBUG
+    memset(c, JUNK, sz);
+#endif
+    memcpy(c, &tag, sizeof tag);
+    vg_on_free(s, c, sz);
+    atomic_store_explicit(&m->e[n], boff, memory_order_relaxed);
+    /* release: a reader of the new count sees the entry (and the tag) */
+    atomic_store_explicit(&m->n, n + 1, memory_order_release);
+    return 1;
+}
+
+/* Give every chunk this handle's cache holds back to the pool (lock held). */
+static uint64_t cache_drain_locked(shk_slab_t *s)
+{
+    uint64_t moved = 0;
+    if (!cache_mine(s))
+        return 0;
+    for (unsigned c = 0; c < NCLASS; c++) {
+        mag_t *m = mag_at(s, s->cbody, c);
+        moved += mag_drain(s, m, c, m->cap);
+    }
+    return moved;
+}
+
+int shk_slab_cache(shk_slab_t *s, int on)
+{
+    int rc;
+    if (!s)
+        return shk_error(SHK_EINVAL, "NULL slab");
+    if (s->rdonly)
+        return shk_error(SHK_EPERM, "slab pool \"%s\" is mapped read-only", s->p->name);
+    if (on) {
+        s->cache_on = 1;
+        s->cfail = 0;
+        return SHK_OK;
+    }
+    s->cache_on = 0;
+    if (!s->cbody || s->cpid != SHK_PID()) {
+        s->cbody = NULL;
+        return SHK_OK;
+    }
+    rc = shk_slab_lock(s);
+    if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
+        return rc;
+    if (s->cslot >= 0 && s->cslot < NCACHE &&
+        atomic_load_explicit(&s->p->caches[s->cslot].pid, memory_order_relaxed) ==
+            (uint32_t)s->cpid)
+        slot_release(s, (unsigned)s->cslot);
+    shk_slab_unlock(s);
+    s->cbody = NULL;
+    s->cslot = -1;
+    return SHK_OK;
+}
+
+int shk_slab_flush(shk_slab_t *s)
+{
+    int rc;
+    if (!s)
+        return shk_error(SHK_EINVAL, "NULL slab");
+    if (!cache_mine(s))
+        return SHK_OK;
+    rc = shk_slab_lock(s);
+    if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
+        return rc;
+    cache_drain_locked(s);
+    shk_slab_unlock(s);
+    return SHK_OK;
+}
+
+int shk_slab_reap(shk_slab_t *s, pid_t pid)
+{
+    uint64_t moved = 0;
+    int rc;
+    if (!s)
+        return shk_error(SHK_EINVAL, "NULL slab");
+    if (pid <= 0 || pid == SHK_PID())
+        return shk_error(SHK_EINVAL, "shk_slab_reap: pid %ld is not another process", (long)pid);
+    if (s->rdonly)
+        return shk_error(SHK_EPERM, "slab pool \"%s\" is mapped read-only", s->p->name);
+    rc = shk_slab_lock(s);
+    if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
+        return rc;
+    for (unsigned i = 0; i < NCACHE; i++)
+        if (atomic_load_explicit(&s->p->caches[i].pid, memory_order_relaxed) == (uint32_t)pid)
+            moved += slot_release(s, i);
+    shk_slab_unlock(s);
+    return moved > INT32_MAX ? INT32_MAX : (int)moved;
+}
+
+void *shk_slab_alloc(shk_slab_t *s, size_t size)
+{
+    void *r;
+    int rc;
+    if (s && s->cache_on && size <= MAX_SMALL && (cache_mine(s) || cache_claim(s) == 0) &&
+        (r = cache_alloc(s, size ? size : 1, 0)))
+        return r;
+    rc = shk_slab_lock(s);
+    if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
+        return NULL;
+    r = alloc_locked(s, size, 0);
+    shk_slab_unlock(s);
+    return r;
+}
+
+void *shk_slab_calloc(shk_slab_t *s, size_t size)
+{
+    void *r;
+    int rc;
+    if (s && s->cache_on && size <= MAX_SMALL && (cache_mine(s) || cache_claim(s) == 0) &&
+        (r = cache_alloc(s, size ? size : 1, 1)))
+        return r;
+    rc = shk_slab_lock(s);
+    if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
+        return NULL;
+    r = alloc_locked(s, size, 1);
+    shk_slab_unlock(s);
+    return r;
 }
 
 int shk_slab_free(shk_slab_t *s, void *ptr)
@@ -802,6 +1353,8 @@ int shk_slab_free(shk_slab_t *s, void *ptr)
     if (!s)
         return shk_error(SHK_EINVAL, "NULL slab");
     if (!ptr)
+        return SHK_OK;
+    if (s->cache_on && (cache_mine(s) || cache_claim(s) == 0) && cache_free(s, ptr))
         return SHK_OK;
     rc = shk_slab_lock(s);
     if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
@@ -934,13 +1487,34 @@ int shk_slab_stats(shk_slab_t *s, shk_slab_stats_t *st)
     st->fails = p->fails;
     st->run_reqs = p->run_reqs;
     st->nclasses = NCLASS;
+    st->caches = p->ncaches;
+    st->cache_pages = p->mag_pages;
     for (unsigned c = 0; c < NCLASS; c++) {
         st->cls[c].size = p->cls[c].size;
         st->cls[c].total = p->cls[c].total;
         st->cls[c].used = p->cls[c].used;
-        st->cls[c].reqs = p->cls[c].reqs;
+        st->cls[c].reqs = p->cls[c].reqs + p->cache_reqs[c];
         st->cls[c].fails = p->cls[c].fails;
     }
+    /* Parked chunks, counted from the magazines: exact when their owners
+     * are idle, a snapshot otherwise. */
+    for (unsigned i = 0; i < NCACHE && p->ncaches; i++) {
+        uint32_t b = p->caches[i].body;
+        if (b == NIL || b >= p->npages)
+            continue;
+        char *body = body_of(s, b);
+        for (unsigned c = 0; c < NCLASS; c++) {
+            mag_t *m = mag_at(s, body, c);
+            /* acquire: pairs with the owner's release when it pushed */
+            uint32_t n = atomic_load_explicit(&m->n, memory_order_acquire);
+            st->cls[c].cached += n < m->cap ? n : m->cap;
+            st->cls[c].reqs += atomic_load_explicit(&m->reqs, memory_order_relaxed);
+        }
+    }
+    for (unsigned c = 0; c < NCLASS; c++)
+        st->cls[c].used = st->cls[c].used > st->cls[c].cached
+                              ? st->cls[c].used - st->cls[c].cached
+                              : 0;
     if (locked)
         shk_slab_unlock(s);
     return SHK_OK;
@@ -948,12 +1522,114 @@ int shk_slab_stats(shk_slab_t *s, shk_slab_stats_t *st)
 
 #define BROKEN(...) shk_error(SHK_ECORRUPT, __VA_ARGS__)
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The process caches: slots, bodies, and every parked entry. Entries of a
+ * live owner's cache are checked one by one (it changes them as we read);
+ * those of this process and of dead owners also for their tags and for
+ * duplicates. */
+static int check_caches(const shk_slab_t *s, uint32_t cache_runs)
+{
+    const pool_t *p = s->p;
+    uint32_t active = 0;
+    uint64_t *seen = NULL;
+    size_t nseen = 0, cap = 0;
+    int rc = SHK_OK;
+    pid_t me = SHK_PID();
+
+    for (unsigned i = 0; i < NCACHE && rc == SHK_OK; i++) {
+        const cslot_t *sl = &p->caches[i];
+        pid_t pid = (pid_t)atomic_load_explicit(&sl->pid, memory_order_relaxed);
+        if (!pid) {
+            if (sl->body != NIL)
+                rc = BROKEN("slab pool \"%s\": free cache slot %u names pages at %u", p->name, i,
+                            sl->body);
+            continue;
+        }
+        active++;
+        if (sl->body >= p->npages || s->desc[sl->body].kind != K_CACHE ||
+            s->desc[sl->body].head != sl->body) {
+            rc = BROKEN("slab pool \"%s\": cache slot %u (process %ld) names page %u, not cache "
+                        "pages",
+                        p->name, i, (long)pid, sl->body);
+            break;
+        }
+        for (unsigned j = 0; j < i; j++)
+            if (atomic_load_explicit(&p->caches[j].pid, memory_order_relaxed) &&
+                p->caches[j].body == sl->body)
+                rc = BROKEN("slab pool \"%s\": cache slots %u and %u share pages at %u", p->name,
+                            j, i, sl->body);
+        int quiet = pid == me || dead(pid);
+        char *body = body_of(s, sl->body);
+        for (unsigned c = 0; c < NCLASS && rc == SHK_OK; c++) {
+            mag_t *m = mag_at(s, body, c);
+            /* acquire: pairs with the owner's release when it pushed */
+            uint32_t n = atomic_load_explicit(&m->n, memory_order_acquire);
+            if (m->cap != p->cls[c].mcap || n > m->cap) {
+                rc = BROKEN("slab pool \"%s\": cache of process %ld: class %u magazine holds "
+                            "%u of %u",
+                            p->name, (long)pid, p->cls[c].size, n, m->cap);
+                break;
+            }
+            for (uint32_t k = 0; k < n; k++) {
+                uint64_t off = atomic_load_explicit(&m->e[k], memory_order_relaxed), w;
+                uint32_t h, idx;
+                if (chunk_at(s, off, c, &h, &idx) != 0) {
+                    rc = BROKEN("slab pool \"%s\": cache of process %ld holds offset %llu, not "
+                                "a used %u-byte chunk",
+                                p->name, (long)pid, (unsigned long long)off, p->cls[c].size);
+                    break;
+                }
+                if (!quiet)
+                    continue;
+                if (peek_word(s->base + off, &w) && w != cookie_of(s, off)) {
+                    rc = BROKEN("slab pool \"%s\": %u-byte chunk at offset %llu was written "
+                                "after it was freed (it waits in the cache of process %ld)",
+                                p->name, p->cls[c].size, (unsigned long long)off, (long)pid);
+                    break;
+                }
+                if (nseen == cap) {
+                    size_t nc = cap ? cap * 2 : 1024;
+                    uint64_t *ns = realloc(seen, nc * sizeof *ns);
+                    if (!ns) {
+                        free(seen);
+                        return shk_error(SHK_ENOMEM, "out of memory");
+                    }
+                    seen = ns;
+                    cap = nc;
+                }
+                seen[nseen++] = off;
+            }
+        }
+    }
+    if (rc == SHK_OK && nseen) {
+        qsort(seen, nseen, sizeof *seen, cmp_u64);
+        for (size_t k = 1; k < nseen && rc == SHK_OK; k++)
+            if (seen[k] == seen[k - 1])
+                rc = BROKEN("slab pool \"%s\": chunk at offset %llu is parked twice (double "
+                            "free)",
+                            p->name, (unsigned long long)seen[k]);
+    }
+    free(seen);
+    if (rc == SHK_OK && (active != p->ncaches || cache_runs != active))
+        rc = BROKEN("slab pool \"%s\": %u cache slots in use, the header counts %u, %u runs "
+                    "of cache pages",
+                    p->name, active, p->ncaches, cache_runs);
+    return rc;
+}
+
 int shk_slab_check_locked(shk_slab_t *s)
 {
     const pool_t *p;
     uint64_t free_pages = 0, listed_free = 0;
     uint64_t used[NCLASS] = {0}, total[NCLASS] = {0}, partial_seen[NCLASS] = {0};
     uint64_t want_partial[NCLASS] = {0};
+    uint32_t cache_runs = 0;
+    int rc;
 
     if (!s)
         return shk_error(SHK_EINVAL, "NULL slab");
@@ -970,7 +1646,7 @@ int shk_slab_check_locked(shk_slab_t *s)
                           d->head);
         if (n == 0 || n > p->npages - i)
             return BROKEN("slab pool \"%s\": run at page %u has length %u", p->name, i, n);
-        if (d->kind != K_FREE && d->kind != K_SLAB && d->kind != K_RUN)
+        if (d->kind != K_FREE && d->kind != K_SLAB && d->kind != K_RUN && d->kind != K_CACHE)
             return BROKEN("slab pool \"%s\": page %u has unknown kind %u", p->name, i, d->kind);
         for (uint32_t j = i; j < i + n; j++) {
             if (s->desc[j].kind != d->kind)
@@ -989,6 +1665,11 @@ int shk_slab_check_locked(shk_slab_t *s)
                 return BROKEN("slab pool \"%s\": free runs at %u and %u are not merged", p->name,
                               i, i + n);
             free_pages += n;
+        } else if (d->kind == K_CACHE) {
+            if (n != p->mag_pages)
+                return BROKEN("slab pool \"%s\": cache pages at %u are %u long, not %u", p->name,
+                              i, n, p->mag_pages);
+            cache_runs++;
         } else if (d->kind == K_SLAB) {
             if (d->cls >= NCLASS)
                 return BROKEN("slab pool \"%s\": slab at page %u has class %u", p->name, i,
@@ -1077,6 +1758,8 @@ int shk_slab_check_locked(shk_slab_t *s)
                           (unsigned long long)k->total, (unsigned long long)used[c],
                           (unsigned long long)total[c]);
     }
+    if ((rc = check_caches(s, cache_runs)) != SHK_OK)
+        return rc;
     return SHK_OK;
 }
 

@@ -637,6 +637,14 @@ static int hold_and_wait(void *arg)
 {
     holder_t *h = arg;
     shk_shmtx_t m;
+    shk_slab_t *slab = shk_zone_slab(h->zone);
+    void *b[10];
+    /* some free chunks wait in its slab cache when it dies */
+    TU_CHECK(shk_slab_cache(slab, 1) == SHK_OK, "%s", shk_last_errmsg());
+    for (int i = 0; i < 10; i++)
+        TU_CHECK((b[i] = shk_slab_alloc(slab, 100)) != NULL, "alloc");
+    for (int i = 0; i < 10; i++)
+        TU_CHECK(shk_slab_free(slab, b[i]) == SHK_OK, "%s", shk_last_errmsg());
     if (h->which == 0) {
         TU_CHECK(shk_zone_shmtx_create(h->zone, &m, "counters") == SHK_OK, "%s",
                  shk_last_errmsg());
@@ -683,6 +691,11 @@ START_TEST(lock_table_and_recovery)
         ck_assert_msg(strstr(logbuf, want), "log: %s", logbuf);
         if (which)
             ck_assert_msg(strstr(logbuf, "slab check after recovery passed"), "log: %s", logbuf);
+        snprintf(want, sizeof want, "free chunks cached by %d went back to the pool", (int)pid);
+        ck_assert_msg(strstr(logbuf, want), "log: %s", logbuf);
+        shk_slab_stats_t st;
+        ck_assert_int_eq(shk_slab_stats(shk_zone_slab(z), &st), SHK_OK);
+        ck_assert_uint_eq(st.caches, 0);
         ck_assert_int_eq(shk_zone_recover(z, pid), 0);
         ck_assert_int_eq(shk_shmtx_trylock(&m1), 1);
         shk_shmtx_unlock(&m1);

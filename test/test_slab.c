@@ -4,11 +4,16 @@
  * frees that change nothing, one pool mapped at two addresses, 4 processes
  * on one pool, a process killed while it holds the pool's lock, the reclaim
  * callback and the one-line-per-episode out-of-memory log, read-only opens
- * and damaged headers.
+ * and damaged headers; the randomized, 4-process and kill tests run with
+ * and without process caches, and the caches have their own tests (double
+ * free of a parked chunk, write after free, flush, reap of a dead
+ * process's cache, forked children, other threads, a full pool, slots
+ * taken over from dead owners).
  */
 #include "shk_slab.h"
 #include "util_test.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -102,6 +107,8 @@ START_TEST(random_against_shadow)
     live_t *live = calloc(MAXLIVE, sizeof *live);
     size_t n = 0;
     long steps = tu_scale(200000, 20);
+    if (_i)
+        ck_assert_int_eq(shk_slab_cache(s, 1), SHK_OK);
 
     for (long step = 0; step < steps; step++) {
         if (n < MAXLIVE && (n == 0 || tu_rand(&r) % 100 < 55)) {
@@ -132,6 +139,7 @@ START_TEST(random_against_shadow)
     }
     while (n)
         ck_assert_int_eq(shk_slab_free(s, live[--n].p), SHK_OK);
+    ck_assert_int_eq(shk_slab_cache(s, 0), SHK_OK);
     assert_all_free(s);
     free(live);
     shk_slab_close(s);
@@ -273,6 +281,7 @@ typedef struct {
     shk_slab_t *s;
     uint64_t seed;
     long steps;
+    int cache;
 } worker_arg_t;
 
 static int churn_worker(void *arg)
@@ -282,6 +291,8 @@ static int churn_worker(void *arg)
     enum { N = 300 };
     live_t live[N];
     size_t n = 0;
+    if (w->cache)
+        TU_CHECK(shk_slab_cache(w->s, 1) == SHK_OK, "%s", shk_last_errmsg());
     for (long i = 0; i < w->steps; i++) {
         if (n < N && (n == 0 || tu_rand(&r) % 2)) {
             live_t b = {.size = 8 + tu_rand(&r) % 3000, .pat = (unsigned char)(tu_rand(&r) | 1)};
@@ -312,7 +323,7 @@ START_TEST(four_processes_one_pool)
     worker_arg_t args[4];
     pid_t pids[4];
     for (int i = 0; i < 4; i++) {
-        args[i] = (worker_arg_t){s, seed + (uint64_t)i * 7919, tu_scale(300000, 50)};
+        args[i] = (worker_arg_t){s, seed + (uint64_t)i * 7919, tu_scale(300000, 50), _i};
         pids[i] = tu_fork(churn_worker, &args[i]);
     }
     for (int i = 0; i < 4; i++)
@@ -340,7 +351,7 @@ START_TEST(killed_while_holding_the_lock)
     int rounds = (int)tu_scale(60, 20), held = 0, clean = 0, broken = 0;
     for (int round = 0; round < rounds; round++) {
         shk_slab_t *s = new_pool(mem, POOL);
-        worker_arg_t a = {s, tu_rand(&r), 0};
+        worker_arg_t a = {s, tu_rand(&r), 0, _i};
         pid_t pid = tu_fork(hammer_forever, &a);
         /* let it work, then kill it at a moment of its choosing */
         for (uint64_t spin = tu_rand(&r) % 200000 + 20000; spin; spin--)
@@ -352,6 +363,10 @@ START_TEST(killed_while_holding_the_lock)
         int rc = shk_slab_lock(s);
         ck_assert(rc == SHK_OK || rc == SHK_EOWNERDEAD);
         int was_held = rc == SHK_EOWNERDEAD;
+        shk_slab_unlock(s);
+        /* its cache (if it had one) goes back, as the master does it */
+        ck_assert_int_ge(shk_slab_reap(s, pid), 0);
+        ck_assert_int_eq(shk_slab_lock(s), SHK_OK);
         held += was_held;
         rc = shk_slab_check_locked(s);
         /* damage is only possible when it died inside the lock */
@@ -508,6 +523,288 @@ START_TEST(size_classes_cover_every_size)
 }
 END_TEST
 
+/* ---- process caches ---------------------------------------------------------- */
+
+static uint64_t sum_cached(shk_slab_t *s, uint64_t *used)
+{
+    shk_slab_stats_t st;
+    uint64_t c = 0, u = 0;
+    ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
+    for (unsigned i = 0; i < st.nclasses; i++) {
+        c += st.cls[i].cached;
+        u += st.cls[i].used;
+    }
+    if (used)
+        *used = u;
+    return c;
+}
+
+static unsigned ncaches(shk_slab_t *s)
+{
+    shk_slab_stats_t st;
+    ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
+    return st.caches;
+}
+
+START_TEST(cache_parks_and_returns)
+{
+    size_t pool = 4u << 20;
+    unsigned char *mem = tu_shared(pool);
+    shk_slab_t *s = new_pool(mem, pool);
+    enum { N = 600 };
+    unsigned char *b[N];
+    uint64_t used;
+    shk_slab_stats_t st;
+
+    ck_assert_int_eq(shk_slab_cache(NULL, 1), SHK_EINVAL);
+    ck_assert_int_eq(shk_slab_cache(s, 1), SHK_OK);
+    ck_assert_uint_eq(ncaches(s), 0); /* claimed on first use */
+    for (int i = 0; i < N; i++) {
+        b[i] = shk_slab_alloc(s, 8 + (size_t)i * 7 % 2041);
+        ck_assert_ptr_nonnull(b[i]);
+        memset(b[i], i & 0xff, 8 + (size_t)i * 7 % 2041);
+    }
+    ck_assert_uint_eq(ncaches(s), 1);
+    ck_assert_int_eq(shk_slab_check(s), SHK_OK);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(shk_slab_free(s, b[i]), SHK_OK);
+    /* freed chunks wait in the cache: not used, not in the pool */
+    uint64_t parked = sum_cached(s, &used);
+    ck_assert_uint_gt(parked, 0);
+    ck_assert_uint_eq(used, 0);
+    ck_assert_int_eq(shk_slab_check(s), SHK_OK);
+
+    /* the last chunk freed is parked: freeing it again is refused, by the
+     * cached path and by the locked one, and changes nothing */
+    unsigned char *again = b[N - 1];
+    ck_assert_int_eq(shk_slab_free(s, again), SHK_EINVAL);
+    ck_assert_msg(strstr(shk_last_errmsg(), "process cache"), "%s", shk_last_errmsg());
+    ck_assert_int_eq(shk_slab_lock(s), SHK_OK);
+    ck_assert_int_eq(shk_slab_free_locked(s, again), SHK_EINVAL);
+    shk_slab_unlock(s);
+    ck_assert_uint_eq(sum_cached(s, NULL), parked);
+    ck_assert_int_eq(shk_slab_check(s), SHK_OK);
+
+    /* a write into a parked chunk is found by the checker */
+    if (!tu_valgrind()) {
+        unsigned char save = again[3];
+        again[3] ^= 0xff;
+        ck_assert_int_eq(shk_slab_check(s), SHK_ECORRUPT);
+        ck_assert_msg(strstr(shk_last_errmsg(), "written after it was freed"), "%s",
+                      shk_last_errmsg());
+        again[3] = save;
+        ck_assert_int_eq(shk_slab_check(s), SHK_OK);
+    }
+
+    /* the cache serves the same chunks again, last freed first */
+    unsigned char *x = shk_slab_alloc(s, 8 + (size_t)(N - 1) * 7 % 2041);
+    ck_assert_ptr_eq(x, again);
+    unsigned char *z = shk_slab_calloc(s, 40);
+    for (int i = 0; i < 40; i++)
+        ck_assert_int_eq(z[i], 0);
+    ck_assert_int_eq(shk_slab_free(s, x), SHK_OK);
+    ck_assert_int_eq(shk_slab_free(s, z), SHK_OK);
+
+    /* flush: everything back but the cache's own pages; off: those too */
+    ck_assert_int_eq(shk_slab_flush(s), SHK_OK);
+    ck_assert_uint_eq(sum_cached(s, NULL), 0);
+    ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
+    ck_assert_uint_eq(st.pages_free, st.pages_total - st.cache_pages);
+    ck_assert_int_eq(shk_slab_free(s, mem + st.page_size * 1000), SHK_EINVAL);
+    ck_assert_int_eq(shk_slab_cache(s, 0), SHK_OK);
+    ck_assert_uint_eq(ncaches(s), 0);
+    assert_all_free(s);
+    shk_slab_close(s);
+    tu_unshare(mem, pool);
+}
+END_TEST
+
+typedef struct {
+    shk_slab_t *s;
+    tu_pipe_t ready;
+} parker_arg_t;
+
+/* Enable the cache, park chunks of several classes, say so, wait to die. */
+static int park_and_wait(void *arg)
+{
+    parker_arg_t *a = arg;
+    void *b[200];
+    TU_CHECK(shk_slab_cache(a->s, 1) == SHK_OK, "%s", shk_last_errmsg());
+    for (int i = 0; i < 200; i++)
+        TU_CHECK((b[i] = shk_slab_alloc(a->s, 16 + (size_t)i * 10)) != NULL, "alloc");
+    for (int i = 0; i < 200; i++)
+        TU_CHECK(shk_slab_free(a->s, b[i]) == SHK_OK, "%s", shk_last_errmsg());
+    tu_signal(&a->ready);
+    for (;;)
+        pause();
+}
+
+START_TEST(cache_of_dead_process_is_reaped)
+{
+    size_t pool = 2u << 20;
+    unsigned char *mem = tu_shared(pool);
+    shk_slab_t *s = new_pool(mem, pool);
+    parker_arg_t a = {.s = s};
+    tu_pipe(&a.ready);
+    pid_t pid = tu_fork(park_and_wait, &a);
+    ck_assert_int_eq(tu_await(&a.ready), 0);
+    kill(pid, SIGKILL);
+    ck_assert_int_eq(tu_wait(pid), 128 + SIGKILL);
+    ck_assert_uint_eq(ncaches(s), 1);
+    uint64_t parked = sum_cached(s, NULL);
+    ck_assert_uint_gt(parked, 0);
+    ck_assert_int_eq(shk_slab_check(s), SHK_OK); /* its tags are checked too: it is dead */
+    ck_assert_int_eq(shk_slab_reap(s, 0), SHK_EINVAL);
+    ck_assert_int_eq(shk_slab_reap(s, getpid()), SHK_EINVAL);
+    ck_assert_int_eq(shk_slab_reap(s, pid), (int)parked);
+    ck_assert_int_eq(shk_slab_reap(s, pid), 0);
+    assert_all_free(s);
+    tu_pipe_close(&a.ready);
+    shk_slab_close(s);
+    tu_unshare(mem, pool);
+}
+END_TEST
+
+static int child_own_cache(void *arg)
+{
+    shk_slab_t *s = arg;
+    /* the handle came with the parent's cache switched on: the child gets
+     * its own slot, never the parent's */
+    void *p = shk_slab_alloc(s, 100);
+    TU_CHECK(p != NULL, "alloc");
+    TU_CHECK(ncaches(s) == 2, "child has no cache of its own (%u)", ncaches(s));
+    TU_CHECK(shk_slab_free(s, p) == SHK_OK, "%s", shk_last_errmsg());
+    shk_slab_close(s); /* gives its cache back */
+    return 0;
+}
+
+static void *thread_allocs(void *arg)
+{
+    shk_slab_t *s = arg;
+    for (int i = 0; i < 1000; i++) {
+        void *p = shk_slab_alloc(s, 48);
+        if (!p || shk_slab_free(s, p) != SHK_OK)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+START_TEST(cache_per_process_and_thread)
+{
+    size_t pool = 2u << 20;
+    unsigned char *mem = tu_shared(pool);
+    shk_slab_t *s = new_pool(mem, pool);
+    ck_assert_int_eq(shk_slab_cache(s, 1), SHK_OK);
+    void *p = shk_slab_alloc(s, 100);
+    ck_assert_uint_eq(ncaches(s), 1);
+    tu_wait_ok(tu_fork(child_own_cache, s));
+    ck_assert_uint_eq(ncaches(s), 1);
+    /* another thread of this process takes the lock: no second cache, no
+     * race on this thread's magazines */
+    pthread_t t;
+    void *ret = (void *)2;
+    ck_assert_int_eq(pthread_create(&t, NULL, thread_allocs, s), 0);
+    for (int i = 0; i < 1000; i++) {
+        void *q = shk_slab_alloc(s, 48);
+        ck_assert_ptr_nonnull(q);
+        ck_assert_int_eq(shk_slab_free(s, q), SHK_OK);
+    }
+    ck_assert_int_eq(pthread_join(t, &ret), 0);
+    ck_assert_ptr_null(ret);
+    ck_assert_uint_eq(ncaches(s), 1);
+    ck_assert_int_eq(shk_slab_free(s, p), SHK_OK);
+    ck_assert_int_eq(shk_slab_check(s), SHK_OK);
+    shk_slab_close(s); /* closing gives the cache back */
+    ck_assert_int_eq(shk_slab_open(&s, mem, pool, 0), SHK_OK);
+    assert_all_free(s);
+    shk_slab_close(s);
+    tu_unshare(mem, pool);
+}
+END_TEST
+
+START_TEST(cache_gives_way_when_full)
+{
+    size_t pool = 512u << 10;
+    unsigned char *mem = tu_shared(pool);
+    shk_slab_t *s = new_pool(mem, pool);
+    shk_slab_stats_t st;
+    void **b = calloc(100000, sizeof *b);
+    size_t n = 0;
+    ck_assert_int_eq(shk_slab_cache(s, 1), SHK_OK);
+    while ((b[n] = shk_slab_alloc(s, 64)) != NULL)
+        n++;
+    ck_assert_int_eq(log_lines, 1); /* the out-of-memory line */
+    ck_assert_uint_gt(n, 1000);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(shk_slab_free(s, b[i]), SHK_OK);
+    ck_assert_uint_gt(sum_cached(s, NULL), 0);
+    /* a request for every page but the cache's: possible only once the
+     * cache has handed its parked chunks back, which the pool does itself */
+    ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
+    void *big = shk_slab_alloc(s, (st.pages_total - st.cache_pages) * st.page_size);
+    ck_assert_ptr_nonnull(big);
+    ck_assert_uint_eq(sum_cached(s, NULL), 0);
+    ck_assert_int_eq(shk_slab_free(s, big), SHK_OK);
+    ck_assert_int_eq(shk_slab_cache(s, 0), SHK_OK);
+    assert_all_free(s);
+    free(b);
+    shk_slab_close(s);
+    tu_unshare(mem, pool);
+}
+END_TEST
+
+static int claim_and_vanish(void *arg)
+{
+    shk_slab_t *s = arg;
+    void *p = shk_slab_alloc(s, 32);
+    TU_CHECK(p != NULL, "alloc");
+    TU_CHECK(shk_slab_free(s, p) == SHK_OK, "%s", shk_last_errmsg());
+    return 0; /* exits without closing: its slot keeps one parked chunk */
+}
+
+START_TEST(cache_slots_of_dead_owners_are_taken_over)
+{
+    size_t pool = 8u << 20;
+    unsigned char *mem = tu_shared(pool);
+    shk_slab_t *s = new_pool(mem, pool);
+    int children = tu_valgrind() ? 0 : 128;
+    if (!children) {
+        /* 128 children under memcheck take minutes; the path is covered natively */
+        shk_slab_close(s);
+        tu_unshare(mem, pool);
+        return;
+    }
+    ck_assert_int_eq(shk_slab_cache(s, 1), SHK_OK);
+    /* every slot ends up owned by a dead child that was never reaped */
+    pid_t *pids = calloc((size_t)children, sizeof *pids);
+    for (int i = 0; i < children; i++) {
+        pids[i] = tu_fork(claim_and_vanish, s);
+        tu_wait_ok(pids[i]);
+    }
+    ck_assert_uint_eq(ncaches(s), (unsigned)children);
+    ck_assert_int_eq(shk_slab_check(s), SHK_OK);
+    /* this process still gets one: a dead owner's slot, emptied first */
+    void *p = shk_slab_alloc(s, 32);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq(ncaches(s), (unsigned)children);
+    ck_assert_int_eq(shk_slab_free(s, p), SHK_OK);
+    ck_assert_int_eq(shk_slab_check(s), SHK_OK);
+    ck_assert_int_eq(shk_slab_cache(s, 0), SHK_OK);
+    ck_assert_uint_eq(ncaches(s), (unsigned)children - 1);
+    /* the rest as the master reaps: by pid; one slot was taken over */
+    uint64_t parked = sum_cached(s, NULL);
+    int back = 0;
+    for (int i = 0; i < children; i++)
+        back += shk_slab_reap(s, pids[i]);
+    ck_assert_uint_eq((uint64_t)back, parked);
+    free(pids);
+    ck_assert_uint_eq(ncaches(s), 0);
+    assert_all_free(s);
+    shk_slab_close(s);
+    tu_unshare(mem, pool);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("slab");
@@ -515,14 +812,19 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, size_classes_cover_every_size);
-    tcase_add_test(tc, random_against_shadow);
+    tcase_add_loop_test(tc, random_against_shadow, 0, 2);
     tcase_add_test(tc, fill_to_failure_then_free_all);
     tcase_add_test(tc, bad_frees_change_nothing);
     tcase_add_test(tc, one_pool_two_addresses);
     tcase_add_test(tc, reclaim_callback);
     tcase_add_test(tc, open_checks_and_read_only);
-    tcase_add_test(tc, four_processes_one_pool);
-    tcase_add_test(tc, killed_while_holding_the_lock);
+    tcase_add_loop_test(tc, four_processes_one_pool, 0, 2);
+    tcase_add_loop_test(tc, killed_while_holding_the_lock, 0, 2);
+    tcase_add_test(tc, cache_parks_and_returns);
+    tcase_add_test(tc, cache_of_dead_process_is_reaped);
+    tcase_add_test(tc, cache_per_process_and_thread);
+    tcase_add_test(tc, cache_gives_way_when_full);
+    tcase_add_test(tc, cache_slots_of_dead_owners_are_taken_over);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
