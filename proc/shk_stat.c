@@ -101,14 +101,16 @@ static void zone_json(shk_sbuf_t *b, shk_zone_t *z)
     if (shk_slab_stats(shk_zone_slab(z), &st) == SHK_OK) {
         shk_sbuf_printf(b,
                         ",\"slab\":{\"page_size\":%zu,\"pages_total\":%zu,\"pages_free\":%zu,"
-                        "\"largest_free_run\":%zu,\"fails\":%llu,\"classes\":[",
+                        "\"largest_free_run\":%zu,\"fails\":%llu,\"caches\":%u,"
+                        "\"cache_pages\":%zu,\"classes\":[",
                         st.page_size, st.pages_total, st.pages_free, st.largest_free_run,
-                        (unsigned long long)st.fails);
+                        (unsigned long long)st.fails, st.caches, st.cache_pages);
         for (unsigned i = 0; i < st.nclasses && i < SHK_SLAB_MAX_CLASSES; i++)
             shk_sbuf_printf(b,
-                            "%s{\"size\":%zu,\"used\":%llu,\"total\":%llu,\"reqs\":%llu,"
-                            "\"fails\":%llu}",
+                            "%s{\"size\":%zu,\"used\":%llu,\"cached\":%llu,\"total\":%llu,"
+                            "\"reqs\":%llu,\"fails\":%llu}",
                             i ? "," : "", st.cls[i].size, (unsigned long long)st.cls[i].used,
+                            (unsigned long long)st.cls[i].cached,
                             (unsigned long long)st.cls[i].total,
                             (unsigned long long)st.cls[i].reqs,
                             (unsigned long long)st.cls[i].fails);
@@ -157,15 +159,19 @@ static void zone_text(shk_sbuf_t *b, shk_zone_t *z)
                         st.pages_free, st.pages_total, st.page_size);
         shk_sbuf_printf(b, "  largest run  %zu pages\n", st.largest_free_run);
         shk_sbuf_printf(b, "  alloc fails  %llu\n", (unsigned long long)st.fails);
-        shk_sbuf_printf(b, "  %10s %21s %12s %10s\n", "size", "used/total", "requests",
-                        "failures");
+        if (st.caches)
+            shk_sbuf_printf(b, "  caches       %u process caches, %zu pages each\n", st.caches,
+                            st.cache_pages);
+        shk_sbuf_printf(b, "  %10s %21s %10s %12s %10s\n", "size", "used/total", "cached",
+                        "requests", "failures");
         for (unsigned i = 0; i < st.nclasses && i < SHK_SLAB_MAX_CLASSES; i++) {
             char ut[48];
             if (!st.cls[i].total && !st.cls[i].reqs && !st.cls[i].fails)
                 continue;
             snprintf(ut, sizeof ut, "%llu/%llu", (unsigned long long)st.cls[i].used,
                      (unsigned long long)st.cls[i].total);
-            shk_sbuf_printf(b, "  %10zu %21s %12llu %10llu\n", st.cls[i].size, ut,
+            shk_sbuf_printf(b, "  %10zu %21s %10llu %12llu %10llu\n", st.cls[i].size, ut,
+                            (unsigned long long)st.cls[i].cached,
                             (unsigned long long)st.cls[i].reqs,
                             (unsigned long long)st.cls[i].fails);
         }

@@ -24,8 +24,9 @@ extern "C" {
  *
  * JSON shape: {"instance": s, "zones": [{"name", "tag", "size", "kind",
  * "generation", "creator", "creator_alive", "slab": {"page_size",
- * "pages_total", "pages_free", "largest_free_run", "fails", "classes":
- * [{"size", "used", "total", "reqs", "fails"}]}, "locks": [{"name",
+ * "pages_total", "pages_free", "largest_free_run", "fails", "caches",
+ * "cache_pages", "classes": [{"size", "used", "cached", "total", "reqs",
+ * "fails"}]}, "locks": [{"name",
  * "owner", "waiters", "acquired", "contended", "sleeps", "recovered",
  * "forced"}], "bus": {"large", "slots": [{"slot", "pid", "state",
  * "generation", "depth", "high_water", "oldest_age_us", "queue_bytes",

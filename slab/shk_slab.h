@@ -104,8 +104,11 @@ SHK_API shk_shmtx_t *shk_slab_mutex(shk_slab_t *slab);
 /* Process cache, per handle (off by default). With it on, shk_slab_alloc,
  * shk_slab_calloc and shk_slab_free serve chunks (up to 2048 bytes) from
  * magazines this process keeps inside the pool, taking the lock only to
- * move half a magazine at a time (at most 64 chunks or about 8 KiB per
- * class), so processes sharing a pool do not queue on its lock. The cache
+ * move half a magazine at a time, so processes sharing a pool do not queue
+ * on its lock. A magazine holds about 32 KiB of chunks (8 to 256 of them),
+ * so a cache may keep up to ~24 x 32 KiB of free chunks from others, plus
+ * its own pages (stats: cache_pages; 7 with 4 KiB pages): meant for pools
+ * of many megabytes shared by busy processes. The cache
  * belongs to the process and thread that first use it after this call;
  * other threads, and a forked child until it claims its own, take the lock
  * as before. Parked chunks count as `cached` in the stats, not `used`;

@@ -839,6 +839,9 @@ START_TEST(shmkit_stat_on_live_zone)
     ck_assert_int_eq(shk_shmtx_lock(&m), SHK_OK); /* shown as held by us */
     for (int i = 0; i < 10; i++)
         ck_assert_ptr_nonnull(shk_slab_alloc(shk_zone_slab(z), 100));
+    /* and a process cache holding some free 48-byte chunks */
+    ck_assert_int_eq(shk_slab_cache(shk_zone_slab(z), 1), SHK_OK);
+    ck_assert_int_eq(shk_slab_free(shk_zone_slab(z), shk_slab_alloc(shk_zone_slab(z), 48)), SHK_OK);
 
     char dir[PATH_MAX], tool[PATH_MAX + 16], out[65536], err[256];
     self_dir(dir, sizeof dir);
@@ -876,12 +879,20 @@ START_TEST(shmkit_stat_on_live_zone)
             used += tj_num(&cls->kids[i], "used", 0);
     }
     ck_assert_msg(used >= 10, "classes show %g used blocks of 100..199 bytes", used);
+    ck_assert_int_eq((long)tj_num(j, "zones.0.slab.caches", -1), 1);
+    ck_assert_int_eq((long)tj_num(j, "zones.0.slab.cache_pages", -1), (long)st.cache_pages);
+    double cached = 0;
+    for (size_t i = 0; i < cls->nkids; i++)
+        if (tj_num(&cls->kids[i], "size", 0) == 48)
+            cached = tj_num(&cls->kids[i], "cached", -1);
+    ck_assert_msg(cached >= 1, "48-byte class shows %g cached chunks", cached);
     tj_free(j);
 
     char *targv[] = {tool, "stat", "--instance", instance, "one", NULL};
     ck_assert_int_eq(run_capture(targv, out, sizeof out), 0);
     ck_assert_msg(strstr(out, "zone one\n"), "%s", out);
     ck_assert_msg(strstr(out, "  tag          limit_req\n"), "%s", out);
+    ck_assert_msg(strstr(out, "  caches       1 process caches"), "%s", out);
     char want[128];
     snprintf(want, sizeof want, "held by %d", (int)getpid());
     ck_assert_msg(strstr(out, want), "%s", out);
