@@ -120,7 +120,8 @@ if wait_for sh -c "[ \"\$(curl -s $base/workers | grep -o '\"pid\":[0-9]*' | cut
 else
     bad "reload did not happen"
 fi
-echo "   zone one's slab after the reload: $("$tool" stat --instance demo one | grep -E '^ +[0-9]+ +[0-9]+/' | head -3 | tr -s ' ' | tr '\n' ';')"
+echo "   zone one's slab after the reload (size used/total cached requests failures):"
+echo "     $("$tool" stat --instance demo one | grep -E '^ +[0-9]+ +[0-9]+/' | head -3 | tr -s ' ' | tr '\n' ';')"
 
 step "graceful stop (SIGQUIT)"
 kill -QUIT "$master"
