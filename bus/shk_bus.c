@@ -4,18 +4,31 @@
  * doorbell, large alerts in the slab with reference counts, reaping.
  *
  * Doorbell protocol (why no wake-up is lost). The consumer, before it goes
- * back to sleep, stores sleeping = 1, issues a full fence, and looks at the
- * record at the head of its queue; if it is ready (published, padding, or
- * the hole of a dead producer) it clears `sleeping` again and carries on.
- * A producer publishes its record (release store of the record's header),
- * issues a full fence, and then reads `sleeping`; if it is 1 and the
- * producer is the one whose exchange turns it to 0, it writes one byte to
- * the consumer's pipe. With both fences sequentially consistent, the two
- * "store then load" sequences cannot both read the old value: either the
- * consumer sees the published record and does not sleep, or the producer
- * sees sleeping == 1 and rings. A record whose producer dies before
- * publishing is found when the next alert rings, or when the master reaps
- * the producer (shk_bus_reap rings every joined slot).
+ * back to sleep, announces it: stores sleeping = 1, issues a full fence, and
+ * then looks at the record at the head of its queue; if it is ready
+ * (published, padding, or the hole of a dead producer) it takes the
+ * announcement back and carries on. A producer publishes its record (release
+ * store of the record's header), issues a full fence, and then reads
+ * `sleeping`; if it is 1 and the producer is the one whose exchange turns it
+ * to 0, it writes one byte to the consumer's pipe. With both fences
+ * sequentially consistent, the two "store then load" sequences cannot both
+ * miss: in the fences' single total order, if the consumer's comes first,
+ * the producer's load sees sleeping == 1 (or a later 0 written by another
+ * producer's exchange, and that producer rang); if the producer's comes
+ * first, the consumer's look sees the published record and it does not
+ * sleep. Every look the consumer makes after its fence is ordered after its
+ * store, so an announcement that is still standing (sleeping still 1) needs
+ * no second store or fence before the next look (shk_bus_dispatch ends with
+ * an announcement; shk_bus_wait then only looks again). Taking an
+ * announcement back is an exchange too, so exactly one side turns each 1
+ * into 0: when the consumer's exchange returns 0, a producer rang, and the
+ * consumer drains its pipe before the next announcement (never after: a byte
+ * written for the new announcement must stay). A record whose producer dies
+ * before publishing is a hole: the consumer checks the producer's liveness
+ * (system calls) only when that record is still unpublished after its short
+ * spin, i.e. right before it would sleep on it, and it is found when the next
+ * alert rings, or when the master reaps the producer (shk_bus_reap rings
+ * every joined slot).
  */
 #include "shk_bus.h"
 
@@ -28,10 +41,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BUS_MAGIC 0x0053554b4d4853ULL /* "SHMKUS" */
-#define BUS_VERSION 1u
+#define BUS_VERSION 2u /* 2: 64-byte aligned records, no coalesced counter */
 #define REC_HDR 48u
 #define ST_CLAIMED 1u
 #define ST_PUBLISHED 2u
@@ -66,7 +81,7 @@ typedef struct qslot_s {
     shk_shmtx_sh_t claim; /* producers' claim lock */
     /* written by producers (under the claim lock, or by RMW) */
     _Alignas(64) _Atomic uint64_t tail; /* next byte to claim (monotonic) */
-    _Atomic uint64_t enq, rejected, rung, coalesced;
+    _Atomic uint64_t enq, rejected, rung; /* coalesced = enq - rung */
     /* written by the consumer */
     _Alignas(64) _Atomic uint64_t head; /* next byte to consume (monotonic) */
     _Atomic uint64_t deq, high, received, discarded, skipped, stale;
@@ -117,6 +132,9 @@ struct shk_bus_s {
     shk_shmtx_t claim[SHK_BUS_MAX_SLOTS];
     uint64_t head_seen[SHK_BUS_MAX_SLOTS]; /* producer: last head read per queue */
     uint64_t tail_seen;                    /* consumer: last tail read */
+    int announced;    /* consumer: we stored sleeping = 1 and have not taken it back */
+    int bell;         /* consumer: a byte may be waiting in our pipe */
+    unsigned spin_us; /* consumer: how long shk_bus_wait polls before sleeping */
 };
 
 /* This process's slot, -1 if it has none (a child forked by a joined
@@ -124,6 +142,30 @@ struct shk_bus_s {
 static int my_slot(const shk_bus_t *bus)
 {
     return bus->slot >= 0 && bus->slot_pid == SHK_PID() ? bus->slot : -1;
+}
+
+/* Enqueue times come from the coarse monotonic clock: a few ns per read
+ * instead of ~25 (the precise clock was the largest single cost of a send),
+ * at the price of its resolution (a few ms, clock_getres) for the oldest
+ * alert's age. Stats use the same clock, so an age is never negative. */
+static uint64_t coarse_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Ask for a cache line with the intent to write it (exclusive), ahead of
+ * time. A read prefetch (what __builtin_prefetch(p, 1) becomes on a plain
+ * x86-64 target) brings it shared, and the store still waits for the other
+ * caches' copies to be invalidated. PREFETCHW is a NOP where unsupported. */
+static inline void prefetch_w(const void *p)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
+#else
+    __builtin_prefetch(p, 1);
+#endif
 }
 
 static char *ring_of(const shk_bus_t *bus, const qslot_t *q)
@@ -301,6 +343,27 @@ void shk_bus_close(shk_bus_t *bus)
 
 /* ---- slots ----------------------------------------------------------------------- */
 
+/* Map the pages of [p, p + len) into this process now. A forked worker
+ * inherits the zone's mapping but not its page table entries, so without
+ * this the first lap through its ring costs a page fault per 4 KiB (with
+ * slow system calls, milliseconds over which the first alerts pile up). */
+static void prefault(void *p, size_t len)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    uintptr_t a, b;
+    if (pg <= 0 || !p || !len)
+        return;
+    a = (uintptr_t)p & ~(uintptr_t)(pg - 1);
+    b = SHK_ALIGN_UP((uintptr_t)p + len, (uintptr_t)pg);
+#ifdef MADV_POPULATE_WRITE
+    if (madvise((void *)a, b - a, MADV_POPULATE_WRITE) == 0)
+        return;
+#endif
+    /* older kernels: read a byte of every page (contents unchanged) */
+    for (uintptr_t x = a; x < b; x += (uintptr_t)pg)
+        (void)*(volatile const char *)x;
+}
+
 int shk_bus_join(shk_bus_t *bus, unsigned slot)
 {
     qslot_t *q;
@@ -327,6 +390,9 @@ int shk_bus_join(shk_bus_t *bus, unsigned slot)
     atomic_store_explicit(&q->sleeping, 0, memory_order_seq_cst);
     bus->slot = (int)slot;
     bus->slot_pid = SHK_PID();
+    bus->tail_seen = 0;
+    bus->announced = bus->bell = 0;
+    prefault(ring_of(bus, q), q->ring_size);
     return SHK_OK;
 }
 
@@ -378,8 +444,6 @@ static void ring_doorbell(shk_bus_t *bus, unsigned i)
         ssize_t w = write(bus->fds[i][1], "!", 1);
         (void)w; /* EAGAIN: the pipe is full, a wake-up is pending anyway */
         atomic_fetch_add_explicit(&q->rung, 1, memory_order_relaxed);
-    } else {
-        atomic_fetch_add_explicit(&q->coalesced, 1, memory_order_relaxed);
     }
 }
 
@@ -390,7 +454,7 @@ static int enqueue(shk_bus_t *bus, unsigned i, const char *name, size_t nl, cons
 {
     qslot_t *q = &bus->b->slots[i];
     uint64_t size = q->ring_size, body = blob_off ? 8 : len;
-    uint64_t need = SHK_ALIGN_UP(REC_HDR + nl + body, (uint64_t)8);
+    uint64_t need = SHK_ALIGN_UP(REC_HDR + nl + body, (uint64_t)64);
     char *ring = ring_of(bus, q);
     int rc;
 
@@ -423,10 +487,12 @@ static int enqueue(shk_bus_t *bus, unsigned i, const char *name, size_t nl, cons
         pos = 0;
     }
     rec_t *r = (rec_t *)(ring + pos);
+    for (uint64_t k = 0; k < need; k += 64)
+        prefetch_w(ring + ((pos + 4096 + k) & (size - 1)));
     r->pid = (int32_t)SHK_PID();
     r->slot = my_slot(bus);
     r->gen = atomic_load_explicit(&q->generation, memory_order_relaxed);
-    r->enq_ns = shk_time_ns();
+    r->enq_ns = coarse_ns();
     r->name_len = (uint32_t)nl;
     r->flags = blob_off ? RF_LARGE : 0;
     r->data_len = len;
@@ -633,9 +699,12 @@ static inline void cons_count(_Atomic uint64_t *c)
                           memory_order_relaxed);
 }
 
-/* What is at the head of queue q: nothing, a record still being written by a
- * live producer, or something to take (record, padding, dead producer's hole). */
-static int head_state(const shk_bus_t *bus, qslot_t *q, rec_t **rp, uint64_t *hp)
+/* What is at the head of queue q: nothing, a record still being written, or
+ * something to take (record, padding). With `check_dead`, a record claimed by
+ * a producer that is gone is something to take too (a hole to skip); that
+ * check costs system calls (shk_pid_alive), so the hot paths leave it to the
+ * moment the consumer is about to give up and sleep. */
+static int head_state(const shk_bus_t *bus, qslot_t *q, rec_t **rp, uint64_t *hp, int check_dead)
 {
     int own = my_slot(bus) >= 0 && q == &bus->b->slots[bus->slot];
     uint64_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
@@ -650,12 +719,17 @@ static int head_state(const shk_bus_t *bus, qslot_t *q, rec_t **rp, uint64_t *hp
     }
     if (h == t)
         return R_EMPTY;
-    rec_t *r = (rec_t *)(ring_of(bus, q) + (h & (q->ring_size - 1)));
+    char *ring = ring_of(bus, q);
+    rec_t *r = (rec_t *)(ring + (h & (q->ring_size - 1)));
+    if (t - h > 2048) {
+        __builtin_prefetch(ring + ((h + 1024) & (q->ring_size - 1)), 0);
+        __builtin_prefetch(ring + ((h + 1088) & (q->ring_size - 1)), 0);
+    }
     /* acquire: pairs with the publish (release) of the record. */
     uint64_t w = atomic_load_explicit(&r->word0, memory_order_acquire);
     *rp = r;
     *hp = h;
-    if ((w >> 32 & 0xff) == ST_CLAIMED && shk_pid_alive(r->pid))
+    if ((w >> 32 & 0xff) == ST_CLAIMED && (!check_dead || shk_pid_alive(r->pid)))
         return R_PENDING;
     return R_READY;
 }
@@ -741,9 +815,14 @@ static void drain_pipe(int fd)
         ;
 }
 
-/* Before announcing sleep, poll the queue for about `us` microseconds (only
- * with more than one CPU): under load the next alert is usually that close,
- * and catching it here saves both sides a system call. 1 if one is ready. */
+#define SPIN_MIN_US 2u
+#define SPIN_MAX_US 64u
+
+/* Before announcing sleep, poll the queue for `us` microseconds (only with
+ * more than one CPU): under load the next alert is usually that close, and
+ * catching it here saves both sides a system call. The queue is looked at
+ * about once a microsecond, not in a tight loop: every look pulls cache lines
+ * the producer is writing. 1 if something is ready. */
 static int spin_for_work(shk_bus_t *bus, qslot_t *q, unsigned us)
 {
     rec_t *r;
@@ -751,25 +830,51 @@ static int spin_for_work(shk_bus_t *bus, qslot_t *q, unsigned us)
     if (shk_ncpu() < 2)
         return 0;
     for (unsigned i = 0, n = us * shk_spin_per_us(); i < n; i++) {
-        if (i % 16 == 0 && head_state(bus, q, &r, &h) == R_READY)
+        if (i % 64 == 63 && head_state(bus, q, &r, &h, 0) == R_READY)
             return 1;
         shk_cpu_relax();
     }
     return 0;
 }
 
+/* Take back an announced sleep: if a producer got to `sleeping` first (its
+ * exchange returned 1), its byte is in the pipe or on its way: note it. */
+static void unannounce(shk_bus_t *bus, qslot_t *q)
+{
+    if (!bus->announced)
+        return;
+    bus->announced = 0;
+    /* relaxed load: a 0 means a producer exchanged it (only producers clear
+     * it while we are announced). seq_cst exchange: exactly one of us and
+     * the producers turns the 1 into 0, and only that one may ring. */
+    if (atomic_load_explicit(&q->sleeping, memory_order_relaxed) == 0 ||
+        atomic_exchange_explicit(&q->sleeping, 0, memory_order_seq_cst) == 0)
+        bus->bell = 1;
+}
+
 /* Announce sleep; returns 1 if the caller may sleep, 0 if something is ready
- * (sleeping is cleared again then). */
+ * (the announcement is taken back then). */
 static int prepare_sleep(shk_bus_t *bus, qslot_t *q)
 {
     rec_t *r;
     uint64_t h;
-    atomic_store_explicit(&q->sleeping, 1, memory_order_seq_cst);
-    /* seq_cst fence: the store above before the loads below (protocol). */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (head_state(bus, q, &r, &h) != R_READY)
+    if (bus->announced) {
+        /* Announced earlier (end of dispatch, then shk_bus_wait): if the
+         * flag is still up, that store and its fence already precede the
+         * look below; if a producer took it, it rang: nothing to wait for. */
+        if (atomic_load_explicit(&q->sleeping, memory_order_relaxed) == 0) {
+            unannounce(bus, q);
+            return 0;
+        }
+    } else {
+        atomic_store_explicit(&q->sleeping, 1, memory_order_seq_cst);
+        bus->announced = 1;
+        /* seq_cst fence: the store above before the loads below (protocol). */
+        atomic_thread_fence(memory_order_seq_cst);
+    }
+    if (head_state(bus, q, &r, &h, 1) != R_READY)
         return 1;
-    atomic_store_explicit(&q->sleeping, 0, memory_order_relaxed);
+    unannounce(bus, q);
     return 0;
 }
 
@@ -785,8 +890,10 @@ int shk_bus_dispatch(shk_bus_t *bus, unsigned budget)
         budget = 64;
     q = &bus->b->slots[bus->slot];
     bus->in_dispatch = 1;
-    drain_pipe(bus->fds[bus->slot][0]);
-    atomic_store_explicit(&q->sleeping, 0, memory_order_relaxed);
+    /* We are awake. The doorbell is drained after the handlers, not before:
+     * a wake-up's alert is handled one system call sooner, and under load
+     * (no byte was written) there is no read() at all. */
+    unannounce(bus, q);
     /* high-water mark, sampled once per dispatch (relaxed: statistics) */
     uint64_t depth = atomic_load_explicit(&q->enq, memory_order_relaxed) -
                      atomic_load_explicit(&q->deq, memory_order_relaxed);
@@ -795,19 +902,40 @@ int shk_bus_dispatch(shk_bus_t *bus, unsigned budget)
     for (;;) {
         rec_t *r;
         uint64_t h;
-        int st = head_state(bus, q, &r, &h);
+        /* Caught up with the tail we last read: do not read it again at once
+         * but after the spin's first pause, so that a busy producer writes a
+         * few records undisturbed and we take them in one go (each look
+         * pulls the tail's line and the newest record's line from it). */
+        int st = atomic_load_explicit(&q->head, memory_order_relaxed) == bus->tail_seen
+                     ? R_EMPTY
+                     : head_state(bus, q, &r, &h, 0);
+        if (st != R_READY) {
+            /* a record being written is usually published within the spin */
+            if (spin_for_work(bus, q, SPIN_MIN_US))
+                continue;
+            /* nothing after the spin: look again, and if the head is still
+             * being written, ask whether its producer is gone */
+            st = head_state(bus, q, &r, &h, 1);
+        }
         if (st == R_READY) {
             if ((unsigned)n >= budget) {
                 /* more to do: come back through the event loop */
                 ssize_t w = write(bus->fds[bus->slot][1], "!", 1);
                 (void)w;
+                bus->bell = 1;
                 break;
             }
             n += take_one(bus, q, r, h);
             continue;
         }
-        if (st == R_EMPTY && spin_for_work(bus, q, 2))
-            continue;
+        /* Drain before announcing sleep (a byte written after the
+         * announcement must stay). Also when this round took nothing: we
+         * were woken for no alert (a reap, or a byte for the slot's previous
+         * owner), and a byte left there would wake the event loop forever. */
+        if (bus->bell || n == 0) {
+            drain_pipe(bus->fds[bus->slot][0]);
+            bus->bell = 0;
+        }
         if (prepare_sleep(bus, q))
             break;
     }
@@ -822,8 +950,21 @@ int shk_bus_wait(shk_bus_t *bus, int timeout_ms)
     if (!bus || my_slot(bus) < 0)
         return shk_error(SHK_EPERM, "shk_bus_wait: not joined");
     q = &bus->b->slots[bus->slot];
-    if (timeout_ms != 0 && spin_for_work(bus, q, 5))
-        return 1;
+    /* The spin before sleeping here adapts: it doubles (up to SPIN_MAX_US)
+     * each time work came during it, and halves (down to SPIN_MIN_US) each
+     * time none did. Under a steady stream it stays long, so producers do not
+     * ring (a doorbell costs the producer a write() that can outlast a short
+     * spin and send the consumer back to sleep: one ring per few alerts);
+     * an idle worker soon spins 2 us only. shk_bus_dispatch spins 2 us at
+     * most: it must return to its event loop. */
+    unsigned us = bus->spin_us ? bus->spin_us : SPIN_MIN_US;
+    if (timeout_ms != 0) {
+        int got = spin_for_work(bus, q, us);
+        bus->spin_us = got ? (us * 2 > SPIN_MAX_US ? SPIN_MAX_US : us * 2)
+                           : (us / 2 < SPIN_MIN_US ? SPIN_MIN_US : us / 2);
+        if (got)
+            return 1;
+    }
     if (!prepare_sleep(bus, q))
         return 1;
     p.fd = bus->fds[bus->slot][0];
@@ -845,7 +986,7 @@ static void purge(shk_bus_t *bus, unsigned i)
     for (unsigned guard = 0; guard < 1u << 24; guard++) {
         rec_t *r;
         uint64_t h;
-        if (head_state(bus, q, &r, &h) != R_READY)
+        if (head_state(bus, q, &r, &h, 1) != R_READY)
             break;
         uint64_t w = atomic_load_explicit(&r->word0, memory_order_acquire);
         uint64_t len = w & 0xffffffffu;
@@ -917,7 +1058,7 @@ int shk_bus_stats(shk_bus_t *bus, shk_bus_stats_t *st)
     memset(st, 0, sizeof *st);
     st->nslots = bus->b->nslots;
     st->large = atomic_load_explicit(&bus->b->large, memory_order_relaxed);
-    uint64_t now = shk_time_ns();
+    uint64_t now = coarse_ns();
     for (unsigned i = 0; i < st->nslots; i++) {
         qslot_t *q = &bus->b->slots[i];
         shk_bus_slot_stats_t *s = &st->slot[i];
@@ -937,7 +1078,9 @@ int shk_bus_stats(shk_bus_t *bus, shk_bus_stats_t *st)
         s->skipped = atomic_load_explicit(&q->skipped, memory_order_relaxed);
         s->stale = atomic_load_explicit(&q->stale, memory_order_relaxed);
         s->rung = atomic_load_explicit(&q->rung, memory_order_relaxed);
-        s->coalesced = atomic_load_explicit(&q->coalesced, memory_order_relaxed);
+        /* every queued alert either rang or did not: no counter of its own,
+         * so the common path makes no locked add for it */
+        s->coalesced = enq > s->rung ? enq - s->rung : 0;
         uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
         uint64_t t = atomic_load_explicit(&q->tail, memory_order_acquire);
         if (h != t) {
