@@ -132,6 +132,8 @@ struct shk_bus_s {
     shk_shmtx_t claim[SHK_BUS_MAX_SLOTS];
     uint64_t head_seen[SHK_BUS_MAX_SLOTS]; /* producer: last head read per queue */
     uint64_t tail_seen;                    /* consumer: last tail read */
+    char *rings[SHK_BUS_MAX_SLOTS];        /* each queue's ring in this process */
+    size_t last_h;                         /* consumer: index of the last handler found */
     int announced;    /* consumer: we stored sleeping = 1 and have not taken it back */
     int bell;         /* consumer: a byte may be waiting in our pipe */
     unsigned spin_us; /* consumer: how long shk_bus_wait polls before sleeping */
@@ -170,7 +172,10 @@ static inline void prefetch_w(const void *p)
 
 static char *ring_of(const shk_bus_t *bus, const qslot_t *q)
 {
-    return (char *)shk_slab_ptr(bus->slab, q->ring_off);
+    /* the handle keeps each ring's address (set by create and open): no
+     * call into the slab, no read of its shared header per record */
+    char *ring = bus->rings[q - bus->b->slots];
+    return ring ? ring : (char *)shk_slab_ptr(bus->slab, q->ring_off);
 }
 
 /* ---- create / open / close ------------------------------------------------------ */
@@ -263,6 +268,7 @@ shk_bus_t *shk_bus_create(shk_zone_t *zone, unsigned slots, size_t queue_bytes)
         char name[24];
         snprintf(name, sizeof name, "bus.q%u", i);
         shk_shmtx_create(&bus->claim[i], &q->claim, name);
+        bus->rings[i] = ring;
     }
     bus->b = b;
     /* Publish last: the bus is complete before shk_bus_open can find it. */
@@ -322,6 +328,7 @@ shk_bus_t *shk_bus_open(shk_zone_t *zone, unsigned flags)
             return NULL;
         }
         shk_shmtx_create(&bus->claim[i], &b->slots[i].claim, "bus.q");
+        bus->rings[i] = shk_slab_ptr(bus->slab, q->ring_off);
     }
     return bus;
 }
@@ -713,6 +720,10 @@ static int head_state(const shk_bus_t *bus, qslot_t *q, rec_t **rp, uint64_t *hp
      * tail, so the claimed header is visible. */
     uint64_t t = own ? bus->tail_seen : h;
     if (t <= h || t - h > q->ring_size) {
+        /* the record at head, if any, is the next line we need: ask for it
+         * now so that its miss overlaps the tail's (a woken consumer pays
+         * both) */
+        __builtin_prefetch(ring_of(bus, q) + (h & (q->ring_size - 1)), 0);
         t = atomic_load_explicit(&q->tail, memory_order_acquire);
         if (own)
             ((shk_bus_t *)bus)->tail_seen = t;
@@ -787,11 +798,14 @@ static int take_one(shk_bus_t *bus, qslot_t *q, rec_t *r, uint64_t h)
     if (r->gen < atomic_load_explicit(&q->generation, memory_order_relaxed))
         cons_count(&q->stale);
     cons_count(&q->received);
+    /* the handler found last time first: a queue mostly carries one name */
     handler_t *hd = NULL;
-    for (size_t i = 0; i < bus->nh; i++)
+    if (bus->last_h < bus->nh && strcmp(bus->h[bus->last_h].name, name) == 0)
+        hd = &bus->h[bus->last_h];
+    for (size_t i = 0; !hd && i < bus->nh; i++)
         if (strcmp(bus->h[i].name, name) == 0) {
             hd = &bus->h[i];
-            break;
+            bus->last_h = i;
         }
     if (hd) {
         bus->sender = r->pid;
@@ -894,11 +908,7 @@ int shk_bus_dispatch(shk_bus_t *bus, unsigned budget)
      * a wake-up's alert is handled one system call sooner, and under load
      * (no byte was written) there is no read() at all. */
     unannounce(bus, q);
-    /* high-water mark, sampled once per dispatch (relaxed: statistics) */
-    uint64_t depth = atomic_load_explicit(&q->enq, memory_order_relaxed) -
-                     atomic_load_explicit(&q->deq, memory_order_relaxed);
-    if (depth < (1ULL << 62) && depth > atomic_load_explicit(&q->high, memory_order_relaxed))
-        atomic_store_explicit(&q->high, depth, memory_order_relaxed);
+    int sampled = 0;
     for (;;) {
         rec_t *r;
         uint64_t h;
@@ -926,6 +936,18 @@ int shk_bus_dispatch(shk_bus_t *bus, unsigned budget)
                 break;
             }
             n += take_one(bus, q, r, h);
+            if (!sampled) {
+                /* high-water mark, sampled once per dispatch, after the first
+                 * record (relaxed: statistics; `enq` is on the producers'
+                 * line, a miss that should not delay a woken consumer's
+                 * first handler) */
+                uint64_t depth = atomic_load_explicit(&q->enq, memory_order_relaxed) -
+                                 atomic_load_explicit(&q->deq, memory_order_relaxed) + 1;
+                if (depth < (1ULL << 62) &&
+                    depth > atomic_load_explicit(&q->high, memory_order_relaxed))
+                    atomic_store_explicit(&q->high, depth, memory_order_relaxed);
+                sampled = 1;
+            }
             continue;
         }
         /* Drain before announcing sleep (a byte written after the
