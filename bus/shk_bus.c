@@ -82,15 +82,16 @@ typedef struct qslot_s {
     /* written by producers (under the claim lock, or by RMW) */
     _Alignas(64) _Atomic uint64_t tail; /* next byte to claim (monotonic) */
     _Atomic uint64_t enq, rejected, rung; /* coalesced = enq - rung */
-    /* written by the consumer */
+    /* written by the consumer, i.e. the process that holds the slot (`sent`
+     * too: what that process sent; it sat on the line every sender reads
+     * to find the slot, which each of its sends took from them) */
     _Alignas(64) _Atomic uint64_t head; /* next byte to consume (monotonic) */
-    _Atomic uint64_t deq, high, received, discarded, skipped, stale;
+    _Atomic uint64_t deq, high, received, discarded, skipped, stale, sent;
     _Alignas(64) _Atomic uint32_t sleeping; /* written by both: the doorbell */
-    /* written when a worker joins or is reaped, and by senders */
+    /* written when a worker joins or is reaped; read by every sender */
     _Alignas(64) _Atomic int32_t pid;
     _Atomic uint32_t state;
     _Atomic uint64_t generation;
-    _Atomic uint64_t sent;
     uint64_t ring_off; /* slab offset */
     uint64_t ring_size;
 } qslot_t;
@@ -526,6 +527,15 @@ static int enqueue(shk_bus_t *bus, unsigned i, const char *name, size_t nl, cons
     return SHK_OK;
 }
 
+/* A counter only the slot's holder writes (its consumer counters, and what
+ * it sent): a relaxed load and store, no locked instruction (readers only
+ * want a snapshot). */
+static inline void cons_count(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
 static uint64_t blob_new(shk_bus_t *bus, const void *data, size_t len, uint32_t refs)
 {
     blob_t *bl = shk_slab_alloc(bus->slab, sizeof *bl + len);
@@ -533,6 +543,10 @@ static uint64_t blob_new(shk_bus_t *bus, const void *data, size_t len, uint32_t 
         return 0;
     atomic_store_explicit(&bl->refs, refs, memory_order_relaxed);
     bl->len = len;
+    /* A block on zone pages this process has not touched yet would take a
+     * page fault per 4 KiB inside the copy; one madvise() maps them all. */
+    if (len >= 64 * 1024)
+        prefault(bl + 1, len);
     memcpy(bl + 1, data, len);
     atomic_fetch_add_explicit(&bus->b->large, 1, memory_order_relaxed);
     return shk_slab_off(bus->slab, bl);
@@ -576,7 +590,7 @@ int shk_bus_send(shk_bus_t *bus, pid_t pid, const char *name, const void *data, 
     }
     rc = enqueue(bus, (unsigned)i, name, nl, data, len, blob);
     if (rc == SHK_OK && my_slot(bus) >= 0)
-        atomic_fetch_add_explicit(&bus->b->slots[bus->slot].sent, 1, memory_order_relaxed);
+        cons_count(&bus->b->slots[bus->slot].sent, 1);
     else if (rc != SHK_OK && blob)
         blob_unref(bus, blob, 1);
     return rc;
@@ -622,8 +636,7 @@ int shk_bus_broadcast(shk_bus_t *bus, const char *name, const void *data, size_t
         }
     }
     if (r.delivered && my_slot(bus) >= 0)
-        atomic_fetch_add_explicit(&bus->b->slots[bus->slot].sent, r.delivered,
-                                  memory_order_relaxed);
+        cons_count(&bus->b->slots[bus->slot].sent, r.delivered);
     if (res)
         *res = r;
     if (r.error)
@@ -698,13 +711,6 @@ int shk_bus_reply(shk_bus_t *bus, const char *name, const void *data, size_t len
 
 enum { R_EMPTY, R_PENDING, R_READY };
 
-/* A counter only the consumer writes: a relaxed load and store, no locked
- * instruction (readers only want a snapshot). */
-static inline void cons_count(_Atomic uint64_t *c)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-}
 
 /* What is at the head of queue q: nothing, a record still being written, or
  * something to take (record, padding). With `check_dead`, a record claimed by
@@ -775,12 +781,12 @@ static int take_one(shk_bus_t *bus, qslot_t *q, rec_t *r, uint64_t h)
     uint64_t blob = 0;
     if (r->flags & RF_LARGE)
         memcpy(&blob, (char *)(r + 1) + r->name_len, 8);
-    cons_count(&q->deq);
+    cons_count(&q->deq, 1);
     if (st != ST_PUBLISHED) {
         /* a producer died between claim and publish */
         shk_log(SHK_LOG_WARN, "bus: skipping an alert left unfinished by dead process %d",
                 (int)r->pid);
-        cons_count(&q->skipped);
+        cons_count(&q->skipped, 1);
         release_head(q, h, len);
         if (blob)
             blob_unref(bus, blob, 1);
@@ -796,8 +802,8 @@ static int take_one(shk_bus_t *bus, qslot_t *q, rec_t *r, uint64_t h)
         dlen = bl ? (size_t)bl->len : 0;
     }
     if (r->gen < atomic_load_explicit(&q->generation, memory_order_relaxed))
-        cons_count(&q->stale);
-    cons_count(&q->received);
+        cons_count(&q->stale, 1);
+    cons_count(&q->received, 1);
     /* the handler found last time first: a queue mostly carries one name */
     handler_t *hd = NULL;
     if (bus->last_h < bus->nh && strcmp(bus->h[bus->last_h].name, name) == 0)
@@ -814,7 +820,7 @@ static int take_one(shk_bus_t *bus, qslot_t *q, rec_t *r, uint64_t h)
         bus->in_handler = 0;
         bus->sender = 0;
     } else {
-        cons_count(&q->discarded);
+        cons_count(&q->discarded, 1);
     }
     release_head(q, h, len);
     if (blob)
@@ -1020,7 +1026,7 @@ static void purge(shk_bus_t *bus, unsigned i)
                 memcpy(&blob, (char *)(r + 1) + r->name_len, 8);
             if (blob)
                 blob_unref(bus, blob, 1);
-            cons_count(&q->deq);
+            cons_count(&q->deq, 1);
         }
         release_head(q, h, len);
     }
