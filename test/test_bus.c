@@ -3,12 +3,14 @@
  * alerts (every alert accounted for, no duplicates, per-sender order); reply
  * and sender; every error code; a full queue drained and accepting again;
  * alerts of 0 bytes, 1 MiB and 64 MiB; a producer killed between claim and
- * publish; a consumer killed with a full queue; consumers that sleep between
- * bursts (a lost wake-up would hang the test).
+ * publish (found at a reap, and found with no reap); a consumer killed with a
+ * full queue; consumers that sleep between bursts (a lost wake-up would hang
+ * the test); a doorbell byte with no alert behind it is drained.
  */
 #include "shmkit.h"
 #include "util_test.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -489,6 +491,62 @@ START_TEST(producer_killed_between_claim_and_publish)
 }
 END_TEST
 
+/* The same hole, but nobody reaps the dead producer: the consumer finds it
+ * by itself when it is about to give up on the unpublished record (the
+ * liveness check that is kept off the hot path). */
+START_TEST(hole_skipped_without_reap)
+{
+    make_bus(4 * MB, 1, 16 * 1024);
+    ck_assert_int_eq(shk_bus_join(bus, 0), SHK_OK);
+    shk_bus_on(bus, "c", on_count, NULL);
+    tu_pipe(&claimed);
+    pid_t p = tu_fork(dying_producer, (void *)(intptr_t)getpid());
+    ck_assert_int_eq(tu_await(&claimed), 0);
+    kill(p, SIGKILL);
+    ck_assert_int_eq(tu_wait(p), 128 + SIGKILL);
+    expect_pat = 'b';
+    ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", "b", 1), SHK_OK);
+    received_count = 0;
+    ck_assert_int_eq(shk_bus_dispatch(bus, 0), 1);
+    ck_assert_int_eq(received_count, 1);
+    shk_bus_stats_t st;
+    shk_bus_stats(bus, &st);
+    ck_assert_uint_eq(st.slot[0].skipped, 1);
+    ck_assert_uint_eq(st.slot[0].depth, 0);
+    tu_pipe_close(&claimed);
+    drop_bus();
+}
+END_TEST
+
+/* A doorbell byte with no alert behind it (here the ring every reap makes)
+ * is drained by the dispatch that finds nothing, so a level-triggered event
+ * loop does not keep waking up; and a wake-up's byte is drained too. */
+START_TEST(stray_doorbell_drained)
+{
+    make_bus(4 * MB, 1, 16 * 1024);
+    ck_assert_int_eq(shk_bus_join(bus, 0), SHK_OK);
+    shk_bus_on(bus, "c", on_count, NULL);
+    struct pollfd p = {shk_bus_fd(bus), POLLIN, 0};
+    ck_assert_int_eq(shk_bus_reap(bus, 1), SHK_ESRCH); /* rings every joined slot */
+    ck_assert_int_eq(poll(&p, 1, 0), 1);
+    ck_assert_int_eq(shk_bus_dispatch(bus, 0), 0);
+    ck_assert_int_eq(poll(&p, 1, 0), 0);
+    /* asleep (announced), then an alert: it rings, and the byte goes */
+    ck_assert_int_eq(shk_bus_wait(bus, 0), 0);
+    expect_pat = 'b';
+    ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", "b", 1), SHK_OK);
+    ck_assert_int_eq(poll(&p, 1, 0), 1);
+    received_count = 0;
+    ck_assert_int_eq(shk_bus_dispatch(bus, 0), 1);
+    ck_assert_int_eq(received_count, 1);
+    ck_assert_int_eq(poll(&p, 1, 0), 0);
+    shk_bus_stats_t st;
+    shk_bus_stats(bus, &st);
+    ck_assert_uint_eq(st.slot[0].rung, 1);
+    drop_bus();
+}
+END_TEST
+
 static int idle_consumer(void *arg)
 {
     tu_pipe_t *ready = arg;
@@ -638,6 +696,8 @@ int main(void)
     tcase_add_test(tc, sizes_zero_1m_64m);
     tcase_add_test(tc, large_broadcast_stored_once);
     tcase_add_test(tc, producer_killed_between_claim_and_publish);
+    tcase_add_test(tc, hole_skipped_without_reap);
+    tcase_add_test(tc, stray_doorbell_drained);
     tcase_add_test(tc, consumer_killed_with_full_queue);
     tcase_add_test(tc, sleepy_consumer_never_misses_a_wakeup);
     tcase_add_test(tc, four_workers_exchange);
