@@ -145,14 +145,16 @@ typedef struct shk_bus_slot_stats_s {
     uint64_t generation;
     uint64_t depth;      /* alerts queued now */
     uint64_t high_water; /* most alerts ever queued at once */
-    uint64_t oldest_age_us; /* age of the alert at the head, 0 if empty */
+    uint64_t oldest_age_us; /* age of the alert at the head, 0 if empty; to the
+                               coarse monotonic clock's resolution (a few ms) */
     uint64_t queue_bytes;
     uint64_t sent, received;
     uint64_t discarded; /* no handler */
     uint64_t rejected;  /* queue full */
     uint64_t skipped;   /* records of producers that died before publishing */
     uint64_t stale;     /* received alerts queued for an older generation */
-    uint64_t rung, coalesced; /* doorbells written / alerts that needed none */
+    uint64_t rung, coalesced; /* doorbells written / alerts that needed none
+                                 (queued minus rung) */
 } shk_bus_slot_stats_t;
 
 typedef struct shk_bus_stats_s {
