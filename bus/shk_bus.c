@@ -914,17 +914,20 @@ int shk_bus_dispatch(shk_bus_t *bus, unsigned budget)
      * a wake-up's alert is handled one system call sooner, and under load
      * (no byte was written) there is no read() at all. */
     unannounce(bus, q);
-    int sampled = 0;
+    int sampled = 0, looked = 0;
     for (;;) {
         rec_t *r;
         uint64_t h;
-        /* Caught up with the tail we last read: do not read it again at once
-         * but after the spin's first pause, so that a busy producer writes a
-         * few records undisturbed and we take them in one go (each look
-         * pulls the tail's line and the newest record's line from it). */
-        int st = atomic_load_explicit(&q->head, memory_order_relaxed) == bus->tail_seen
+        /* Caught up, after taking something, with the tail we last read: do
+         * not read it again at once but after the spin's first pause, so that
+         * a busy producer writes a few records undisturbed and we take them
+         * in one go (each look pulls the tail's line and the newest record's
+         * line from it). The first look of a dispatch is immediate: a woken
+         * consumer has been woken for something. */
+        int st = looked && atomic_load_explicit(&q->head, memory_order_relaxed) == bus->tail_seen
                      ? R_EMPTY
                      : head_state(bus, q, &r, &h, 0);
+        looked = 1;
         if (st != R_READY) {
             /* a record being written is usually published within the spin */
             if (spin_for_work(bus, q, SPIN_MIN_US))
