@@ -881,7 +881,9 @@ static int prepare_sleep(shk_bus_t *bus, qslot_t *q)
     if (bus->announced) {
         /* Announced earlier (end of dispatch, then shk_bus_wait): if the
          * flag is still up, that store and its fence already precede the
-         * look below; if a producer took it, it rang: nothing to wait for. */
+         * look below; if a producer took it, it rang: nothing to wait for.
+         * relaxed load: it orders nothing, it only reads which case this is
+         * (a producer's exchange racing with it is the first case's ring). */
         if (atomic_load_explicit(&q->sleeping, memory_order_relaxed) == 0) {
             unannounce(bus, q);
             return 0;
@@ -923,7 +925,8 @@ int shk_bus_dispatch(shk_bus_t *bus, unsigned budget)
          * a busy producer writes a few records undisturbed and we take them
          * in one go (each look pulls the tail's line and the newest record's
          * line from it). The first look of a dispatch is immediate: a woken
-         * consumer has been woken for something. */
+         * consumer has been woken for something. (relaxed load of head: only
+         * we write it.) */
         int st = looked && atomic_load_explicit(&q->head, memory_order_relaxed) == bus->tail_seen
                      ? R_EMPTY
                      : head_state(bus, q, &r, &h, 0);
