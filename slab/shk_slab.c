@@ -1317,34 +1317,31 @@ int shk_slab_reap(shk_slab_t *s, pid_t pid)
     return moved > INT32_MAX ? INT32_MAX : (int)moved;
 }
 
-void *shk_slab_alloc(shk_slab_t *s, size_t size)
+/* shk_slab_alloc and shk_slab_calloc: the process cache when it serves,
+ * else the pool under its lock. */
+static void *alloc_any(shk_slab_t *s, size_t size, int zero)
 {
     void *r;
     int rc;
     if (s && s->cache_on && size <= MAX_SMALL && (cache_mine(s) || cache_claim(s) == 0) &&
-        (r = cache_alloc(s, size ? size : 1, 0)))
+        (r = cache_alloc(s, size ? size : 1, zero)))
         return r;
     rc = shk_slab_lock(s);
     if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
         return NULL;
-    r = alloc_locked(s, size, 0);
+    r = alloc_locked(s, size, zero);
     shk_slab_unlock(s);
     return r;
 }
 
+void *shk_slab_alloc(shk_slab_t *s, size_t size)
+{
+    return alloc_any(s, size, 0);
+}
+
 void *shk_slab_calloc(shk_slab_t *s, size_t size)
 {
-    void *r;
-    int rc;
-    if (s && s->cache_on && size <= MAX_SMALL && (cache_mine(s) || cache_claim(s) == 0) &&
-        (r = cache_alloc(s, size ? size : 1, 1)))
-        return r;
-    rc = shk_slab_lock(s);
-    if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
-        return NULL;
-    r = alloc_locked(s, size, 1);
-    shk_slab_unlock(s);
-    return r;
+    return alloc_any(s, size, 1);
 }
 
 int shk_slab_free(shk_slab_t *s, void *ptr)
