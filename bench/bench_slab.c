@@ -4,7 +4,9 @@
  * uniformly random size in 8..2048 in its place, 5 million steps, the pool's
  * lock taken on every call, against glibc malloc/free on the same sequence,
  * and the same with the process cache on (shk_slab_cache: the lock taken
- * once per half magazine); (b) the same churn in 2 processes on one pool,
+ * once per half magazine); (b) the same churn in 2 processes on one pool
+ * (with caches: three rounds alternating with the one-process baseline,
+ * the median of each reported),
  * and a producer/consumer run where one process allocates and the other
  * frees, against one process, with the process cache (the design's answer
  * to sharing) and without it (every call takes the lock);
@@ -186,6 +188,10 @@ static double xmalloc_two(shk_slab_t *s, xring_t *x, int cache)
     return (double)n / ((double)(ub_now_ns() - t0) / 1e9);
 }
 
+static void discard(void *ctx, int level, const char *msg)
+{
+    (void)ctx, (void)level, (void)msg;
+}
 
 int main(void)
 {
@@ -227,9 +233,19 @@ int main(void)
     /* (a') the same sequence through the process cache */
     ub_report("slab.churn_cached", churn_slab(s, LIVE, 0, STEPS, 1), "ns/op", "glibc", g);
 
-    /* (b) two processes on one pool, each with half the live blocks */
-    double one_c = 1e9 / churn_slab(s, LIVE / 2, 0, STEPS / 2, 1);
-    ub_report("slab.churn2", churn_two(s, 1), "ops/s", "one_process", one_c);
+    /* (b) two processes on one pool, each with half the live blocks. With
+     * caches, three rounds alternating with the one-process baseline, and
+     * the medians reported: whether the VM puts the two processes on two
+     * cores or on the two threads of one changes from run to run. */
+    double one_r[3], two_r[3];
+    for (int r = 0; r < 3; r++) {
+        one_r[r] = 1e9 / churn_slab(s, LIVE / 2, 0, STEPS / 2, 1);
+        two_r[r] = churn_two(s, 1);
+    }
+    qsort(one_r, 3, sizeof(double), ub_cmp_double);
+    qsort(two_r, 3, sizeof(double), ub_cmp_double);
+    double one_c = one_r[1];
+    ub_report("slab.churn2", two_r[1], "ops/s", "one_process", one_c);
     double one_l = 1e9 / churn_slab(s, LIVE / 2, 0, STEPS / 2, 0);
     ub_report("slab.churn2_locked", churn_two(s, 0), "ops/s", "one_process", one_l);
 
@@ -250,7 +266,7 @@ int main(void)
 
     /* (c) utilization */
     size_t req = 0;
-    shk_log_set(NULL, NULL, -1); /* the expected out-of-memory line */
+    shk_log_set(discard, NULL, SHK_LOG_ERR); /* the expected out-of-memory line */
     rng = 0x9e3779b97f4a7c15ull;
     for (;;) {
         size_t sz = 8 + next_rand() % 2041;

@@ -26,7 +26,7 @@
 #endif
 
 #define SLAB_MAGIC 0x42414c534b4d4853ULL /* "SHMKSLAB" read as little-endian */
-#define SLAB_VERSION 2u
+#define SLAB_VERSION 3u
 #define NCLASS 24
 #define MAX_SMALL 2048
 #define NLISTS 64 /* free-run lists: length 1..63 exactly, then >= 64 */
@@ -54,21 +54,24 @@ enum { K_FREE = 1, K_SLAB = 2, K_RUN = 3, K_CACHE = 4 };
  * The first page's descriptor holds the length, list links, and for a
  * slab its chunk bitmap (1 = in use). */
 typedef struct pdesc_s {
-    uint32_t kind;
-    uint32_t cls;
+    uint16_t kind;
+    uint16_t cls;
+    uint32_t own; /* slab: the cache (slot + 1) whose list it joins when partly used; 0: none */
     uint32_t npages;
     uint32_t head;
     uint32_t next, prev;
-    uint32_t nfree;
-    uint32_t nchunks;
+    uint16_t nfree;
+    uint16_t nchunks;
     uint64_t bits[MAX_CHUNKS / 64];
 } pdesc_t;
+
+_Static_assert(sizeof(pdesc_t) == 64, "a page descriptor is one cache line");
 
 typedef struct cls_s {
     uint32_t size;
     uint32_t pages;   /* pages per slab */
     uint32_t nchunks; /* chunks per slab */
-    uint32_t partial; /* first slab with free chunks, NIL if none */
+    uint32_t partial; /* first slab with free chunks and no cache owner, NIL if none */
     uint32_t mcap;    /* entries of the class's magazine in a process cache */
     uint32_t mat;     /* where that magazine starts inside a cache body */
     uint64_t total, used, reqs, fails; /* used: chunks not in the pool (parked ones too) */
@@ -80,6 +83,16 @@ typedef struct cslot_s {
     _Atomic uint32_t pid; /* owner; 0: free. Written under the lock. */
     uint32_t body;        /* first page of the body, NIL when none */
 } cslot_t;
+
+/* A cache body starts with its slab lists: per class, the partly used slabs
+ * the cache refills from before any other (read and changed under the
+ * lock, by any process). Its magazines follow, from BHDR_BYTES on, so the
+ * owner's lock-free stores never share a cache line with these. */
+typedef struct bhdr_s {
+    uint32_t partial[NCLASS];
+} bhdr_t;
+#define BHDR_BYTES 128
+_Static_assert(sizeof(bhdr_t) <= BHDR_BYTES, "cache body header fits before the magazines");
 
 /* One class's magazine: a stack of parked chunks (offsets from the pool's
  * start). Only the owner changes it, without the lock; others read it
@@ -339,6 +352,17 @@ static inline char *page_addr(const shk_slab_t *s, uint32_t i)
     return s->pages + (size_t)i * s->ps;
 }
 
+/* The index of the chunk of class c that starts at byte `in` of its slab,
+ * NIL when no chunk starts there. A multiply by the class's reciprocal
+ * instead of a division (see handle_bind for why it is exact). */
+static inline uint32_t chunk_index(const shk_slab_t *s, unsigned c, uint64_t in)
+{
+    if (in >= ((uint64_t)MAX_SLAB_PAGES << s->pshift))
+        return NIL;
+    uint32_t idx = (uint32_t)((in * s->crecip[c]) >> 32);
+    return (uint64_t)idx * s->csize[c] == in ? idx : NIL;
+}
+
 static inline unsigned list_of(uint32_t n)
 {
     return n < NLISTS ? n - 1 : NLISTS - 1;
@@ -509,7 +533,7 @@ int shk_slab_init(shk_slab_t **out, void *addr, size_t size, const char *name)
     size_t ps = page_size(), hdr = SHK_ALIGN_UP(sizeof(pool_t), ps);
     shk_slab_t *s;
     pool_t *p;
-    uint32_t npages, body = 0;
+    uint32_t npages, body = BHDR_BYTES;
     int rc;
 
     if (!out || !addr)
@@ -664,27 +688,111 @@ void shk_slab_close(shk_slab_t *s)
 
 /* ---- alloc / free ------------------------------------------------------------------- */
 
-static void *alloc_chunk(shk_slab_t *s, unsigned c)
+/* ---- slab ownership -----------------------------------------------------------------
+ *
+ * A partly used slab is on one list: its class's shared list (own == 0), or
+ * the list of the process cache that refills from it (own == slot + 1, the
+ * list in that cache's body). A cache refills from its own slabs first, so
+ * processes with caches mostly keep to slabs of their own and do not pull
+ * each other's descriptor and chunk cache lines. A full slab keeps its
+ * `own` as a hint; it is checked against the slot when the slab has room
+ * again. Releasing a cache moves its slabs to the shared lists.
+ */
+
+/* The slab-list header of the cache body at page b (lock held). */
+static bhdr_t *bhdr_of(const shk_slab_t *s, uint32_t b)
+{
+    bhdr_t *bh = (bhdr_t *)page_addr(s, b);
+#if SHK_VG
+    /* this process may see that memory as a block of its own it freed */
+    if (RUNNING_ON_VALGRIND)
+        VALGRIND_MAKE_MEM_DEFINED(bh, sizeof *bh);
+#endif
+    return bh;
+}
+
+/* The list a partly used slab of class c with owner own is on. */
+static uint32_t *partial_list(const shk_slab_t *s, unsigned c, uint32_t own)
+{
+    if (own)
+        return &bhdr_of(s, s->p->caches[own - 1].body)->partial[c];
+    return &s->p->cls[c].partial;
+}
+
+/* The owner of slab d, reset to none when its cache is gone. */
+static uint32_t slab_owner(const shk_slab_t *s, pdesc_t *d)
+{
+    if (d->own && (d->own > NCACHE || s->p->caches[d->own - 1].body >= s->p->npages))
+        d->own = 0;
+    return d->own;
+}
+
+/* Move the partly used slab h to owner own's list. */
+static void slab_adopt(shk_slab_t *s, uint32_t h, uint32_t own)
+{
+    pdesc_t *d = &s->desc[h];
+    list_remove(s, partial_list(s, d->cls, d->own), h);
+    d->own = own;
+    list_push(s, partial_list(s, d->cls, own), h);
+}
+
+/* A partly used slab of class c on some cache's list, NIL if none: taken
+ * from another process rather than fail while it has room. */
+static uint32_t slab_steal(const shk_slab_t *s, unsigned c)
+{
+    const pool_t *p = s->p;
+    for (unsigned i = 0; i < NCACHE; i++) {
+        uint32_t b = p->caches[i].body;
+        if (b < p->npages && bhdr_of(s, b)->partial[c] != NIL)
+            return bhdr_of(s, b)->partial[c];
+    }
+    return NIL;
+}
+
+/* Give the cache in slot i's slabs to the shared lists (lock held; before
+ * its body goes). */
+static void slab_disown(shk_slab_t *s, unsigned i)
+{
+    pool_t *p = s->p;
+    bhdr_t *bh = bhdr_of(s, p->caches[i].body);
+    for (unsigned c = 0; c < NCLASS; c++) {
+        uint32_t h, guard = 0;
+        while ((h = bh->partial[c]) != NIL && h < p->npages && guard++ <= p->npages) {
+            list_remove(s, &bh->partial[c], h);
+            s->desc[h].own = 0;
+            list_push(s, &p->cls[c].partial, h);
+        }
+        bh->partial[c] = NIL;
+    }
+}
+
+/* A chunk of class c for a cache with owner own (0: no cache): from its own
+ * slabs, then shared ones, then a new slab, then another cache's slabs. */
+static void *alloc_chunk(shk_slab_t *s, unsigned c, uint32_t own)
 {
     pool_t *p = s->p;
     cls_t *k = &p->cls[c];
-    uint32_t h = k->partial;
+    uint32_t h = *partial_list(s, c, own);
     pdesc_t *d;
 
-    if (h == NIL) {
-        h = pages_alloc(s, k->pages, K_SLAB);
-        if (h == NIL)
-            return NULL;
+    if (h == NIL && own && (h = k->partial) != NIL)
+        slab_adopt(s, h, own);
+    if (h == NIL && (h = pages_alloc(s, k->pages, K_SLAB)) != NIL) {
         d = &s->desc[h];
-        d->cls = c;
-        d->nchunks = k->nchunks;
-        d->nfree = k->nchunks;
+        d->cls = (uint16_t)c;
+        d->own = own;
+        d->nchunks = (uint16_t)k->nchunks;
+        d->nfree = (uint16_t)k->nchunks;
         memset(d->bits, 0, sizeof d->bits);
         for (uint32_t i = h; i < h + k->pages; i++)
-            s->desc[i].cls = c;
-        list_push(s, &k->partial, h);
+            s->desc[i].cls = (uint16_t)c;
+        list_push(s, partial_list(s, c, own), h);
         k->total += k->nchunks;
     }
+    if (h == NIL && (h = slab_steal(s, c)) != NIL)
+        slab_adopt(s, h, own);
+    if (h == NIL)
+        return NULL;
     d = &s->desc[h];
     for (unsigned w = 0; w < MAX_CHUNKS / 64; w++) {
         if (d->bits[w] == ~0ULL)
@@ -695,7 +803,7 @@ static void *alloc_chunk(shk_slab_t *s, unsigned c)
             break;
         d->bits[w] |= 1ULL << b;
         if (--d->nfree == 0)
-            list_remove(s, &k->partial, h);
+            list_remove(s, partial_list(s, c, d->own), h);
         k->used++;
         return page_addr(s, h) + (size_t)idx * k->size;
     }
@@ -707,7 +815,7 @@ static void *alloc_once(shk_slab_t *s, size_t size, size_t *usable)
     pool_t *p = s->p;
     if (size <= MAX_SMALL) {
         unsigned c = class_of(size);
-        void *r = alloc_chunk(s, c);
+        void *r = alloc_chunk(s, c, 0);
         if (r) {
             p->cls[c].reqs++;
             *usable = p->cls[c].size;
@@ -792,9 +900,9 @@ static void chunk_release(shk_slab_t *s, uint32_t h, uint32_t idx)
     d->bits[idx / 64] &= ~(1ULL << (idx % 64));
     k->used--;
     if (d->nfree++ == 0)
-        list_push(s, &k->partial, h);
+        list_push(s, partial_list(s, d->cls, slab_owner(s, d)), h);
     if (d->nfree == d->nchunks) {
-        list_remove(s, &k->partial, h);
+        list_remove(s, partial_list(s, d->cls, d->own), h);
         k->total -= d->nchunks;
         pages_free(s, h, d->npages);
     }
@@ -875,7 +983,7 @@ static int locate(const shk_slab_t *s, const void *ptr, uint32_t *headp, uint32_
     const pool_t *p = s->p;
     if (c < s->pages || c >= s->pages + (size_t)p->npages * s->ps)
         return shk_error(SHK_EINVAL, "slab pool \"%s\": %p is not inside the pool", p->name, ptr);
-    uint32_t q = (uint32_t)((size_t)(c - s->pages) / s->ps);
+    uint32_t q = (uint32_t)((size_t)(c - s->pages) >> s->pshift);
     const pdesc_t *d = &s->desc[q];
     if (d->kind == K_FREE)
         return shk_error(SHK_EINVAL, "slab pool \"%s\": %p is in a free page (double free?)",
@@ -896,12 +1004,12 @@ static int locate(const shk_slab_t *s, const void *ptr, uint32_t *headp, uint32_
         *headp = h;
         return SHK_OK;
     }
-    const cls_t *k = &p->cls[s->desc[h].cls < NCLASS ? s->desc[h].cls : 0];
-    if (off % k->size || off / k->size >= s->desc[h].nchunks)
+    unsigned cl = s->desc[h].cls < NCLASS ? s->desc[h].cls : 0;
+    uint32_t idx = chunk_index(s, cl, off);
+    if (idx == NIL || idx >= s->desc[h].nchunks)
         return shk_error(SHK_EINVAL, "slab pool \"%s\": %p is inside a %u-byte block, not at its "
                                      "start",
-                         p->name, ptr, k->size);
-    uint32_t idx = (uint32_t)(off / k->size);
+                         p->name, ptr, s->csize[cl]);
     if (!(s->desc[h].bits[idx / 64] & (1ULL << (idx % 64))))
         return shk_error(SHK_EINVAL, "slab pool \"%s\": %p is already free (double free)",
                          p->name, ptr);
@@ -991,10 +1099,11 @@ static int chunk_at(const shk_slab_t *s, uint64_t off, unsigned c, uint32_t *hp,
     uint32_t h = d->head;
     const pdesc_t *hd = &s->desc[h];
     uint64_t in = rel - ((uint64_t)h << s->pshift);
-    if (hd->kind != K_SLAB || hd->cls != c || in % p->cls[c].size ||
-        in / p->cls[c].size >= hd->nchunks)
+    if (hd->kind != K_SLAB || hd->cls != c)
         return -1;
-    uint32_t idx = (uint32_t)(in / p->cls[c].size);
+    uint32_t idx = chunk_index(s, c, in);
+    if (idx == NIL || idx >= hd->nchunks)
+        return -1;
     if (!((hd->bits[idx / 64] >> (idx % 64)) & 1))
         return -1;
     *hp = h;
@@ -1043,6 +1152,7 @@ static uint64_t slot_release(shk_slab_t *s, unsigned i)
             moved += mag_drain(s, m, c, m->cap);
             p->cache_reqs[c] += atomic_load_explicit(&m->reqs, memory_order_relaxed);
         }
+        slab_disown(s, i);
         pages_free(s, sl->body, p->mag_pages);
     }
     sl->body = NIL;
@@ -1096,8 +1206,10 @@ static int cache_claim(shk_slab_t *s)
             VALGRIND_MAKE_MEM_UNDEFINED(body, (size_t)p->mag_pages * s->ps);
 #endif
         memset(body, 0, (size_t)p->mag_pages * s->ps);
-        for (unsigned c = 0; c < NCLASS; c++)
+        for (unsigned c = 0; c < NCLASS; c++) {
             mag_at(s, body, c)->cap = p->cls[c].mcap;
+            ((bhdr_t *)body)->partial[c] = NIL;
+        }
         p->caches[slot].body = h;
         p->ncaches++;
         /* relaxed: the slot is read under the lock */
@@ -1129,7 +1241,7 @@ static uint32_t mag_refill(shk_slab_t *s, unsigned c, mag_t *m)
     if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
         return 0;
     while (n + k < want) {
-        char *r = alloc_chunk(s, c);
+        char *r = alloc_chunk(s, c, (uint32_t)s->cslot + 1);
         if (!r)
             break;
         got[k++] = (uint64_t)(r - s->base);
@@ -1213,10 +1325,10 @@ static int cache_free(shk_slab_t *s, void *ptr)
     const pdesc_t *hd = &s->desc[h];
     uint32_t cl = PEEK(hd->cls);
     uintptr_t in = rel - ((uintptr_t)h << s->pshift);
-    if (cl >= NCLASS || in >= ((uintptr_t)MAX_SLAB_PAGES << s->pshift))
+    if (cl >= NCLASS)
         return 0;
-    uint32_t idx = (uint32_t)((in * s->crecip[cl]) >> 32);
-    if ((uintptr_t)idx * s->csize[cl] != in || idx >= PEEK(hd->nchunks) ||
+    uint32_t idx = chunk_index(s, cl, in);
+    if (idx == NIL || idx >= PEEK(hd->nchunks) ||
         !((PEEK(hd->bits[idx / 64]) >> (idx % 64)) & 1))
         return 0;
     uint64_t boff = (uint64_t)((uintptr_t)c - (uintptr_t)s->base), w, tag = cookie_of(s, boff);
@@ -1422,7 +1534,7 @@ size_t shk_slab_usable(const shk_slab_t *s, const void *ptr)
     const char *c = ptr;
     if (!s || c < s->pages || c >= s->pages + (size_t)s->p->npages * s->ps)
         return 0;
-    uint32_t q = (uint32_t)((size_t)(c - s->pages) / s->ps);
+    uint32_t q = (uint32_t)((size_t)(c - s->pages) >> s->pshift);
     const pdesc_t *d = &s->desc[q];
     uint32_t h = d->head;
     if (d->kind == K_FREE || h > q || h >= s->p->npages)
@@ -1671,6 +1783,9 @@ int shk_slab_check_locked(shk_slab_t *s)
             if (d->cls >= NCLASS)
                 return BROKEN("slab pool \"%s\": slab at page %u has class %u", p->name, i,
                               d->cls);
+            if (d->own > NCACHE)
+                return BROKEN("slab pool \"%s\": slab at page %u names owner %u", p->name, i,
+                              d->own);
             const cls_t *k = &p->cls[d->cls];
             if (n != k->pages || d->nchunks != k->nchunks)
                 return BROKEN("slab pool \"%s\": slab at page %u has %u pages/%u chunks, class "
@@ -1726,22 +1841,42 @@ int shk_slab_check_locked(shk_slab_t *s)
                       (unsigned long long)listed_free, (unsigned long long)free_pages);
     for (unsigned c = 0; c < NCLASS; c++) {
         const cls_t *k = &p->cls[c];
-        uint32_t prev = NIL, g = 0;
-        for (uint32_t i = k->partial; i != NIL; i = s->desc[i].next) {
-            if (i >= p->npages || ++g > p->npages)
-                return BROKEN("slab pool \"%s\": partial list of class %u is broken", p->name,
-                              k->size);
-            const pdesc_t *d = &s->desc[i];
-            if (d->kind != K_SLAB || d->head != i || d->cls != c || d->nfree == 0)
-                return BROKEN("slab pool \"%s\": partial list of class %u holds page %u, which "
-                              "is not a partly used slab of that class",
-                              p->name, k->size, i);
-            if (d->prev != prev)
-                return BROKEN("slab pool \"%s\": partial list of class %u: back link of %u is "
-                              "wrong",
-                              p->name, k->size, i);
-            partial_seen[c]++;
-            prev = i;
+        /* the shared list (own 0), then each cache's list (own slot + 1) */
+        for (uint32_t own = 0; own <= NCACHE; own++) {
+            uint32_t prev = NIL, g = 0, head;
+            if (own == 0) {
+                head = k->partial;
+            } else {
+                uint32_t b = p->caches[own - 1].body;
+                if (b == NIL)
+                    continue;
+                if (b >= p->npages || s->desc[b].kind != K_CACHE || s->desc[b].head != b)
+                    return BROKEN("slab pool \"%s\": cache slot %u names page %u, not a cache "
+                                  "body",
+                                  p->name, own - 1, b);
+                head = bhdr_of(s, b)->partial[c];
+            }
+            for (uint32_t i = head; i != NIL; i = s->desc[i].next) {
+                if (i >= p->npages || ++g > p->npages)
+                    return BROKEN("slab pool \"%s\": partial list of class %u (owner %u) is "
+                                  "broken",
+                                  p->name, k->size, own);
+                const pdesc_t *d = &s->desc[i];
+                if (d->kind != K_SLAB || d->head != i || d->cls != c || d->nfree == 0)
+                    return BROKEN("slab pool \"%s\": partial list of class %u (owner %u) holds "
+                                  "page %u, which is not a partly used slab of that class",
+                                  p->name, k->size, own, i);
+                if (d->own != own)
+                    return BROKEN("slab pool \"%s\": slab at page %u is on the list of owner "
+                                  "%u but names owner %u",
+                                  p->name, i, own, d->own);
+                if (d->prev != prev)
+                    return BROKEN("slab pool \"%s\": partial list of class %u (owner %u): back "
+                                  "link of %u is wrong",
+                                  p->name, k->size, own, i);
+                partial_seen[c]++;
+                prev = i;
+            }
         }
         if (partial_seen[c] != want_partial[c])
             return BROKEN("slab pool \"%s\": class %u has %llu slabs with free chunks, %llu on "

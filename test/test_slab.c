@@ -639,6 +639,86 @@ static int park_and_wait(void *arg)
         pause();
 }
 
+/* A child with a cache takes blocks, says so, then on the second word gives
+ * its cache back (its blocks stay in use) and ends. */
+enum { OWN_N = 100, OWN_SIZE = 48 };
+typedef struct {
+    shk_slab_t *s;
+    tu_pipe_t ready, go;
+    uint64_t *offs; /* shared: the child's blocks */
+} owner_arg_t;
+
+static int take_then_release_cache(void *arg)
+{
+    owner_arg_t *a = arg;
+    TU_CHECK(shk_slab_cache(a->s, 1) == SHK_OK, "%s", shk_last_errmsg());
+    for (int i = 0; i < OWN_N; i++) {
+        void *b = shk_slab_alloc(a->s, OWN_SIZE);
+        TU_CHECK(b != NULL, "alloc");
+        a->offs[i] = shk_slab_off(a->s, b);
+    }
+    tu_signal(&a->ready);
+    TU_CHECK(tu_await(&a->go) == 0, "go");
+    TU_CHECK(shk_slab_cache(a->s, 0) == SHK_OK, "%s", shk_last_errmsg());
+    return 0;
+}
+
+static int on_pages(uintptr_t page, const uint64_t *offs, int n, shk_slab_t *s, size_t ps)
+{
+    for (int i = 0; i < n; i++)
+        if ((uintptr_t)shk_slab_ptr(s, offs[i]) / ps == page)
+            return 1;
+    return 0;
+}
+
+/* Two processes with caches refill from slabs of their own: no page holds
+ * blocks of both while both caches live. Once one cache is given back, its
+ * partly used slabs are shared again and the other process fills them. */
+START_TEST(caches_keep_to_their_own_slabs)
+{
+    size_t pool = 2u << 20, ps = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char *mem = tu_shared(pool);
+    shk_slab_t *s = new_pool(mem, pool);
+    owner_arg_t a = {.s = s, .offs = tu_shared(OWN_N * sizeof(uint64_t))};
+    void *mine[4 * OWN_N];
+    int n = 0, adopted = 0;
+
+    tu_pipe(&a.ready);
+    tu_pipe(&a.go);
+    pid_t pid = tu_fork(take_then_release_cache, &a);
+    ck_assert_int_eq(tu_await(&a.ready), 0);
+    ck_assert_int_eq(shk_slab_cache(s, 1), SHK_OK);
+    for (; n < OWN_N; n++) {
+        ck_assert_ptr_nonnull(mine[n] = shk_slab_alloc(s, OWN_SIZE));
+        ck_assert_msg(!on_pages((uintptr_t)mine[n] / ps, a.offs, OWN_N, s, ps),
+                      "block %d shares a page with the other process's blocks", n);
+    }
+    ck_assert_int_eq(shk_slab_check(s), SHK_OK);
+    tu_signal(&a.go);
+    tu_wait_ok(pid);
+    ck_assert_uint_eq(ncaches(s), 1);
+    ck_assert_int_eq(shk_slab_check(s), SHK_OK);
+    /* its partly used slab went to the shared list: our next refills use it */
+    for (; n < 4 * OWN_N && !adopted; n++) {
+        ck_assert_ptr_nonnull(mine[n] = shk_slab_alloc(s, OWN_SIZE));
+        adopted = on_pages((uintptr_t)mine[n] / ps, a.offs, OWN_N, s, ps);
+    }
+    ck_assert_msg(adopted, "the released cache's slabs were not reused");
+    ck_assert_int_eq(shk_slab_check(s), SHK_OK);
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(shk_slab_free(s, mine[i]), SHK_OK);
+    for (int i = 0; i < OWN_N; i++)
+        ck_assert_int_eq(shk_slab_free(s, shk_slab_ptr(s, a.offs[i])), SHK_OK);
+    ck_assert_int_eq(shk_slab_cache(s, 0), SHK_OK);
+    assert_all_free(s);
+    tu_pipe_close(&a.ready);
+    tu_pipe_close(&a.go);
+    tu_unshare(a.offs, OWN_N * sizeof(uint64_t));
+    shk_slab_close(s);
+    tu_unshare(mem, pool);
+}
+END_TEST
+
 START_TEST(cache_of_dead_process_is_reaped)
 {
     size_t pool = 2u << 20;
@@ -822,6 +902,7 @@ int main(void)
     tcase_add_loop_test(tc, killed_while_holding_the_lock, 0, 2);
     tcase_add_test(tc, cache_parks_and_returns);
     tcase_add_test(tc, cache_of_dead_process_is_reaped);
+    tcase_add_test(tc, caches_keep_to_their_own_slabs);
     tcase_add_test(tc, cache_per_process_and_thread);
     tcase_add_test(tc, cache_gives_way_when_full);
     tcase_add_test(tc, cache_slots_of_dead_owners_are_taken_over);
