@@ -719,6 +719,51 @@ START_TEST(caches_keep_to_their_own_slabs)
 }
 END_TEST
 
+/* Slabs of a live cache are not a reason to fail: with no free page left,
+ * an allocation takes a chunk from another cache's partly used slab. */
+START_TEST(full_pool_takes_from_other_caches_slabs)
+{
+    size_t pool = 1u << 20, ps = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char *mem = tu_shared(pool);
+    shk_slab_t *s = new_pool(mem, pool);
+    owner_arg_t a = {.s = s, .offs = tu_shared(OWN_N * sizeof(uint64_t))};
+    void *runs[1024], *got[256];
+    int nruns = 0, ngot = 0;
+    shk_slab_stats_t st;
+
+    tu_pipe(&a.ready);
+    tu_pipe(&a.go);
+    pid_t pid = tu_fork(take_then_release_cache, &a);
+    ck_assert_int_eq(tu_await(&a.ready), 0);
+    /* every free page goes to page runs (no cache here: the locked path) */
+    while (nruns < 1024 && (runs[nruns] = shk_slab_alloc(s, ps)) != NULL)
+        nruns++;
+    ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
+    ck_assert_uint_eq(st.pages_free, 0);
+    while (ngot < 256 && (got[ngot] = shk_slab_alloc(s, OWN_SIZE)) != NULL) {
+        ck_assert_msg(on_pages((uintptr_t)got[ngot] / ps, a.offs, OWN_N, s, ps),
+                      "block %d is not in the other cache's slab", ngot);
+        ngot++;
+    }
+    ck_assert_int_gt(ngot, 0);
+    ck_assert_int_eq(shk_slab_check(s), SHK_OK);
+    for (int i = 0; i < ngot; i++)
+        ck_assert_int_eq(shk_slab_free(s, got[i]), SHK_OK);
+    for (int i = 0; i < nruns; i++)
+        ck_assert_int_eq(shk_slab_free(s, runs[i]), SHK_OK);
+    tu_signal(&a.go);
+    tu_wait_ok(pid);
+    for (int i = 0; i < OWN_N; i++)
+        ck_assert_int_eq(shk_slab_free(s, shk_slab_ptr(s, a.offs[i])), SHK_OK);
+    assert_all_free(s);
+    tu_pipe_close(&a.ready);
+    tu_pipe_close(&a.go);
+    tu_unshare(a.offs, OWN_N * sizeof(uint64_t));
+    shk_slab_close(s);
+    tu_unshare(mem, pool);
+}
+END_TEST
+
 START_TEST(cache_of_dead_process_is_reaped)
 {
     size_t pool = 2u << 20;
@@ -903,6 +948,7 @@ int main(void)
     tcase_add_test(tc, cache_parks_and_returns);
     tcase_add_test(tc, cache_of_dead_process_is_reaped);
     tcase_add_test(tc, caches_keep_to_their_own_slabs);
+    tcase_add_test(tc, full_pool_takes_from_other_caches_slabs);
     tcase_add_test(tc, cache_per_process_and_thread);
     tcase_add_test(tc, cache_gives_way_when_full);
     tcase_add_test(tc, cache_slots_of_dead_owners_are_taken_over);
