@@ -420,12 +420,6 @@ static void bus_wake(int rounds, double *p50, double *p99)
     *p99 = S->lat[rounds * 99 / 100];
 }
 
-static double median3(double *v)
-{
-    qsort(v, 3, sizeof *v, ub_cmp_double);
-    return v[1];
-}
-
 static double pipe_half_rtt(int rounds)
 {
     int a[2], b[2];
@@ -450,8 +444,7 @@ static double pipe_half_rtt(int rounds)
         t[i] = (double)(ub_now_ns() - t0) / 2000.0;
     }
     waitpid(p, NULL, 0);
-    qsort(t, (size_t)rounds, sizeof *t, ub_cmp_double);
-    double half = t[rounds / 2];
+    double half = ub_median(t, (size_t)rounds);
     free(t);
     return half;
 }
@@ -496,7 +489,8 @@ int main(void)
         pipe_wake(2000, &rw50[r], &rw99[r]);
         bus_wake(2000, &r50[r], &r99[r]);
     }
-    double p50 = median3(r50), p99 = median3(r99), pw50 = median3(rw50), pw99 = median3(rw99);
+    double p50 = ub_median(r50, 3), p99 = ub_median(r99, 3);
+    double pw50 = ub_median(rw50, 3), pw99 = ub_median(rw99, 3);
     ub_report("bus.wake_p50", p50, "us", "pipe_half_rtt", half);
     ub_report("bus.wake_p99", p99, "us", "target_50us", 50.0);
     ub_report("bus.wake_p50_vs_pipe", p50, "us", "pipe_oneway_p50", pw50);

@@ -272,13 +272,10 @@ int main(void)
         two_r[r] = churn_two(s, s, 1);
         sep_r[r] = churn_two(s, s2, 1);
     }
-    qsort(one_r, 3, sizeof(double), ub_cmp_double);
-    qsort(two_r, 3, sizeof(double), ub_cmp_double);
-    qsort(sep_r, 3, sizeof(double), ub_cmp_double);
-    double one_c = one_r[1];
-    ub_report("slab.churn2", two_r[1], "ops/s", "one_process", one_c);
-    ub_report("slab.churn2_two_pools", sep_r[1], "ops/s", "one_process", one_c);
-    ub_report("slab.churn2_vs_two_pools", two_r[1], "ops/s", "two_pools", sep_r[1]);
+    double one_c = ub_median(one_r, 3), two = ub_median(two_r, 3), sep = ub_median(sep_r, 3);
+    ub_report("slab.churn2", two, "ops/s", "one_process", one_c);
+    ub_report("slab.churn2_two_pools", sep, "ops/s", "one_process", one_c);
+    ub_report("slab.churn2_vs_two_pools", two, "ops/s", "two_pools", sep);
     double one_l = 1e9 / churn_slab(s, LIVE / 2, 0, STEPS / 2, 0);
     ub_report("slab.churn2_locked", churn_two(s, s, 0), "ops/s", "one_process", one_l);
 

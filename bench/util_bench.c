@@ -84,3 +84,9 @@ int ub_cmp_double(const void *a, const void *b)
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
+
+double ub_median(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, ub_cmp_double);
+    return v[n / 2];
+}

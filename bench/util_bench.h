@@ -34,4 +34,7 @@ int ub_run_children(int n, int (*fn)(int i, void *arg), void *arg);
 /* Compare doubles for qsort. */
 int ub_cmp_double(const void *a, const void *b);
 
+/* The median of v[0..n) (n > 0); sorts v in place. */
+double ub_median(double *v, size_t n);
+
 #endif

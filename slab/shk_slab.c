@@ -772,7 +772,7 @@ static void *alloc_chunk(shk_slab_t *s, unsigned c, uint32_t own)
 {
     pool_t *p = s->p;
     cls_t *k = &p->cls[c];
-    uint32_t h = *partial_list(s, c, own);
+    uint32_t *mine = partial_list(s, c, own), h = *mine;
     pdesc_t *d;
 
     if (h == NIL && own && (h = k->partial) != NIL)
@@ -786,7 +786,7 @@ static void *alloc_chunk(shk_slab_t *s, unsigned c, uint32_t own)
         memset(d->bits, 0, sizeof d->bits);
         for (uint32_t i = h; i < h + k->pages; i++)
             s->desc[i].cls = (uint16_t)c;
-        list_push(s, partial_list(s, c, own), h);
+        list_push(s, mine, h);
         k->total += k->nchunks;
     }
     if (h == NIL && (h = slab_steal(s, c)) != NIL)

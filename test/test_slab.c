@@ -663,10 +663,41 @@ static int take_then_release_cache(void *arg)
     return 0;
 }
 
-static int on_pages(uintptr_t page, const uint64_t *offs, int n, shk_slab_t *s, size_t ps)
+/* Fork the owner child on pool s; returns once it holds its blocks. */
+static pid_t owner_start(owner_arg_t *a, shk_slab_t *s)
 {
-    for (int i = 0; i < n; i++)
-        if ((uintptr_t)shk_slab_ptr(s, offs[i]) / ps == page)
+    a->s = s;
+    a->offs = tu_shared(OWN_N * sizeof(uint64_t));
+    tu_pipe(&a->ready);
+    tu_pipe(&a->go);
+    pid_t pid = tu_fork(take_then_release_cache, a);
+    ck_assert_int_eq(tu_await(&a->ready), 0);
+    return pid;
+}
+
+/* Let the owner give its cache back and end. */
+static void owner_release(owner_arg_t *a, pid_t pid)
+{
+    tu_signal(&a->go);
+    tu_wait_ok(pid);
+}
+
+/* After owner_release: free the owner's blocks and the handshake. */
+static void owner_cleanup(owner_arg_t *a)
+{
+    for (int i = 0; i < OWN_N; i++)
+        ck_assert_int_eq(shk_slab_free(a->s, shk_slab_ptr(a->s, a->offs[i])), SHK_OK);
+    tu_pipe_close(&a->ready);
+    tu_pipe_close(&a->go);
+    tu_unshare(a->offs, OWN_N * sizeof(uint64_t));
+}
+
+/* Does ptr lie on a page that holds one of the owner's blocks? */
+static int on_owner_pages(const owner_arg_t *a, const void *ptr)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    for (int i = 0; i < OWN_N; i++)
+        if ((uintptr_t)shk_slab_ptr(a->s, a->offs[i]) / ps == (uintptr_t)ptr / ps)
             return 1;
     return 0;
 }
@@ -676,44 +707,36 @@ static int on_pages(uintptr_t page, const uint64_t *offs, int n, shk_slab_t *s, 
  * partly used slabs are shared again and the other process fills them. */
 START_TEST(caches_keep_to_their_own_slabs)
 {
-    size_t pool = 2u << 20, ps = (size_t)sysconf(_SC_PAGESIZE);
+    size_t pool = 2u << 20;
     unsigned char *mem = tu_shared(pool);
     shk_slab_t *s = new_pool(mem, pool);
-    owner_arg_t a = {.s = s, .offs = tu_shared(OWN_N * sizeof(uint64_t))};
+    owner_arg_t a;
     void *mine[4 * OWN_N];
     int n = 0, adopted = 0;
 
-    tu_pipe(&a.ready);
-    tu_pipe(&a.go);
-    pid_t pid = tu_fork(take_then_release_cache, &a);
-    ck_assert_int_eq(tu_await(&a.ready), 0);
+    pid_t pid = owner_start(&a, s);
     ck_assert_int_eq(shk_slab_cache(s, 1), SHK_OK);
     for (; n < OWN_N; n++) {
         ck_assert_ptr_nonnull(mine[n] = shk_slab_alloc(s, OWN_SIZE));
-        ck_assert_msg(!on_pages((uintptr_t)mine[n] / ps, a.offs, OWN_N, s, ps),
+        ck_assert_msg(!on_owner_pages(&a, mine[n]),
                       "block %d shares a page with the other process's blocks", n);
     }
     ck_assert_int_eq(shk_slab_check(s), SHK_OK);
-    tu_signal(&a.go);
-    tu_wait_ok(pid);
+    owner_release(&a, pid);
     ck_assert_uint_eq(ncaches(s), 1);
     ck_assert_int_eq(shk_slab_check(s), SHK_OK);
     /* its partly used slab went to the shared list: our next refills use it */
     for (; n < 4 * OWN_N && !adopted; n++) {
         ck_assert_ptr_nonnull(mine[n] = shk_slab_alloc(s, OWN_SIZE));
-        adopted = on_pages((uintptr_t)mine[n] / ps, a.offs, OWN_N, s, ps);
+        adopted = on_owner_pages(&a, mine[n]);
     }
     ck_assert_msg(adopted, "the released cache's slabs were not reused");
     ck_assert_int_eq(shk_slab_check(s), SHK_OK);
     for (int i = 0; i < n; i++)
         ck_assert_int_eq(shk_slab_free(s, mine[i]), SHK_OK);
-    for (int i = 0; i < OWN_N; i++)
-        ck_assert_int_eq(shk_slab_free(s, shk_slab_ptr(s, a.offs[i])), SHK_OK);
+    owner_cleanup(&a);
     ck_assert_int_eq(shk_slab_cache(s, 0), SHK_OK);
     assert_all_free(s);
-    tu_pipe_close(&a.ready);
-    tu_pipe_close(&a.go);
-    tu_unshare(a.offs, OWN_N * sizeof(uint64_t));
     shk_slab_close(s);
     tu_unshare(mem, pool);
 }
@@ -726,22 +749,19 @@ START_TEST(full_pool_takes_from_other_caches_slabs)
     size_t pool = 1u << 20, ps = (size_t)sysconf(_SC_PAGESIZE);
     unsigned char *mem = tu_shared(pool);
     shk_slab_t *s = new_pool(mem, pool);
-    owner_arg_t a = {.s = s, .offs = tu_shared(OWN_N * sizeof(uint64_t))};
+    owner_arg_t a;
     void *runs[1024], *got[256];
     int nruns = 0, ngot = 0;
     shk_slab_stats_t st;
 
-    tu_pipe(&a.ready);
-    tu_pipe(&a.go);
-    pid_t pid = tu_fork(take_then_release_cache, &a);
-    ck_assert_int_eq(tu_await(&a.ready), 0);
+    pid_t pid = owner_start(&a, s);
     /* every free page goes to page runs (no cache here: the locked path) */
     while (nruns < 1024 && (runs[nruns] = shk_slab_alloc(s, ps)) != NULL)
         nruns++;
     ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
     ck_assert_uint_eq(st.pages_free, 0);
     while (ngot < 256 && (got[ngot] = shk_slab_alloc(s, OWN_SIZE)) != NULL) {
-        ck_assert_msg(on_pages((uintptr_t)got[ngot] / ps, a.offs, OWN_N, s, ps),
+        ck_assert_msg(on_owner_pages(&a, got[ngot]),
                       "block %d is not in the other cache's slab", ngot);
         ngot++;
     }
@@ -751,14 +771,9 @@ START_TEST(full_pool_takes_from_other_caches_slabs)
         ck_assert_int_eq(shk_slab_free(s, got[i]), SHK_OK);
     for (int i = 0; i < nruns; i++)
         ck_assert_int_eq(shk_slab_free(s, runs[i]), SHK_OK);
-    tu_signal(&a.go);
-    tu_wait_ok(pid);
-    for (int i = 0; i < OWN_N; i++)
-        ck_assert_int_eq(shk_slab_free(s, shk_slab_ptr(s, a.offs[i])), SHK_OK);
+    owner_release(&a, pid);
+    owner_cleanup(&a);
     assert_all_free(s);
-    tu_pipe_close(&a.ready);
-    tu_pipe_close(&a.go);
-    tu_unshare(a.offs, OWN_N * sizeof(uint64_t));
     shk_slab_close(s);
     tu_unshare(mem, pool);
 }
