@@ -57,7 +57,7 @@ EVENT_LIBS   = $(shell pkg-config --libs libevent 2>/dev/null || echo -levent)
 
 LIB_SRCS    := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJS    := $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRCS))
-PUB_HEADERS := $(filter-out %/shk_internal.h,$(foreach m,$(MODULES),$(wildcard $(m)/shk_*.h))) \
+PUB_HEADERS := $(filter-out %_internal.h,$(foreach m,$(MODULES),$(wildcard $(m)/shk_*.h))) \
                include/shmkit.h
 
 STATIC_LIB  := $(B)/libshmkit.a

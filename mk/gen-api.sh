@@ -14,7 +14,7 @@ echo
 for m in "$@"; do
     for h in "$m"/shk_*.h; do
         [ -e "$h" ] || continue
-        case "$h" in */shk_internal.h) continue ;; esac
+        case "$h" in *_internal.h) continue ;; esac
         echo "## \`$h\`"
         echo
         # the top comment, as prose

@@ -20,6 +20,7 @@
  */
 #include "shk_shmtx.h"
 #include "shk_internal.h"
+#include "shk_shmtx_internal.h"
 
 #include <linux/futex.h>
 #include <signal.h>
@@ -46,13 +47,9 @@ static void futex_wake(_Atomic uint32_t *word, int n)
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
-/* Counter updates made by the owner while it holds the lock: a relaxed load
- * and store, no locked instruction. The next owner's acquire (which pairs
- * with our release) makes them visible in order. */
-static inline void owner_count(_Atomic uint64_t *c, uint64_t n)
+void shk_shmtx_wake_one(shk_shmtx_sh_t *sh)
 {
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                          memory_order_relaxed);
+    futex_wake(&sh->lock, 1);
 }
 
 static inline int try_take(shk_shmtx_sh_t *sh, uint32_t expect, uint32_t pid)
@@ -94,16 +91,7 @@ void shk_shmtx_sh_init(shk_shmtx_sh_t *sh)
 
 int shk_shmtx_trylock(shk_shmtx_t *mtx)
 {
-    shk_shmtx_sh_t *sh = mtx->sh;
-
-    /* Read first: a failed attempt must not pull the line in exclusive
-     * state away from the owner. relaxed is enough, the CAS decides. */
-    if (atomic_load_explicit(&sh->lock, memory_order_relaxed) != 0)
-        return 0;
-    if (!try_take(sh, 0, (uint32_t)SHK_PID()))
-        return 0;
-    owner_count(&sh->acquired, 1);
-    return 1;
+    return shk_shmtx_take(mtx->sh);
 }
 
 /* The slow path shared by lock and timedlock. timeout_ms < 0: no limit. */
@@ -204,12 +192,12 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
     }
 
 taken:
-    owner_count(&sh->acquired, 1);
-    owner_count(&sh->contended, 1);
+    shk_shmtx_owner_count(&sh->acquired, 1);
+    shk_shmtx_owner_count(&sh->contended, 1);
     if (sleeps)
-        owner_count(&sh->sleeps, sleeps);
+        shk_shmtx_owner_count(&sh->sleeps, sleeps);
     if (status == SHK_EOWNERDEAD) {
-        owner_count(&sh->recovered, 1);
+        shk_shmtx_owner_count(&sh->recovered, 1);
         shk_logf(SHK_LOG_WARN, "shmtx \"%s\": owner %u died holding it; taken over by %u",
                  mtx->name, v, me);
     }
@@ -218,13 +206,8 @@ taken:
 
 int shk_shmtx_lock(shk_shmtx_t *mtx)
 {
-    shk_shmtx_sh_t *sh = mtx->sh;
-
-    if (SHK_LIKELY(atomic_load_explicit(&sh->lock, memory_order_relaxed) == 0) &&
-        SHK_LIKELY(try_take(sh, 0, (uint32_t)SHK_PID()))) {
-        owner_count(&sh->acquired, 1);
+    if (SHK_LIKELY(shk_shmtx_take(mtx->sh)))
         return SHK_OK;
-    }
     return lock_wait(mtx, -1);
 }
 
@@ -235,28 +218,21 @@ int shk_shmtx_timedlock(shk_shmtx_t *mtx, unsigned timeout_ms)
     return lock_wait(mtx, (long)timeout_ms);
 }
 
+int shk_shmtx_unlock_refused(shk_shmtx_t *mtx, uint32_t holder)
+{
+    if (holder)
+        shk_error(SHK_EPERM, "shmtx \"%s\": unlock by %ld, but it is held by %u", mtx->name,
+                  (long)SHK_PID(), holder);
+    else
+        shk_error(SHK_EPERM, "shmtx \"%s\": unlock by %ld, but it is not locked", mtx->name,
+                  (long)SHK_PID());
+    shk_log(SHK_LOG_ERR, "%s", shk_last_errmsg());
+    return SHK_EPERM;
+}
+
 int shk_shmtx_unlock(shk_shmtx_t *mtx)
 {
-    shk_shmtx_sh_t *sh = mtx->sh;
-    uint32_t expect = (uint32_t)SHK_PID();
-
-    /* seq_cst, not just release: the waiters load below must not be ordered
-     * before this store, or a sleeper that announced itself could be missed
-     * (see the top of the file). */
-    if (SHK_UNLIKELY(!atomic_compare_exchange_strong_explicit(
-            &sh->lock, &expect, 0, memory_order_seq_cst, memory_order_relaxed))) {
-        if (expect)
-            shk_error(SHK_EPERM, "shmtx \"%s\": unlock by %ld, but it is held by %u", mtx->name,
-                      (long)SHK_PID(), expect);
-        else
-            shk_error(SHK_EPERM, "shmtx \"%s\": unlock by %ld, but it is not locked", mtx->name,
-                      (long)SHK_PID());
-        shk_log(SHK_LOG_ERR, "%s", shk_last_errmsg());
-        return SHK_EPERM;
-    }
-    if (atomic_load_explicit(&sh->waiters, memory_order_seq_cst) != 0)
-        futex_wake(&sh->lock, 1);
-    return SHK_OK;
+    return shk_shmtx_unlock_fast(mtx);
 }
 
 int shk_shmtx_force_unlock(shk_shmtx_t *mtx, pid_t pid)

@@ -6,6 +6,7 @@
 #include "shk_slab.h"
 
 #include "shk_internal.h"
+#include "shk_shmtx_internal.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -766,6 +767,26 @@ static void slab_disown(shk_slab_t *s, unsigned i)
     }
 }
 
+/* The lowest free chunk of the partly used slab h of class c, marked in use
+ * (lock held). NULL only on a broken pool: a partly used slab has a free
+ * chunk. */
+static inline char *slab_take(shk_slab_t *s, unsigned c, uint32_t h)
+{
+    pdesc_t *d = &s->desc[h];
+    unsigned w = 0;
+    while (d->bits[w] == ~0ULL)
+        if (++w == MAX_CHUNKS / 64)
+            return NULL;
+    unsigned idx = w * 64 + (unsigned)__builtin_ctzll(~d->bits[w]);
+    if (idx >= d->nchunks)
+        return NULL;
+    d->bits[w] |= 1ULL << (idx % 64);
+    if (--d->nfree == 0)
+        list_remove(s, partial_list(s, c, d->own), h);
+    s->p->cls[c].used++;
+    return page_addr(s, h) + (size_t)idx * s->csize[c];
+}
+
 /* A chunk of class c for a cache with owner own (0: no cache): from its own
  * slabs, then shared ones, then a new slab, then another cache's slabs. */
 static void *alloc_chunk(shk_slab_t *s, unsigned c, uint32_t own)
@@ -793,21 +814,7 @@ static void *alloc_chunk(shk_slab_t *s, unsigned c, uint32_t own)
         slab_adopt(s, h, own);
     if (h == NIL)
         return NULL;
-    d = &s->desc[h];
-    for (unsigned w = 0; w < MAX_CHUNKS / 64; w++) {
-        if (d->bits[w] == ~0ULL)
-            continue;
-        unsigned b = (unsigned)__builtin_ctzll(~d->bits[w]);
-        unsigned idx = w * 64 + b;
-        if (idx >= d->nchunks)
-            break;
-        d->bits[w] |= 1ULL << b;
-        if (--d->nfree == 0)
-            list_remove(s, partial_list(s, c, d->own), h);
-        k->used++;
-        return page_addr(s, h) + (size_t)idx * k->size;
-    }
-    return NULL; /* unreachable on a sound pool: a partial slab has a free chunk */
+    return slab_take(s, c, h);
 }
 
 static void *alloc_once(shk_slab_t *s, size_t size, size_t *usable)
@@ -892,20 +899,58 @@ void *shk_slab_calloc_locked(shk_slab_t *s, size_t size)
 }
 
 
-/* Give chunk idx of the slab at h back to its slab (lock held). */
-static void chunk_release(shk_slab_t *s, uint32_t h, uint32_t idx)
+/* The slab at h has just had a chunk back: on its first free chunk it joins
+ * a partly-used list, on its last it goes back to the pages (lock held). */
+static void slab_relist(shk_slab_t *s, uint32_t h)
 {
     pdesc_t *d = &s->desc[h];
-    cls_t *k = &s->p->cls[d->cls];
-    d->bits[idx / 64] &= ~(1ULL << (idx % 64));
-    k->used--;
-    if (d->nfree++ == 0)
+    if (d->nfree == 1)
         list_push(s, partial_list(s, d->cls, slab_owner(s, d)), h);
     if (d->nfree == d->nchunks) {
         list_remove(s, partial_list(s, d->cls, d->own), h);
-        k->total -= d->nchunks;
+        s->p->cls[d->cls].total -= d->nchunks;
         pages_free(s, h, d->npages);
     }
+}
+
+/* Give chunk idx of the slab at h back to its slab (lock held). */
+static inline void chunk_release(shk_slab_t *s, uint32_t h, uint32_t idx)
+{
+    pdesc_t *d = &s->desc[h];
+    d->bits[idx / 64] &= ~(1ULL << (idx % 64));
+    s->p->cls[d->cls].used--;
+    if (SHK_UNLIKELY(++d->nfree == 1 || d->nfree == d->nchunks))
+        slab_relist(s, h);
+}
+
+/* Is pool offset off the start of a chunk of class c (NCLASS: of any
+ * class) marked in use? Lock held. Fills the slab's head page and the
+ * chunk's index; -1 when not (the caller reports, or takes the path that
+ * does). */
+static inline int chunk_at(const shk_slab_t *s, uint64_t off, unsigned c, uint32_t *hp,
+                           uint32_t *ip)
+{
+    const pool_t *p = s->p;
+    if (off < p->pages_off || off >= p->pages_off + (uint64_t)p->npages * s->ps)
+        return -1;
+    uint64_t rel = off - p->pages_off;
+    uint32_t q = (uint32_t)(rel >> s->pshift);
+    const pdesc_t *d = &s->desc[q];
+    if (d->kind != K_SLAB || d->head > q || d->head >= p->npages)
+        return -1;
+    uint32_t h = d->head;
+    const pdesc_t *hd = &s->desc[h];
+    uint64_t in = rel - ((uint64_t)h << s->pshift);
+    if (hd->kind != K_SLAB || hd->cls >= NCLASS || (c != NCLASS && hd->cls != c))
+        return -1;
+    uint32_t idx = chunk_index(s, hd->cls, in);
+    if (idx == NIL || idx >= hd->nchunks)
+        return -1;
+    if (!((hd->bits[idx / 64] >> (idx % 64)) & 1))
+        return -1;
+    *hp = h;
+    *ip = idx;
+    return 0;
 }
 
 static inline uint64_t cookie_of(const shk_slab_t *s, uint64_t off)
@@ -1022,42 +1067,59 @@ static int locate(const shk_slab_t *s, const void *ptr, uint32_t *headp, uint32_
     return SHK_OK;
 }
 
-int shk_slab_free_locked(shk_slab_t *s, void *ptr)
+/* Free the chunk or run ptr; the handle and ptr are known to be usable, the
+ * lock is held. Checks everything, and says what is wrong. */
+static int free_slow(shk_slab_t *s, void *ptr)
 {
     uint32_t h = 0, idx = 0;
-    int rc;
-    pool_t *p;
+    int rc = locate(s, ptr, &h, &idx);
+    if (rc != SHK_OK) {
+        shk_log(SHK_LOG_ERR, "%s", shk_last_errmsg());
+        return rc;
+    }
+    pdesc_t *d = &s->desc[h];
+    size_t len = d->kind == K_RUN ? (size_t)d->npages * s->ps : s->csize[d->cls];
+    vg_before_free(ptr, len);
+#ifdef SHK_DEBUG
+    memset(ptr, JUNK, len);
+#endif
+    vg_on_free(s, ptr, len);
+    if (d->kind == K_RUN)
+        pages_free(s, h, d->npages);
+    else
+        chunk_release(s, h, idx);
+    return SHK_OK;
+}
+
+/* shk_slab_free_locked once the handle and ptr are known to be usable. Most
+ * frees are of a chunk while no process cache holds any: one validation
+ * (chunk_at) does then; everything else, bad input included, goes the way
+ * that says what is wrong. */
+static inline int free_checked(shk_slab_t *s, void *ptr)
+{
+    uint32_t h, idx;
+    if (SHK_UNLIKELY(s->p->ncaches) ||
+        chunk_at(s, (uint64_t)((uintptr_t)ptr - (uintptr_t)s->base), NCLASS, &h, &idx) != 0)
+        return free_slow(s, ptr);
+    size_t len = s->csize[s->desc[h].cls];
+    vg_before_free(ptr, len);
+#ifdef SHK_DEBUG
+    memset(ptr, JUNK, len);
+#endif
+    vg_on_free(s, ptr, len);
+    chunk_release(s, h, idx);
+    return SHK_OK;
+}
+
+int shk_slab_free_locked(shk_slab_t *s, void *ptr)
+{
     if (!s)
         return shk_error(SHK_EINVAL, "NULL slab");
     if (!ptr)
         return SHK_OK;
     if (s->rdonly)
         return shk_error(SHK_EPERM, "slab pool \"%s\" is mapped read-only", s->p->name);
-    p = s->p;
-    rc = locate(s, ptr, &h, &idx);
-    if (rc != SHK_OK) {
-        shk_log(SHK_LOG_ERR, "%s", shk_last_errmsg());
-        return rc;
-    }
-    pdesc_t *d = &s->desc[h];
-    if (d->kind == K_RUN) {
-        size_t len = (size_t)d->npages * s->ps;
-        vg_before_free(ptr, len);
-#ifdef SHK_DEBUG
-        memset(ptr, JUNK, len);
-#endif
-        vg_on_free(s, ptr, len);
-        pages_free(s, h, d->npages);
-        return SHK_OK;
-    }
-    cls_t *k = &p->cls[d->cls];
-    vg_before_free(ptr, k->size);
-#ifdef SHK_DEBUG
-    memset(ptr, JUNK, k->size);
-#endif
-    vg_on_free(s, ptr, k->size);
-    chunk_release(s, h, idx);
-    return SHK_OK;
+    return free_checked(s, ptr);
 }
 
 /* ---- process caches -------------------------------------------------------------------
@@ -1082,33 +1144,6 @@ int shk_slab_free_locked(shk_slab_t *s, void *ptr)
 static inline int cache_mine(const shk_slab_t *s)
 {
     return s->cbody && s->cpid == SHK_PID() && pthread_equal(s->cthr, pthread_self());
-}
-
-/* Validate a parked entry: a chunk start of class c, marked in use. Lock
- * held. Fills the slab's head page and the chunk's index. */
-static int chunk_at(const shk_slab_t *s, uint64_t off, unsigned c, uint32_t *hp, uint32_t *ip)
-{
-    const pool_t *p = s->p;
-    if (off < p->pages_off || off >= p->pages_off + (uint64_t)p->npages * s->ps)
-        return -1;
-    uint64_t rel = off - p->pages_off;
-    uint32_t q = (uint32_t)(rel >> s->pshift);
-    const pdesc_t *d = &s->desc[q];
-    if (d->kind != K_SLAB || d->head > q || d->head >= p->npages)
-        return -1;
-    uint32_t h = d->head;
-    const pdesc_t *hd = &s->desc[h];
-    uint64_t in = rel - ((uint64_t)h << s->pshift);
-    if (hd->kind != K_SLAB || hd->cls != c)
-        return -1;
-    uint32_t idx = chunk_index(s, c, in);
-    if (idx == NIL || idx >= hd->nchunks)
-        return -1;
-    if (!((hd->bits[idx / 64] >> (idx % 64)) & 1))
-        return -1;
-    *hp = h;
-    *ip = idx;
-    return 0;
 }
 
 /* Give the top k parked chunks of m back to the pool (lock held). The count
@@ -1435,14 +1470,28 @@ static void *alloc_any(shk_slab_t *s, size_t size, int zero)
 {
     void *r;
     int rc;
-    if (s && s->cache_on && size <= MAX_SMALL && (cache_mine(s) || cache_claim(s) == 0) &&
+    uint32_t h;
+    unsigned c;
+    if (SHK_UNLIKELY(!s || s->rdonly))
+        return alloc_locked(s, size, zero); /* reports which, without the lock */
+    if (s->cache_on && size <= MAX_SMALL && (cache_mine(s) || cache_claim(s) == 0) &&
         (r = cache_alloc(s, size ? size : 1, zero)))
         return r;
-    rc = shk_slab_lock(s);
+    rc = shk_shmtx_lock_fast(&s->mtx);
     if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
         return NULL;
-    r = alloc_locked(s, size, zero);
-    shk_slab_unlock(s);
+    /* The common case, a chunk from its class's first shared partly used
+     * slab, without alloc_locked's layers; it does everything else. */
+    if (size - 1 < MAX_SMALL && (h = s->p->cls[c = class_of(size)].partial) != NIL &&
+        (r = slab_take(s, c, h))) {
+        s->p->cls[c].reqs++;
+        vg_on_alloc(s, r, size, zero);
+        if (zero)
+            memset(r, 0, size);
+    } else {
+        r = alloc_locked(s, size, zero);
+    }
+    shk_shmtx_unlock_fast(&s->mtx);
     return r;
 }
 
@@ -1463,13 +1512,15 @@ int shk_slab_free(shk_slab_t *s, void *ptr)
         return shk_error(SHK_EINVAL, "NULL slab");
     if (!ptr)
         return SHK_OK;
+    if (s->rdonly)
+        return shk_error(SHK_EPERM, "slab pool \"%s\" is mapped read-only", s->p->name);
     if (s->cache_on && (cache_mine(s) || cache_claim(s) == 0) && cache_free(s, ptr))
         return SHK_OK;
-    rc = shk_slab_lock(s);
+    rc = shk_shmtx_lock_fast(&s->mtx);
     if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
         return rc;
-    rc = shk_slab_free_locked(s, ptr);
-    shk_slab_unlock(s);
+    rc = free_checked(s, ptr);
+    shk_shmtx_unlock_fast(&s->mtx);
     return rc;
 }
 
@@ -1481,13 +1532,13 @@ int shk_slab_lock(shk_slab_t *s)
         return shk_error(SHK_EINVAL, "NULL slab");
     if (s->rdonly)
         return shk_error(SHK_EPERM, "slab pool \"%s\" is mapped read-only", s->p->name);
-    return shk_shmtx_lock(&s->mtx);
+    return shk_shmtx_lock_fast(&s->mtx);
 }
 
 void shk_slab_unlock(shk_slab_t *s)
 {
     if (s && !s->rdonly)
-        shk_shmtx_unlock(&s->mtx);
+        shk_shmtx_unlock_fast(&s->mtx);
 }
 
 shk_shmtx_t *shk_slab_mutex(shk_slab_t *s)

@@ -1,0 +1,71 @@
+/*
+ * shk_shmtx_internal.h: the shmtx fast paths (take a free lock, release one
+ * nobody waits for) as inline functions, for the library's own hot paths
+ * (the slab pool's lock on every call). Never installed; the protocol is
+ * the one at the top of shk_shmtx.c.
+ */
+#ifndef SHK_SHMTX_INTERNAL_H
+#define SHK_SHMTX_INTERNAL_H
+
+#include "shk_internal.h"
+#include "shk_shmtx.h"
+
+#include <stdatomic.h>
+
+/* Wake one sleeper of a lock just released (the futex call of the release
+ * path). */
+SHK_HIDDEN void shk_shmtx_wake_one(shk_shmtx_sh_t *sh);
+
+/* An unlock by a process that does not hold the lock (holder: the pid in the
+ * word, 0 if free): reports it and returns SHK_EPERM. */
+SHK_HIDDEN int shk_shmtx_unlock_refused(shk_shmtx_t *mtx, uint32_t holder);
+
+/* Counter updates made by the owner while it holds the lock: a relaxed load
+ * and store, no locked instruction. The next owner's acquire (which pairs
+ * with our release) makes them visible in order. */
+static inline void shk_shmtx_owner_count(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* Take the lock if it is free: 1 taken, 0 not. */
+static inline int shk_shmtx_take(shk_shmtx_sh_t *sh)
+{
+    uint32_t expect = 0;
+    /* Read first: a failed attempt must not pull the line in exclusive
+     * state away from the owner; relaxed is enough, the CAS decides.
+     * acquire on the CAS: the critical section must not be hoisted above
+     * the take, and it must see everything the previous owner wrote before
+     * its release. */
+    if (atomic_load_explicit(&sh->lock, memory_order_relaxed) != 0 ||
+        !atomic_compare_exchange_strong_explicit(&sh->lock, &expect, (uint32_t)SHK_PID(),
+                                                 memory_order_acquire, memory_order_relaxed))
+        return 0;
+    shk_shmtx_owner_count(&sh->acquired, 1);
+    return 1;
+}
+
+/* shk_shmtx_lock with its uncontended case inline. */
+static inline int shk_shmtx_lock_fast(shk_shmtx_t *mtx)
+{
+    return SHK_LIKELY(shk_shmtx_take(mtx->sh)) ? SHK_OK : shk_shmtx_lock(mtx);
+}
+
+/* shk_shmtx_unlock, inline (it is the whole of it). */
+static inline int shk_shmtx_unlock_fast(shk_shmtx_t *mtx)
+{
+    shk_shmtx_sh_t *sh = mtx->sh;
+    uint32_t expect = (uint32_t)SHK_PID();
+    /* seq_cst, not just release: the waiters load below must not be ordered
+     * before this store, or a sleeper that announced itself could be missed
+     * (see the top of shk_shmtx.c). */
+    if (SHK_UNLIKELY(!atomic_compare_exchange_strong_explicit(
+            &sh->lock, &expect, 0, memory_order_seq_cst, memory_order_relaxed)))
+        return shk_shmtx_unlock_refused(mtx, expect);
+    if (atomic_load_explicit(&sh->waiters, memory_order_seq_cst) != 0)
+        shk_shmtx_wake_one(sh);
+    return SHK_OK;
+}
+
+#endif /* SHK_SHMTX_INTERNAL_H */
