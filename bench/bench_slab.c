@@ -3,8 +3,11 @@
  * blocks, each step frees a random one and allocates a new block of a
  * uniformly random size in 8..2048 in its place, 5 million steps, the pool's
  * lock taken on every call, against glibc malloc/free on the same sequence,
- * and the same with the process cache on (shk_slab_cache: the lock taken
- * once per half magazine); (b) the same churn in 2 processes on one pool
+ * taken apart into the allocator alone (the lock held once around the loop)
+ * and the lock alone (taken and released twice per step, with the store
+ * but no allocation: the floor under the churn), and the same with the
+ * process cache on (shk_slab_cache: the lock taken once per half
+ * magazine); (b) the same churn in 2 processes on one pool
  * (with caches: three rounds alternating with the one-process baseline,
  * the median of each reported),
  * and a producer/consumer run where one process allocates and the other
@@ -73,6 +76,58 @@ static double churn_glibc(void)
         free(live[i]);
     free(live);
     return ns;
+}
+
+/* How (a) takes the pool's lock. */
+enum {
+    LOCK_EACH, /* shk_slab_alloc/free: the lock on every call (the target's figure) */
+    LOCK_ONCE, /* the lock held once around the loop, the _locked calls: the allocator alone */
+    LOCK_ONLY  /* per step the lock taken and released twice and the store, no allocator */
+};
+
+/* (a) on pool s: fills live[0..LIVE), then times the churn taking the lock
+ * as `how` says. The blocks stay live (the caller frees them). Returns ns
+ * per step. LOCK_ONLY keeps the blocks of the fill and writes into the
+ * victim's block every step, so its stores spread over the same ~10 MB as
+ * the churn's: it is what the lock and the store cost by themselves, a
+ * floor for LOCK_EACH. */
+static double churn_plain(shk_slab_t *s, void **live, int how)
+{
+    for (int i = 0; i < LIVE; i++) {
+        live[i] = shk_slab_alloc(s, 8 + next_rand() % 2041);
+        *(volatile char *)live[i] = 1;
+    }
+    uint64_t t0 = ub_now_ns();
+    if (how == LOCK_EACH) {
+        for (long k = 0; k < STEPS; k++) {
+            shk_slab_free(s, live[victims[k]]);
+            live[victims[k]] = shk_slab_alloc(s, sizes[k]);
+            *(volatile char *)live[victims[k]] = 1;
+        }
+    } else if (how == LOCK_ONCE) {
+        shk_slab_lock(s);
+        for (long k = 0; k < STEPS; k++) {
+            shk_slab_free_locked(s, live[victims[k]]);
+            live[victims[k]] = shk_slab_alloc_locked(s, sizes[k]);
+            *(volatile char *)live[victims[k]] = 1;
+        }
+        shk_slab_unlock(s);
+    } else {
+        for (long k = 0; k < STEPS; k++) {
+            shk_slab_lock(s);
+            shk_slab_unlock(s);
+            shk_slab_lock(s);
+            shk_slab_unlock(s);
+            *(volatile char *)live[victims[k]] = 1;
+        }
+    }
+    return (double)(ub_now_ns() - t0) / STEPS;
+}
+
+static void free_all(shk_slab_t *s, void **live)
+{
+    for (int i = 0; i < LIVE; i++)
+        shk_slab_free(s, live[i]);
 }
 
 /* The producer/consumer ring of (b'): head and tail on lines of their own,
@@ -231,23 +286,18 @@ int main(void)
     /* (a) churn, and (d) what is left in one piece afterwards */
     double g = churn_glibc();
     void **keep = calloc(LIVE, sizeof *keep);
-    for (int i = 0; i < LIVE; i++) {
-        keep[i] = shk_slab_alloc(s, 8 + next_rand() % 2041);
-        *(volatile char *)keep[i] = 1;
-    }
-    uint64_t t0 = ub_now_ns();
-    for (long k = 0; k < STEPS; k++) {
-        shk_slab_free(s, keep[victims[k]]);
-        keep[victims[k]] = shk_slab_alloc(s, sizes[k]);
-        *(volatile char *)keep[victims[k]] = 1;
-    }
-    double a = (double)(ub_now_ns() - t0) / STEPS;
-    ub_report("slab.churn", a, "ns/op", "glibc", g);
+    ub_report("slab.churn", churn_plain(s, keep, LOCK_EACH), "ns/op", "glibc", g);
     shk_slab_stats(s, &st);
     ub_report("slab.largest_after_churn", (double)st.largest_free_run * (double)st.page_size,
               "bytes", "pool_size", (double)POOL);
-    for (int i = 0; i < LIVE; i++)
-        shk_slab_free(s, keep[i]);
+    free_all(s, keep);
+    /* (a) taken apart: the allocator without the lock, and the lock (with
+     * the store) without the allocator; slab.churn cannot go below the
+     * second */
+    ub_report("slab.churn_one_lock", churn_plain(s, keep, LOCK_ONCE), "ns/op", "glibc", g);
+    free_all(s, keep);
+    ub_report("slab.churn_lock_floor", churn_plain(s, keep, LOCK_ONLY), "ns/op", "glibc", g);
+    free_all(s, keep);
     free(keep);
     if (shk_slab_check(s) != SHK_OK) {
         fprintf(stderr, "bench_slab: %s\n", shk_last_errmsg());
