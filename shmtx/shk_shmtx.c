@@ -52,14 +52,6 @@ void shk_shmtx_wake_one(shk_shmtx_sh_t *sh)
     futex_wake(&sh->lock, 1);
 }
 
-static inline int try_take(shk_shmtx_sh_t *sh, uint32_t expect, uint32_t pid)
-{
-    /* acquire: the critical section must not be hoisted above the take, and
-     * it must see everything the previous owner wrote before its release. */
-    return atomic_compare_exchange_strong_explicit(&sh->lock, &expect, pid, memory_order_acquire,
-                                                   memory_order_relaxed);
-}
-
 int shk_shmtx_create(shk_shmtx_t *mtx, shk_shmtx_sh_t *sh, const char *name)
 {
     if (!mtx || !sh)
@@ -109,7 +101,8 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
 
     for (unsigned i = 0; i < mtx->spin; i++) {
         shk_cpu_relax();
-        if (atomic_load_explicit(&sh->lock, memory_order_relaxed) == 0 && try_take(sh, 0, me))
+        if (atomic_load_explicit(&sh->lock, memory_order_relaxed) == 0 &&
+            shk_shmtx_try_take(sh, 0, me))
             goto taken;
     }
 
@@ -123,9 +116,10 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
                 /* Before giving up, one look at the owner: a caller with a
                  * deadline must not time out behind a dead process. */
                 v = atomic_load_explicit(&sh->lock, memory_order_relaxed);
-                if (v == 0 && try_take(sh, 0, me))
+                if (v == 0 && shk_shmtx_try_take(sh, 0, me))
                     goto taken;
-                if (v != 0 && v != me && !shk_pid_alive((pid_t)v) && try_take(sh, v, me)) {
+                if (v != 0 && v != me && !shk_pid_alive((pid_t)v) &&
+                    shk_shmtx_try_take(sh, v, me)) {
                     status = SHK_EOWNERDEAD;
                     goto taken;
                 }
@@ -141,7 +135,7 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
         v = atomic_load_explicit(&sh->lock, memory_order_seq_cst);
         if (v == 0) {
             atomic_fetch_sub_explicit(&sh->waiters, 1, memory_order_relaxed);
-            if (try_take(sh, 0, me))
+            if (shk_shmtx_try_take(sh, 0, me))
                 goto taken;
             continue;
         }
@@ -150,7 +144,7 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
              * gone (reaped), take over now rather than after a slice. A
              * zombie holder is caught at the first slice's end. */
             atomic_fetch_sub_explicit(&sh->waiters, 1, memory_order_relaxed);
-            if (try_take(sh, v, me)) {
+            if (shk_shmtx_try_take(sh, v, me)) {
                 status = SHK_EOWNERDEAD;
                 goto taken;
             }
@@ -163,7 +157,7 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
         atomic_fetch_sub_explicit(&sh->waiters, 1, memory_order_relaxed);
 
         v = atomic_load_explicit(&sh->lock, memory_order_relaxed);
-        if (v == 0 && try_take(sh, 0, me))
+        if (v == 0 && shk_shmtx_try_take(sh, 0, me))
             goto taken;
         if (err != ETIMEDOUT) {
             /* Woken: the lock was released, maybe taken again at once by
@@ -171,7 +165,7 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
             for (unsigned i = 0; i < mtx->spin; i++) {
                 shk_cpu_relax();
                 if (atomic_load_explicit(&sh->lock, memory_order_relaxed) == 0 &&
-                    try_take(sh, 0, me))
+                    shk_shmtx_try_take(sh, 0, me))
                     goto taken;
             }
             continue;
@@ -182,7 +176,7 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
             /* A whole slice passed with the lock held: is the holder alive?
              * The CAS from exactly v makes the take-over safe against a
              * concurrent release or another waiter's take-over. */
-            if (v != me && !shk_pid_alive((pid_t)v) && try_take(sh, v, me)) {
+            if (v != me && !shk_pid_alive((pid_t)v) && shk_shmtx_try_take(sh, v, me)) {
                 status = SHK_EOWNERDEAD;
                 goto taken;
             }

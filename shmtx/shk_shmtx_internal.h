@@ -29,18 +29,23 @@ static inline void shk_shmtx_owner_count(_Atomic uint64_t *c, uint64_t n)
                           memory_order_relaxed);
 }
 
+/* Change the lock word from expect (0: free, or a dead owner's pid) to
+ * pid: 1 done, 0 the word was something else. */
+static inline int shk_shmtx_try_take(shk_shmtx_sh_t *sh, uint32_t expect, uint32_t pid)
+{
+    /* acquire: the critical section must not be hoisted above the take, and
+     * it must see everything the previous owner wrote before its release. */
+    return atomic_compare_exchange_strong_explicit(&sh->lock, &expect, pid, memory_order_acquire,
+                                                   memory_order_relaxed);
+}
+
 /* Take the lock if it is free: 1 taken, 0 not. */
 static inline int shk_shmtx_take(shk_shmtx_sh_t *sh)
 {
-    uint32_t expect = 0;
     /* Read first: a failed attempt must not pull the line in exclusive
-     * state away from the owner; relaxed is enough, the CAS decides.
-     * acquire on the CAS: the critical section must not be hoisted above
-     * the take, and it must see everything the previous owner wrote before
-     * its release. */
+     * state away from the owner; relaxed is enough, the CAS decides. */
     if (atomic_load_explicit(&sh->lock, memory_order_relaxed) != 0 ||
-        !atomic_compare_exchange_strong_explicit(&sh->lock, &expect, (uint32_t)SHK_PID(),
-                                                 memory_order_acquire, memory_order_relaxed))
+        !shk_shmtx_try_take(sh, 0, (uint32_t)SHK_PID()))
         return 0;
     shk_shmtx_owner_count(&sh->acquired, 1);
     return 1;

@@ -1111,7 +1111,9 @@ static inline int free_checked(shk_slab_t *s, void *ptr)
     return SHK_OK;
 }
 
-int shk_slab_free_locked(shk_slab_t *s, void *ptr)
+/* The checks both frees start with: 1 when ptr is to be freed, SHK_OK for
+ * NULL (nothing to do), or the error. */
+static inline int free_wanted(const shk_slab_t *s, const void *ptr)
 {
     if (!s)
         return shk_error(SHK_EINVAL, "NULL slab");
@@ -1119,7 +1121,13 @@ int shk_slab_free_locked(shk_slab_t *s, void *ptr)
         return SHK_OK;
     if (s->rdonly)
         return shk_error(SHK_EPERM, "slab pool \"%s\" is mapped read-only", s->p->name);
-    return free_checked(s, ptr);
+    return 1;
+}
+
+int shk_slab_free_locked(shk_slab_t *s, void *ptr)
+{
+    int rc = free_wanted(s, ptr);
+    return rc == 1 ? free_checked(s, ptr) : rc;
 }
 
 /* ---- process caches -------------------------------------------------------------------
@@ -1507,13 +1515,9 @@ void *shk_slab_calloc(shk_slab_t *s, size_t size)
 
 int shk_slab_free(shk_slab_t *s, void *ptr)
 {
-    int rc;
-    if (!s)
-        return shk_error(SHK_EINVAL, "NULL slab");
-    if (!ptr)
-        return SHK_OK;
-    if (s->rdonly)
-        return shk_error(SHK_EPERM, "slab pool \"%s\" is mapped read-only", s->p->name);
+    int rc = free_wanted(s, ptr);
+    if (rc != 1)
+        return rc;
     if (s->cache_on && (cache_mine(s) || cache_claim(s) == 0) && cache_free(s, ptr))
         return SHK_OK;
     rc = shk_shmtx_lock_fast(&s->mtx);
