@@ -463,6 +463,14 @@ static int dying_producer(void *arg)
 
 /* Fork a producer that dies holding a claimed, unpublished record in our
  * queue; returns once it has claimed. */
+/* A bus of one slot, joined by this process, counting alerts named "c". */
+static void one_counting_slot(void)
+{
+    make_bus(4 * MB, 1, 16 * 1024);
+    ck_assert_int_eq(shk_bus_join(bus, 0), SHK_OK);
+    shk_bus_on(bus, "c", on_count, NULL);
+}
+
 static pid_t start_dying_producer(void)
 {
     tu_pipe(&claimed);
@@ -485,9 +493,7 @@ static void assert_hole_skipped(long received)
 
 START_TEST(producer_killed_between_claim_and_publish)
 {
-    make_bus(4 * MB, 1, 16 * 1024);
-    ck_assert_int_eq(shk_bus_join(bus, 0), SHK_OK);
-    shk_bus_on(bus, "c", on_count, NULL);
+    one_counting_slot();
     expect_pat = 'b';
     ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", "b", 1), SHK_OK);
     pid_t p = start_dying_producer();
@@ -511,9 +517,7 @@ END_TEST
  * liveness check that is kept off the hot path). */
 START_TEST(hole_skipped_without_reap)
 {
-    make_bus(4 * MB, 1, 16 * 1024);
-    ck_assert_int_eq(shk_bus_join(bus, 0), SHK_OK);
-    shk_bus_on(bus, "c", on_count, NULL);
+    one_counting_slot();
     pid_t p = start_dying_producer();
     kill(p, SIGKILL);
     ck_assert_int_eq(tu_wait(p), 128 + SIGKILL);
@@ -531,9 +535,7 @@ END_TEST
  * loop does not keep waking up; and a wake-up's byte is drained too. */
 START_TEST(stray_doorbell_drained)
 {
-    make_bus(4 * MB, 1, 16 * 1024);
-    ck_assert_int_eq(shk_bus_join(bus, 0), SHK_OK);
-    shk_bus_on(bus, "c", on_count, NULL);
+    one_counting_slot();
     struct pollfd p = {shk_bus_fd(bus), POLLIN, 0};
     ck_assert_int_eq(shk_bus_reap(bus, 1), SHK_ESRCH); /* rings every joined slot */
     ck_assert_int_eq(poll(&p, 1, 0), 1);
