@@ -45,6 +45,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #define BUS_MAGIC 0x0053554b4d4853ULL /* "SHMKUS" */
 #define BUS_VERSION 2u /* 2: 64-byte aligned records, no coalesced counter */
 #define REC_HDR 48u
@@ -138,6 +142,16 @@ struct shk_bus_s {
     int announced;    /* consumer: we stored sleeping = 1 and have not taken it back */
     int bell;         /* consumer: a byte may be waiting in our pipe */
     unsigned spin_us; /* consumer: how long shk_bus_wait polls before sleeping */
+    /* Pages of the slab this process has already mapped for large alerts (1
+     * bit each), so that a block reused by the next alert is not pre-faulted
+     * again (an madvise() over 1 MiB of mapped pages costs ~15 us here). Only
+     * a hint: a stale bit costs page faults inside the copy, nothing more.
+     * A forked child has none of the parent's page table entries for the
+     * zone (shared mappings are not copied at fork), so the bits belong to
+     * mapped_pid and start over in any other process. */
+    uint64_t *mapped;
+    size_t mapped_pages;
+    pid_t mapped_pid;
 };
 
 /* This process's slot, -1 if it has none (a child forked by a joined
@@ -346,6 +360,7 @@ void shk_bus_close(shk_bus_t *bus)
     for (size_t i = 0; i < bus->nh; i++)
         free(bus->h[i].name);
     free(bus->h);
+    free(bus->mapped);
     free(bus);
 }
 
@@ -536,6 +551,82 @@ static inline void cons_count(_Atomic uint64_t *c, uint64_t n)
                           memory_order_relaxed);
 }
 
+/* A block on zone pages this process has not touched yet would take a page
+ * fault per 4 KiB inside the copy; one madvise() maps them all, unless the
+ * process has mapped every page of the block before (bus->mapped). */
+static void prefault_blob(shk_bus_t *bus, void *p, size_t len)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    char *base = shk_slab_base(bus->slab);
+    if (pg <= 0 || (char *)p < base) {
+        prefault(p, len);
+        return;
+    }
+    size_t first = (size_t)((char *)p - base) / (size_t)pg;
+    size_t last = (size_t)((char *)p + len - 1 - base) / (size_t)pg;
+    if (bus->mapped_pid != SHK_PID() || !bus->mapped) {
+        size_t n = shk_slab_size(bus->slab) / (size_t)pg + 1;
+        free(bus->mapped);
+        bus->mapped = calloc((n + 63) / 64, sizeof *bus->mapped);
+        bus->mapped_pages = bus->mapped ? n : 0;
+        bus->mapped_pid = SHK_PID();
+    }
+    if (last >= bus->mapped_pages) {
+        prefault(p, len);
+        return;
+    }
+    size_t i = first;
+    while (i <= last && (bus->mapped[i / 64] >> (i % 64) & 1))
+        i++;
+    if (i > last)
+        return;
+    prefault(p, len);
+    for (i = first; i <= last; i++)
+        bus->mapped[i / 64] |= 1ull << (i % 64);
+}
+
+/* Data of at least this many bytes is copied into its block with streaming
+ * stores. A receiver reads the alert on another CPU, so the lines of a reused
+ * block are often in that CPU's cache; an ordinary copy first fetches every
+ * line back (read for ownership), and for blocks beyond the L2 cache that
+ * costs more than the copy. Measured here (2 vCPUs, 1 MiB L2, the receiver
+ * reading every line): 1 MiB alerts 5.6-6.5 GB/s with memcpy, 14.5-18.5
+ * with streaming stores; 512 KiB 12-17.5 against 16.7-18.8; at 256 KiB they
+ * are even, and below it memcpy wins (the data then comes from the sender's
+ * cache, not from memory). */
+#define STREAM_MIN (512u * 1024)
+
+/* Copy an alert's data into its blob. */
+static void blob_copy(void *dst, const void *src, size_t len)
+{
+#if defined(__SSE2__)
+    if (len >= STREAM_MIN) {
+        char *d = dst;
+        const char *s = src;
+        size_t head = (16 - ((uintptr_t)d & 15)) & 15;
+        memcpy(d, s, head);
+        d += head, s += head, len -= head;
+        for (; len >= 64; d += 64, s += 64, len -= 64) {
+            __m128i a = _mm_loadu_si128((const __m128i *)s);
+            __m128i b = _mm_loadu_si128((const __m128i *)(s + 16));
+            __m128i c = _mm_loadu_si128((const __m128i *)(s + 32));
+            __m128i e = _mm_loadu_si128((const __m128i *)(s + 48));
+            _mm_stream_si128((__m128i *)d, a);
+            _mm_stream_si128((__m128i *)(d + 16), b);
+            _mm_stream_si128((__m128i *)(d + 32), c);
+            _mm_stream_si128((__m128i *)(d + 48), e);
+        }
+        memcpy(d, s, len);
+        /* Streaming stores are weakly ordered, even on x86: this fence makes
+         * them visible before the release store that publishes the record
+         * naming this blob (enqueue), as ordinary stores would be. */
+        _mm_sfence();
+        return;
+    }
+#endif
+    memcpy(dst, src, len);
+}
+
 static uint64_t blob_new(shk_bus_t *bus, const void *data, size_t len, uint32_t refs)
 {
     blob_t *bl = shk_slab_alloc(bus->slab, sizeof *bl + len);
@@ -543,11 +634,9 @@ static uint64_t blob_new(shk_bus_t *bus, const void *data, size_t len, uint32_t 
         return 0;
     atomic_store_explicit(&bl->refs, refs, memory_order_relaxed);
     bl->len = len;
-    /* A block on zone pages this process has not touched yet would take a
-     * page fault per 4 KiB inside the copy; one madvise() maps them all. */
     if (len >= 64 * 1024)
-        prefault(bl + 1, len);
-    memcpy(bl + 1, data, len);
+        prefault_blob(bus, bl + 1, len);
+    blob_copy(bl + 1, data, len);
     atomic_fetch_add_explicit(&bus->b->large, 1, memory_order_relaxed);
     return shk_slab_off(bus->slab, bl);
 }

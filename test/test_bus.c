@@ -2,10 +2,12 @@
  * test_bus.c: the bus: 4 forked workers exchanging unicast and broadcast
  * alerts (every alert accounted for, no duplicates, per-sender order); reply
  * and sender; every error code; a full queue drained and accepting again;
- * alerts of 0 bytes, 1 MiB and 64 MiB; a producer killed between claim and
- * publish (found at a reap, and found with no reap); a consumer killed with a
- * full queue; consumers that sleep between bursts (a lost wake-up would hang
- * the test); a doorbell byte with no alert behind it is drained.
+ * alerts of 0 bytes, 1 MiB and 64 MiB, and every byte of large ones around
+ * the streaming copy's threshold at odd lengths and alignments; a producer
+ * killed between claim and publish (found at a reap, and found with no reap);
+ * a consumer killed with a full queue; consumers that sleep between bursts
+ * (a lost wake-up would hang the test); a doorbell byte with no alert behind
+ * it is drained.
  */
 #include "shmkit.h"
 #include "util_test.h"
@@ -393,6 +395,43 @@ START_TEST(sizes_zero_1m_64m)
 }
 END_TEST
 
+/* Large data is copied into the zone with streaming stores from 512 KiB on:
+ * every byte arrives, whatever the length and the source's alignment, and
+ * nothing around the block is touched (the slab checks clean). */
+static const unsigned char *expect_buf;
+
+static void on_exact(shk_bus_t *b, const char *name, const void *data, size_t len, void *ctx)
+{
+    (void)b, (void)name, (void)ctx;
+    ck_assert_int_eq(memcmp(data, expect_buf, len), 0);
+    received_bytes += (long)len;
+    received_count++;
+}
+
+START_TEST(large_copies_exact)
+{
+    size_t lens[] = {512 * 1024 - 1, 512 * 1024, 512 * 1024 + 1, MB + 63, 3 * MB + 17};
+    size_t offs[] = {0, 1, 13, 64};
+    make_bus(16 * MB, 2, 64 * 1024);
+    ck_assert_int_eq(shk_bus_join(bus, 0), SHK_OK);
+    shk_bus_on(bus, "c", on_exact, NULL);
+    unsigned char *buf = malloc(4 * MB);
+    fill_pattern(buf, 4 * MB, 5);
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
+        for (size_t j = 0; j < sizeof offs / sizeof offs[0]; j++) {
+            received_bytes = received_count = 0;
+            expect_buf = buf + offs[j];
+            ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", buf + offs[j], lens[i]), SHK_OK);
+            ck_assert_int_eq(shk_bus_dispatch(bus, 0), 1);
+            ck_assert_int_eq(received_count, 1);
+            ck_assert_int_eq(received_bytes, (long)lens[i]);
+        }
+    free(buf);
+    ck_assert_int_eq(shk_slab_check(shk_zone_slab(zone)), SHK_OK);
+    drop_bus();
+}
+END_TEST
+
 static int large_receiver(void *arg)
 {
     int slot = (int)(intptr_t)arg;
@@ -704,6 +743,7 @@ int main(void)
     tcase_add_test(tc, open_read_only_for_stats);
     tcase_add_test(tc, reply_and_sender);
     tcase_add_test(tc, sizes_zero_1m_64m);
+    tcase_add_test(tc, large_copies_exact);
     tcase_add_test(tc, large_broadcast_stored_once);
     tcase_add_test(tc, producer_killed_between_claim_and_publish);
     tcase_add_test(tc, hole_skipped_without_reap);
