@@ -3,9 +3,11 @@
  * design (each alert framed and written through the receiver's pipe), a
  * POSIX message queue, and a unix socketpair. Figures: 1 sender to 1
  * receiver with 64-byte alerts (busy and sleepy receivers), broadcast to 4
- * workers, 1 MiB alerts (receivers that read them or not), doorbell writes per alert under load, and wake-up
- * latency of a sleeping receiver against half a bare pipe round trip, its
- * tail beside the kernel's own one-way wake-ups (a bare pipe, a futex).
+ * workers, 1 MiB alerts (receivers that read them or not), doorbell writes
+ * and all system calls (sender and receiver) per alert under load, and
+ * wake-up latency of a sleeping receiver against half a bare pipe round
+ * trip, its tail beside the kernel's own one-way wake-ups (a bare pipe, a
+ * futex).
  */
 #include "shmkit.h"
 #include "util_bench.h"
@@ -32,6 +34,7 @@ typedef struct {
     _Atomic long got[8];
     _Atomic int ready;
     _Atomic int stop;
+    long long sys[8];      /* receivers' system calls over a run (-1: not counted) */
     _Atomic uint32_t word; /* futex baseline: rounds posted */
     uint64_t stamp;        /* futex baseline: the send time of the last one */
     double lat[4096];
@@ -69,6 +72,12 @@ static void new_bus(unsigned slots, size_t queue, size_t zone_size)
 static int read_data;
 static unsigned long read_sink;
 
+/* For bus.syscalls_per_alert: receivers count their system calls (set
+ * before the fork). A run of its own: a counted process's system calls
+ * take the kernel's slower traced path, which would handicap the pipe's
+ * throughput figures. */
+static int count_calls;
+
 static void read_lines(const void *p, size_t n)
 {
     const volatile unsigned char *d = p;
@@ -105,11 +114,13 @@ static int bus_receiver(int slot, long expect, shk_bus_handler_t h)
     shk_bus_on(bus, NAME, h, NULL);
     rx_count = 0;
     S->ready++;
+    int sc = count_calls ? ub_syscalls_start() : -1;
     while (rx_count < expect) {
         shk_bus_wait(bus, 1000);
         shk_bus_dispatch(bus, 1024);
         S->got[slot] = rx_count;
     }
+    S->sys[slot] = ub_syscalls_stop(sc);
     return 0;
 }
 
@@ -142,6 +153,7 @@ static int pipe_receiver(int fd, long expect, size_t len, int stamp)
     size_t frame = 1 + 4 + strlen(NAME) + len, have = 0;
     char *buf = malloc(frame * 64 + 65536);
     long got = 0;
+    int sc = count_calls ? ub_syscalls_start() : -1;
     while (got < expect) {
         ssize_t n = read(fd, buf + have, frame * 64 - have);
         if (n <= 0) {
@@ -169,6 +181,7 @@ static int pipe_receiver(int fd, long expect, size_t len, int stamp)
         have -= off;
         S->got[0] = got;
     }
+    S->sys[0] = ub_syscalls_stop(sc);
     free(buf);
     return 0;
 }
@@ -201,7 +214,16 @@ static void pipe_send(int fd, const void *data, size_t len)
     }
 }
 
-static double pipe_run(long n, size_t len, int sleepy)
+/* System calls of a sender and its receiver per alert; -1 if either was
+ * not counted. */
+static double calls_per_alert(long long sender, long long receiver, long n)
+{
+    return sender < 0 || receiver < 0 ? -1 : (double)(sender + receiver) / (double)n;
+}
+
+/* Alerts per second; *syscalls (when asked) the system calls of sender and
+ * receiver per alert, -1 when they cannot be counted. */
+static double pipe_run(long n, size_t len, int sleepy, double *syscalls)
 {
     int fd[2];
     if (pipe(fd) != 0)
@@ -215,6 +237,7 @@ static double pipe_run(long n, size_t len, int sleepy)
     if (p == 0)
         _exit(pipe_receiver(fd[0], n, len, 0));
     char *data = calloc(1, len ? len : 1);
+    int sc = syscalls ? ub_syscalls_start() : -1;
     uint64_t t0 = ub_now_ns();
     for (long i = 0; i < n; i++) {
         pipe_send(fd[1], data, len);
@@ -224,6 +247,8 @@ static double pipe_run(long n, size_t len, int sleepy)
     }
     waitpid(p, NULL, 0);
     double secs = (double)(ub_now_ns() - t0) / 1e9;
+    if (syscalls)
+        *syscalls = calls_per_alert(ub_syscalls_stop(sc), S->sys[0], n);
     close(fd[0]);
     close(fd[1]);
     free(data);
@@ -232,12 +257,15 @@ static double pipe_run(long n, size_t len, int sleepy)
 
 /* ---- bus runs ----------------------------------------------------------------------- */
 
-static double bus_unicast(long n, size_t len, int sleepy, double *doorbells)
+/* Alerts per second; *doorbells (when asked) doorbell writes per alert,
+ * *syscalls system calls of sender and receiver per alert (as pipe_run). */
+static double bus_unicast(long n, size_t len, int sleepy, double *doorbells, double *syscalls)
 {
     new_bus(1, 4u << 20, 16u << 20);
     pid_t r = fork_receiver(0, n, on_alert);
     await_ready(1);
     char *data = calloc(1, len ? len : 1);
+    int sc = syscalls ? ub_syscalls_start() : -1;
     uint64_t t0 = ub_now_ns();
     for (long i = 0; i < n; i++) {
         send_or_spin(r, data, len);
@@ -247,6 +275,8 @@ static double bus_unicast(long n, size_t len, int sleepy, double *doorbells)
     }
     waitpid(r, NULL, 0);
     double secs = (double)(ub_now_ns() - t0) / 1e9;
+    if (syscalls)
+        *syscalls = calls_per_alert(ub_syscalls_stop(sc), S->sys[0], n);
     shk_bus_stats_t st;
     shk_bus_stats(bus, &st);
     if (doorbells)
@@ -497,8 +527,8 @@ int main(void)
     shk_log_set(NULL, NULL, SHK_LOG_ERR);
 
     double doorbells;
-    double b64 = bus_unicast(N64, 64, 0, &doorbells);
-    double p64 = pipe_run(N64, 64, 0);
+    double b64 = bus_unicast(N64, 64, 0, &doorbells, NULL);
+    double p64 = pipe_run(N64, 64, 0, NULL);
     double m64 = mq_run(N64 / 4);
     double s64 = socketpair_run(N64 / 4);
     ub_report("bus.unicast64", b64, "alerts/s", "pipe", p64);
@@ -508,9 +538,19 @@ int main(void)
         printf("# bus.unicast64_mq skipped: mq_open failed (%s)\n", strerror(errno));
     ub_report("bus.unicast64_socketpair", b64, "alerts/s", "socketpair", s64);
     ub_report("bus.doorbells_per_alert", doorbells, "writes/alert", "pipe", 1.0);
+    double bsys, psys;
+    count_calls = 1;
+    bus_unicast(N64 / 4, 64, 0, NULL, &bsys);
+    pipe_run(N64 / 4, 64, 0, &psys);
+    count_calls = 0;
+    if (bsys >= 0 && psys >= 0)
+        ub_report("bus.syscalls_per_alert", bsys, "calls/alert", "pipe", psys);
+    else
+        printf("# bus.syscalls_per_alert skipped: system calls cannot be counted here "
+               "(perf_event_open on raw_syscalls:sys_enter)\n");
 
-    double bs = bus_unicast(N64 / 4, 64, 1, NULL);
-    double ps = pipe_run(N64 / 4, 64, 1);
+    double bs = bus_unicast(N64 / 4, 64, 1, NULL, NULL);
+    double ps = pipe_run(N64 / 4, 64, 1, NULL);
     ub_report("bus.unicast64_sleepy", bs, "alerts/s", "pipe", ps);
 
     double bb = bus_broadcast(N64 / 4, 4);
@@ -518,11 +558,11 @@ int main(void)
     ub_report("bus.broadcast4", bb, "deliveries/s", "pipe", pb);
 
     double bl = bus_large(300, 1u << 20);
-    double pl = pipe_run(300, 1u << 20, 0) * (double)(1u << 20) / 1e6;
+    double pl = pipe_run(300, 1u << 20, 0, NULL) * (double)(1u << 20) / 1e6;
     ub_report("bus.large1m", bl, "MB/s", "pipe", pl);
     read_data = 1;
     bl = bus_large(300, 1u << 20);
-    pl = pipe_run(300, 1u << 20, 0) * (double)(1u << 20) / 1e6;
+    pl = pipe_run(300, 1u << 20, 0, NULL) * (double)(1u << 20) / 1e6;
     read_data = 0;
     ub_report("bus.large1m_read", bl, "MB/s", "pipe_read", pl);
 

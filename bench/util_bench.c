@@ -3,10 +3,12 @@
  */
 #include "util_bench.h"
 
+#include <linux/perf_event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,4 +91,38 @@ double ub_median(double *v, size_t n)
 {
     qsort(v, n, sizeof *v, ub_cmp_double);
     return v[n / 2];
+}
+
+int ub_syscalls_start(void)
+{
+    static const char *ids[] = {"/sys/kernel/tracing/events/raw_syscalls/sys_enter/id",
+                                "/sys/kernel/debug/tracing/events/raw_syscalls/sys_enter/id"};
+    unsigned long long id = 0;
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0] && !id; i++) {
+        FILE *f = fopen(ids[i], "r");
+        if (f) {
+            if (fscanf(f, "%llu", &id) != 1)
+                id = 0;
+            fclose(f);
+        }
+    }
+    if (!id)
+        return -1;
+    struct perf_event_attr a;
+    memset(&a, 0, sizeof a);
+    a.type = PERF_TYPE_TRACEPOINT;
+    a.size = sizeof a;
+    a.config = id;
+    return (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, 0);
+}
+
+long long ub_syscalls_stop(int fd)
+{
+    long long n = -1;
+    if (fd < 0)
+        return -1;
+    if (read(fd, &n, sizeof n) != (ssize_t)sizeof n)
+        n = -1;
+    close(fd);
+    return n;
 }

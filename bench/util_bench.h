@@ -31,6 +31,14 @@ void ub_gate_open(ub_gate_t *g, int n);
  * exited 0). */
 int ub_run_children(int n, int (*fn)(int i, void *arg), void *arg);
 
+/* A counter of the calling thread's system calls (the raw_syscalls:sys_enter
+ * tracepoint, through perf_event_open), counting from now: its fd, or -1
+ * when the kernel does not allow it (no tracefs, or perf_event_paranoid
+ * without the privilege). ub_syscalls_stop() returns the count (-1 on
+ * error; its own read() is counted) and closes it. */
+int ub_syscalls_start(void);
+long long ub_syscalls_stop(int fd);
+
 /* Compare doubles for qsort. */
 int ub_cmp_double(const void *a, const void *b);
 
