@@ -1015,7 +1015,22 @@ int shk_zone_recover(shk_zone_t *zone, pid_t pid)
         shk_shmtx_destroy(&m);
     }
     if (slab_taken) {
-        if (shk_slab_check(zone->slab) != SHK_OK) {
+        /* The wait for the pool's lock is bounded (a worker waiting on it
+         * took it as soon as it was released): the master must not stall
+         * behind a live worker that keeps it. */
+        shk_shmtx_t *m = shk_slab_mutex(zone->slab);
+        int rc = shk_shmtx_timedlock(m, SHK_SLAB_REAP_WAIT_MS);
+        if (rc == SHK_ETIMEDOUT) {
+            shk_log(SHK_LOG_WARN, "shared memory zone \"%s\": slab check after recovery "
+                                  "skipped: the lock is held by %d",
+                    zone->name, (int)shk_shmtx_owner(m));
+            return released;
+        }
+        if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
+            return rc;
+        rc = shk_slab_check_locked(zone->slab);
+        shk_slab_unlock(zone->slab);
+        if (rc != SHK_OK) {
             char msg[1024];
             snprintf(msg, sizeof msg, "%s", shk_last_errmsg());
             shk_log(SHK_LOG_ERR, "shared memory zone \"%s\": slab check after recovery failed: %s",
@@ -1026,12 +1041,15 @@ int shk_zone_recover(shk_zone_t *zone, pid_t pid)
                 zone->name);
     }
     /* The dead process's slab cache (if it had one) goes back to the pool;
-     * on a pool that is sound (checked above when the lock was taken over). */
+     * on a pool that is sound (checked above when the lock was taken over).
+     * A lock kept busy by a live worker leaves it for later (logged). */
     int back = shk_slab_reap(zone->slab, pid);
     if (back > 0)
         shk_log(SHK_LOG_NOTICE, "shared memory zone \"%s\": %d free chunks cached by %d went "
                                 "back to the pool",
                 zone->name, back, (int)pid);
+    else if (back == SHK_ETIMEDOUT)
+        shk_log(SHK_LOG_WARN, "shared memory zone \"%s\": %s", zone->name, shk_last_errmsg());
     return released;
 }
 

@@ -236,7 +236,11 @@ SHK_API int shk_zone_lock_info(const shk_zone_t *zone, unsigned i, shk_zone_lock
  * the process kept in its slab cache (shk_slab_cache) go back to the pool
  * (shk_slab_reap). Returns how many locks were released, or SHK_ECORRUPT if
  * the pool check failed (the locks are released either way, the cache is
- * left alone; shk_last_errmsg() says what broke).
+ * left alone; shk_last_errmsg() says what broke). The pool's lock is waited
+ * for at most SHK_SLAB_REAP_WAIT_MS each time: when a live worker keeps it
+ * longer, the check or the cache's return is skipped with a warning, so the
+ * master never stalls behind a worker. A process that held no pool lock and
+ * had no cache costs no lock at all.
  */
 SHK_API int shk_zone_recover(shk_zone_t *zone, pid_t pid);
 

@@ -1452,6 +1452,21 @@ int shk_slab_flush(shk_slab_t *s)
     return SHK_OK;
 }
 
+/* Does process pid own a cache slot? Read without the lock: a slot's pid
+ * is written under the lock only by the claimer itself (its own pid) and
+ * cleared when the slot is released. A dead process writes no more, its
+ * pid cannot come back while its zombie is kept, and its last stores are
+ * ordered before its death by the kernel's exit and wait. So "no slot of
+ * pid", once seen, stays true. */
+static int owns_slot(const shk_slab_t *s, pid_t pid)
+{
+    for (unsigned i = 0; i < NCACHE; i++)
+        /* relaxed: see above */
+        if (atomic_load_explicit(&s->p->caches[i].pid, memory_order_relaxed) == (uint32_t)pid)
+            return 1;
+    return 0;
+}
+
 int shk_slab_reap(shk_slab_t *s, pid_t pid)
 {
     uint64_t moved = 0;
@@ -1462,7 +1477,18 @@ int shk_slab_reap(shk_slab_t *s, pid_t pid)
         return shk_error(SHK_EINVAL, "shk_slab_reap: pid %ld is not another process", (long)pid);
     if (s->rdonly)
         return shk_error(SHK_EPERM, "slab pool \"%s\" is mapped read-only", s->p->name);
-    rc = shk_slab_lock(s);
+    if (!owns_slot(s, pid))
+        return 0;
+    /* Bounded: the master calls this, and must not stall behind a live
+     * worker that keeps the lock (it would stop reaping, respawning and
+     * answering signals while that worker waits for its stop message). */
+    rc = shk_shmtx_timedlock(&s->mtx, SHK_SLAB_REAP_WAIT_MS);
+    if (rc == SHK_ETIMEDOUT)
+        return shk_error(SHK_ETIMEDOUT,
+                         "slab pool \"%s\": lock held by process %ld for %d ms; the cache of "
+                         "dead process %ld is left for later",
+                         s->p->name, (long)shk_shmtx_owner(&s->mtx), SHK_SLAB_REAP_WAIT_MS,
+                         (long)pid);
     if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
         return rc;
     for (unsigned i = 0; i < NCACHE; i++)

@@ -125,11 +125,20 @@ SHK_API int shk_slab_cache(shk_slab_t *slab, int on);
 /* Return every chunk this process's cache holds to the pool (the cache
  * stays). Takes the lock. SHK_OK when there is no cache. */
 SHK_API int shk_slab_flush(shk_slab_t *slab);
+
+/* How long shk_slab_reap() waits for the pool's lock. */
+#define SHK_SLAB_REAP_WAIT_MS 500
+
 /* For the master, after process `pid` died: return its cache's chunks and
  * pages to the pool. Returns how many chunks went back (>= 0), or
- * SHK_EINVAL (pid <= 0 or this process), SHK_EPERM (read-only). Call it
- * only once the process is dead (a zombie counts as dead here: reap before
- * the pid can be reused); shk_zone_recover() calls it. Takes the lock. */
+ * SHK_EINVAL (pid <= 0 or this process), SHK_EPERM (read-only),
+ * SHK_ETIMEDOUT (a live process held the lock for SHK_SLAB_REAP_WAIT_MS:
+ * nothing changed; call again later, or leave it: a process that claims a
+ * cache takes a dead owner's slot over, chunks included). Call it only once
+ * the process is dead (a zombie counts as dead here: reap before the pid
+ * can be reused); shk_zone_recover() calls it. A process that had no cache
+ * costs no lock; otherwise the wait is bounded, so a master never stalls
+ * behind a worker that keeps the lock. */
 SHK_API int shk_slab_reap(shk_slab_t *slab, pid_t pid);
 
 /* Pointer <-> offset from the pool's start, for links users keep in shared

@@ -320,6 +320,17 @@ START_TEST(dead_lock_holder_recovered_by_master)
     kill(holder, SIGKILL);
     ck_assert_int_eq(await_event(&h, "exit", NULL), holder);
     await_event(&h, "spawn", NULL);
+    /* The new worker of slot 0 takes both locks again and keeps them. A
+     * death elsewhere meanwhile must not stall the master behind them (it
+     * once did: its reap waited for the pool's lock, so no "exit" came and
+     * no stop could end). */
+    ck_assert_int_eq(read_line(h.rep_rd, line, sizeof line), 0);
+    int holder2;
+    ck_assert_int_eq(sscanf(line, "locked %d", &holder2), 1);
+    ck_assert_int_ne(holder2, holder);
+    kill(pids[1], SIGKILL);
+    ck_assert_int_eq(await_event(&h, "exit", NULL), pids[1]);
+    await_event(&h, "spawn", NULL);
     char want[128];
     snprintf(want, sizeof want, "shared memory zone \"data\" was locked by %d", holder);
     char *log = read_log();

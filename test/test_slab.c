@@ -779,6 +779,12 @@ START_TEST(full_pool_takes_from_other_caches_slabs)
 }
 END_TEST
 
+static int exit_at_once(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
 START_TEST(cache_of_dead_process_is_reaped)
 {
     size_t pool = 2u << 20;
@@ -796,6 +802,19 @@ START_TEST(cache_of_dead_process_is_reaped)
     ck_assert_int_eq(shk_slab_check(s), SHK_OK); /* its tags are checked too: it is dead */
     ck_assert_int_eq(shk_slab_reap(s, 0), SHK_EINVAL);
     ck_assert_int_eq(shk_slab_reap(s, getpid()), SHK_EINVAL);
+    /* While a live process (this one) keeps the lock: the reap of a
+     * process that had no cache needs no lock and returns at once; the
+     * reap of one that had a cache gives up after SHK_SLAB_REAP_WAIT_MS
+     * and changes nothing (a master must not stall behind a worker). */
+    pid_t plain = tu_fork(exit_at_once, NULL);
+    ck_assert_int_eq(tu_wait(plain), 0);
+    ck_assert_int_eq(shk_slab_lock(s), SHK_OK);
+    ck_assert_int_eq(shk_slab_reap(s, plain), 0);
+    ck_assert_int_eq(shk_slab_reap(s, pid), SHK_ETIMEDOUT);
+    ck_assert_msg(strstr(shk_last_errmsg(), "left for later"), "%s", shk_last_errmsg());
+    shk_slab_unlock(s);
+    ck_assert_uint_eq(ncaches(s), 1);
+    ck_assert_uint_eq(sum_cached(s, NULL), parked);
     ck_assert_int_eq(shk_slab_reap(s, pid), (int)parked);
     ck_assert_int_eq(shk_slab_reap(s, pid), 0);
     assert_all_free(s);
