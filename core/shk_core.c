@@ -20,6 +20,7 @@ int shk_log_max = SHK_LOG_ERR;
 static shk_log_handler_t log_fn;
 static void *log_ctx;
 static unsigned ncpu = 1;
+static size_t page_size_cache = 4096;
 static unsigned spin_per_us = 1;
 
 static _Thread_local int last_status;
@@ -30,23 +31,26 @@ static _Thread_local char last_msg[SHK_MSG_MAX];
 const char *shk_strerror(int status)
 {
     switch (status) {
-    case SHK_OK: return "success";
-    case SHK_EINVAL: return "invalid argument";
-    case SHK_ENOMEM: return "out of memory";
-    case SHK_EAGAIN: return "resource temporarily unavailable";
-    case SHK_ETIMEDOUT: return "timed out";
-    case SHK_EOWNERDEAD: return "previous owner died";
-    case SHK_ESRCH: return "no such process";
-    case SHK_EPERM: return "operation not permitted";
-    case SHK_EEXIST: return "already exists";
-    case SHK_ENOENT: return "no such object";
-    case SHK_EBUSY: return "busy";
-    case SHK_ESYS: return "system call failed";
-    case SHK_ECONF: return "configuration error";
-    case SHK_ECORRUPT: return "shared structure corrupted";
-    case SHK_ENOTSUP: return "not supported";
-    case SHK_ERANGE: return "out of range";
-    default: return "unknown error";
+#define SHK_ERRNO_TEXT_(name, value, text)                                                       \
+    case SHK_##name:                                                                             \
+        return text;
+        SHK_ERRNO_MAP(SHK_ERRNO_TEXT_)
+#undef SHK_ERRNO_TEXT_
+    default:
+        return "unknown error";
+    }
+}
+
+const char *shk_err_name(int status)
+{
+    switch (status) {
+#define SHK_ERRNO_NAME_(name, value, text)                                                       \
+    case SHK_##name:                                                                             \
+        return "SHK_" #name;
+        SHK_ERRNO_MAP(SHK_ERRNO_NAME_)
+#undef SHK_ERRNO_NAME_
+    default:
+        return "SHK_E?";
     }
 }
 
@@ -77,11 +81,14 @@ int shk_error(int status, const char *fmt, ...)
 {
     va_list ap;
     int saved = errno;
+    char buf[SHK_MSG_MAX];
 
-    last_status = status;
+    /* Into a buffer of our own first: an argument may be last_msg itself. */
     va_start(ap, fmt);
-    format_line(last_msg, sizeof(last_msg), fmt, ap);
+    format_line(buf, sizeof(buf), fmt, ap);
     va_end(ap);
+    last_status = status;
+    memcpy(last_msg, buf, strlen(buf) + 1);
     errno = saved;
     return status;
 }
@@ -92,6 +99,21 @@ int shk_error_sys(const char *what)
     shk_error(SHK_ESYS, "%s: %s", what, strerror(e));
     errno = e;
     return SHK_ESYS;
+}
+
+int shk_layout_check(const char *what, const char *name, uint64_t magic, uint64_t want_magic,
+                     uint32_t version, uint32_t want_version, uint64_t size, uint64_t want_size)
+{
+    if (magic != want_magic)
+        return shk_error(SHK_ECORRUPT, "%s \"%s\": bad magic 0x%llx (not a %s, or not initialised)",
+                         what, name, (unsigned long long)magic, what);
+    if (version != want_version)
+        return shk_error(SHK_ECORRUPT, "%s \"%s\": layout version %u, this library reads %u", what,
+                         name, version, want_version);
+    if (size != want_size)
+        return shk_error(SHK_ECORRUPT, "%s \"%s\": recorded size %llu does not match %llu", what,
+                         name, (unsigned long long)size, (unsigned long long)want_size);
+    return SHK_OK;
 }
 
 int shk_strlcpy_exact(char *dst, size_t dstsz, const char *src)
@@ -215,6 +237,11 @@ uint64_t shk_time_ms(void)
     return shk_time_ns() / 1000000u;
 }
 
+size_t shk_page_size(void)
+{
+    return page_size_cache;
+}
+
 unsigned shk_ncpu(void)
 {
     return ncpu;
@@ -266,5 +293,8 @@ __attribute__((constructor)) static void shk_core_init(void)
     pthread_atfork(NULL, NULL, atfork_child);
     n = sysconf(_SC_NPROCESSORS_ONLN);
     ncpu = n > 0 ? (unsigned)n : 1;
+    n = sysconf(_SC_PAGESIZE);
+    if (n > 0)
+        page_size_cache = (size_t)n;
     calibrate_spin();
 }

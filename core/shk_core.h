@@ -34,29 +34,43 @@ extern "C" {
  * SHK_OK (0) on success, a negative code on failure. Functions returning a
  * pointer return NULL on failure; shk_last_error() and shk_last_errmsg() then
  * say why.
+ *
+ * SHK_ERRNO_MAP(XX) is the one list: XX(name, value, text) for every code.
+ * It generates the enum, shk_strerror() and shk_err_name(); an application
+ * may use it too (for a table of its own, say).
  */
+#define SHK_ERRNO_MAP(XX)                                                                \
+    XX(OK, 0, "success")                                                                 \
+    XX(EINVAL, -1, "invalid argument")                  /* bad argument */               \
+    XX(ENOMEM, -2, "out of memory")                     /* process heap or shared pool */ \
+    XX(EAGAIN, -3, "resource temporarily unavailable")  /* full or busy; try again */    \
+    XX(ETIMEDOUT, -4, "timed out")                      /* a timed wait expired */       \
+    XX(EOWNERDEAD, -5, "previous owner died")           /* lock taken over; check data */ \
+    XX(ESRCH, -6, "no such process")                    /* process, worker or slot */    \
+    XX(EPERM, -7, "operation not permitted")            /* not in this state or mode */  \
+    XX(EEXIST, -8, "already exists")                    /* or declared differently */    \
+    XX(ENOENT, -9, "no such object")                    /* object, file or name */       \
+    XX(EBUSY, -10, "busy")                              /* in use */                     \
+    XX(ESYS, -11, "system call failed")                 /* the message names it */       \
+    XX(ECONF, -12, "configuration error")               /* the message names file:line */ \
+    XX(ECORRUPT, -13, "shared structure corrupted")     /* failed validation */          \
+    XX(ENOTSUP, -14, "not supported")                   /* not here */                   \
+    XX(ERANGE, -15, "out of range")                     /* value out of range, too large */
+
 enum {
-    SHK_OK = 0,
-    SHK_EINVAL = -1,     /* bad argument */
-    SHK_ENOMEM = -2,     /* out of memory (process heap or shared pool) */
-    SHK_EAGAIN = -3,     /* resource temporarily full or busy; try again */
-    SHK_ETIMEDOUT = -4,  /* a timed wait expired */
-    SHK_EOWNERDEAD = -5, /* lock taken over from a dead owner; check the data */
-    SHK_ESRCH = -6,      /* no such process, worker or slot */
-    SHK_EPERM = -7,      /* not permitted in this state (e.g. not the owner) */
-    SHK_EEXIST = -8,     /* already exists or already declared differently */
-    SHK_ENOENT = -9,     /* no such object, file or name */
-    SHK_EBUSY = -10,     /* in use */
-    SHK_ESYS = -11,      /* a system call failed; the message names it */
-    SHK_ECONF = -12,     /* configuration error; the message names file:line */
-    SHK_ECORRUPT = -13,  /* a shared structure failed validation */
-    SHK_ENOTSUP = -14,   /* not supported here */
-    SHK_ERANGE = -15     /* value out of range or too large */
+#define SHK_ERRNO_ENUM_(name, value, text) SHK_##name = (value),
+    SHK_ERRNO_MAP(SHK_ERRNO_ENUM_)
+#undef SHK_ERRNO_ENUM_
+    SHK_ERRNO_LAST_ = SHK_ERANGE /* the lowest code; for loops over the list */
 };
 
 /* Short English text for a status code ("invalid argument"). Never NULL;
  * unknown codes give "unknown error". The string is static. */
 SHK_API const char *shk_strerror(int status);
+
+/* The code's name as written in C ("SHK_EINVAL"). Never NULL; unknown codes
+ * give "SHK_E?". The string is static. */
+SHK_API const char *shk_err_name(int status);
 
 /* The status of the last failure reported by a shmkit call in this thread,
  * SHK_OK if none yet. Successful calls do not reset it. */
@@ -70,6 +84,9 @@ SHK_API const char *shk_last_errmsg(void);
 /* Record a failure: sets this thread's last error and message, returns
  * `status` so a caller can write `return shk_error(SHK_EINVAL, ...)`. Long
  * messages are cut at 1023 bytes with "..." (the status is never lost).
+ * The message is formatted into a buffer of its own before it replaces the
+ * last one, so shk_last_errmsg() may be among the arguments: re-raise with
+ * context as `shk_error(rc, "zone \"%s\": %s", name, shk_last_errmsg())`.
  * Applications built on shmkit may use it for their own errors. */
 SHK_API int shk_error(int status, const char *fmt, ...) SHK_PRINTF(2, 3);
 

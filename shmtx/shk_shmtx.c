@@ -19,12 +19,11 @@
  * too). No wake-up can be lost.
  */
 #include "shk_shmtx.h"
+#include "shk_atomic.h"
 #include "shk_internal.h"
 #include "shk_shmtx_internal.h"
 
 #include <linux/futex.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -101,7 +100,7 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
 
     for (unsigned i = 0; i < mtx->spin; i++) {
         shk_cpu_relax();
-        if (atomic_load_explicit(&sh->lock, memory_order_relaxed) == 0 &&
+        if (SHK_READ_ONCE(sh->lock) == 0 &&
             shk_shmtx_try_take(sh, 0, me))
             goto taken;
     }
@@ -115,7 +114,7 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
             if (now >= deadline) {
                 /* Before giving up, one look at the owner: a caller with a
                  * deadline must not time out behind a dead process. */
-                v = atomic_load_explicit(&sh->lock, memory_order_relaxed);
+                v = SHK_READ_ONCE(sh->lock);
                 if (v == 0 && shk_shmtx_try_take(sh, 0, me))
                     goto taken;
                 if (v != 0 && v != me && !shk_pid_alive((pid_t)v) &&
@@ -123,7 +122,7 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
                     status = SHK_EOWNERDEAD;
                     goto taken;
                 }
-                atomic_fetch_add_explicit(&sh->sleeps, sleeps, memory_order_relaxed);
+                SHK_ADD_RELAXED(sh->sleeps, sleeps);
                 return SHK_ETIMEDOUT;
             }
             if (deadline - now < wait_ms)
@@ -131,19 +130,19 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
         }
 
         /* seq_cst on both: see the Dekker argument at the top of the file. */
-        atomic_fetch_add_explicit(&sh->waiters, 1, memory_order_seq_cst);
-        v = atomic_load_explicit(&sh->lock, memory_order_seq_cst);
+        SHK_FETCH_ADD(sh->waiters, 1, seq_cst);
+        v = SHK_LOAD_SC(sh->lock);
         if (v == 0) {
-            atomic_fetch_sub_explicit(&sh->waiters, 1, memory_order_relaxed);
+            SHK_FETCH_SUB(sh->waiters, 1, relaxed);
             if (shk_shmtx_try_take(sh, 0, me))
                 goto taken;
             continue;
         }
-        if (!sleeps && v != me && kill((pid_t)v, 0) == -1 && errno == ESRCH) {
-            /* Before the first sleep, one cheap look at the holder: if it is
-             * gone (reaped), take over now rather than after a slice. A
-             * zombie holder is caught at the first slice's end. */
-            atomic_fetch_sub_explicit(&sh->waiters, 1, memory_order_relaxed);
+        if (!sleeps && v != me && !shk_pid_alive((pid_t)v)) {
+            /* Before the first sleep, one look at the holder: if it is gone
+             * (reaped or a zombie), take over now rather than after a
+             * slice. */
+            SHK_FETCH_SUB(sh->waiters, 1, relaxed);
             if (shk_shmtx_try_take(sh, v, me)) {
                 status = SHK_EOWNERDEAD;
                 goto taken;
@@ -154,9 +153,9 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
         sleeps++;
         /* relaxed: the count is only a hint for the releaser; we are no
          * longer in the kernel's queue, so no wake can be lost by it. */
-        atomic_fetch_sub_explicit(&sh->waiters, 1, memory_order_relaxed);
+        SHK_FETCH_SUB(sh->waiters, 1, relaxed);
 
-        v = atomic_load_explicit(&sh->lock, memory_order_relaxed);
+        v = SHK_READ_ONCE(sh->lock);
         if (v == 0 && shk_shmtx_try_take(sh, 0, me))
             goto taken;
         if (err != ETIMEDOUT) {
@@ -164,7 +163,7 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
              * its last owner. Spin again before going back to sleep. */
             for (unsigned i = 0; i < mtx->spin; i++) {
                 shk_cpu_relax();
-                if (atomic_load_explicit(&sh->lock, memory_order_relaxed) == 0 &&
+                if (SHK_READ_ONCE(sh->lock) == 0 &&
                     shk_shmtx_try_take(sh, 0, me))
                     goto taken;
             }
@@ -237,39 +236,38 @@ int shk_shmtx_force_unlock(shk_shmtx_t *mtx, pid_t pid)
     if (pid <= 0)
         return 0;
     /* seq_cst for the same reason as in unlock. */
-    if (!atomic_compare_exchange_strong_explicit(&sh->lock, &expect, 0, memory_order_seq_cst,
-                                                 memory_order_relaxed))
+    if (!SHK_CAS(sh->lock, &expect, 0, seq_cst, relaxed))
         return 0;
     /* relaxed: a statistic; the lock was released by the CAS above, so this
      * process no longer owns the counters and must use an atomic add. */
-    atomic_fetch_add_explicit(&sh->forced, 1, memory_order_relaxed);
-    if (atomic_load_explicit(&sh->waiters, memory_order_seq_cst) != 0)
+    SHK_ADD_RELAXED(sh->forced, 1);
+    if (SHK_LOAD_SC(sh->waiters) != 0)
         futex_wake(&sh->lock, 1);
     return 1;
 }
 
 void shk_shmtx_wakeup(shk_shmtx_t *mtx)
 {
-    if (atomic_load_explicit(&mtx->sh->waiters, memory_order_seq_cst) != 0)
+    if (SHK_LOAD_SC(mtx->sh->waiters) != 0)
         futex_wake(&mtx->sh->lock, 1);
 }
 
 pid_t shk_shmtx_owner(const shk_shmtx_t *mtx)
 {
-    return (pid_t)atomic_load_explicit(&mtx->sh->lock, memory_order_relaxed);
+    return (pid_t)SHK_READ_ONCE(mtx->sh->lock);
 }
 
 void shk_shmtx_stats(const shk_shmtx_sh_t *sh, shk_shmtx_stats_t *st)
 {
     /* relaxed throughout: a statistics snapshot, no ordering implied. The
-     * casts drop const because C11 atomic loads take non-const pointers in
+     * cast drops const because C11 atomic loads take non-const pointers in
      * older compilers; nothing is written. */
     shk_shmtx_sh_t *s = (shk_shmtx_sh_t *)sh;
-    st->owner = (pid_t)atomic_load_explicit(&s->lock, memory_order_relaxed);
-    st->waiters = atomic_load_explicit(&s->waiters, memory_order_relaxed);
-    st->acquired = atomic_load_explicit(&s->acquired, memory_order_relaxed);
-    st->contended = atomic_load_explicit(&s->contended, memory_order_relaxed);
-    st->sleeps = atomic_load_explicit(&s->sleeps, memory_order_relaxed);
-    st->recovered = atomic_load_explicit(&s->recovered, memory_order_relaxed);
-    st->forced = atomic_load_explicit(&s->forced, memory_order_relaxed);
+    st->owner = (pid_t)SHK_READ_ONCE(s->lock);
+    st->waiters = SHK_READ_ONCE(s->waiters);
+    st->acquired = SHK_READ_ONCE(s->acquired);
+    st->contended = SHK_READ_ONCE(s->contended);
+    st->sleeps = SHK_READ_ONCE(s->sleeps);
+    st->recovered = SHK_READ_ONCE(s->recovered);
+    st->forced = SHK_READ_ONCE(s->forced);
 }

@@ -102,6 +102,15 @@ SHK_API int shk_shmtx_trylock(shk_shmtx_t *mtx);
  * non-recursive mutex. */
 SHK_API int shk_shmtx_lock(shk_shmtx_t *mtx);
 
+/* 1 when a lock call's status means the caller now holds the lock: SHK_OK,
+ * or SHK_EOWNERDEAD (taken over from a dead owner; check the data). 0 for
+ * every other status. Use it for every status of shk_shmtx_lock,
+ * shk_shmtx_timedlock, shk_slab_lock and the like. */
+static inline int shk_shmtx_held(int status)
+{
+    return status == SHK_OK || status == SHK_EOWNERDEAD;
+}
+
 /* As shk_shmtx_lock(), giving up after `timeout_ms` milliseconds (0 means
  * "try once"). Returns SHK_OK, SHK_EOWNERDEAD (held, see above) or
  * SHK_ETIMEDOUT (not held). */

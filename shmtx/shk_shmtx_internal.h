@@ -7,10 +7,10 @@
 #ifndef SHK_SHMTX_INTERNAL_H
 #define SHK_SHMTX_INTERNAL_H
 
+#include "shk_atomic.h"
 #include "shk_internal.h"
 #include "shk_shmtx.h"
 
-#include <stdatomic.h>
 
 /* Wake one sleeper of a lock just released (the futex call of the release
  * path). */
@@ -25,8 +25,7 @@ SHK_HIDDEN int shk_shmtx_unlock_refused(shk_shmtx_t *mtx, uint32_t holder);
  * with our release) makes them visible in order. */
 static inline void shk_shmtx_owner_count(_Atomic uint64_t *c, uint64_t n)
 {
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                          memory_order_relaxed);
+    SHK_ADD_SOLE(*c, n);
 }
 
 /* Change the lock word from expect (0: free, or a dead owner's pid) to
@@ -35,8 +34,7 @@ static inline int shk_shmtx_try_take(shk_shmtx_sh_t *sh, uint32_t expect, uint32
 {
     /* acquire: the critical section must not be hoisted above the take, and
      * it must see everything the previous owner wrote before its release. */
-    return atomic_compare_exchange_strong_explicit(&sh->lock, &expect, pid, memory_order_acquire,
-                                                   memory_order_relaxed);
+    return SHK_CAS(sh->lock, &expect, pid, acquire, relaxed);
 }
 
 /* Take the lock if it is free: 1 taken, 0 not. */
@@ -44,7 +42,7 @@ static inline int shk_shmtx_take(shk_shmtx_sh_t *sh)
 {
     /* Read first: a failed attempt must not pull the line in exclusive
      * state away from the owner; relaxed is enough, the CAS decides. */
-    if (atomic_load_explicit(&sh->lock, memory_order_relaxed) != 0 ||
+    if (SHK_READ_ONCE(sh->lock) != 0 ||
         !shk_shmtx_try_take(sh, 0, (uint32_t)SHK_PID()))
         return 0;
     shk_shmtx_owner_count(&sh->acquired, 1);
@@ -65,10 +63,9 @@ static inline int shk_shmtx_unlock_fast(shk_shmtx_t *mtx)
     /* seq_cst, not just release: the waiters load below must not be ordered
      * before this store, or a sleeper that announced itself could be missed
      * (see the top of shk_shmtx.c). */
-    if (SHK_UNLIKELY(!atomic_compare_exchange_strong_explicit(
-            &sh->lock, &expect, 0, memory_order_seq_cst, memory_order_relaxed)))
+    if (SHK_UNLIKELY(!SHK_CAS(sh->lock, &expect, 0, seq_cst, relaxed)))
         return shk_shmtx_unlock_refused(mtx, expect);
-    if (atomic_load_explicit(&sh->waiters, memory_order_seq_cst) != 0)
+    if (SHK_LOAD_SC(sh->waiters) != 0)
         shk_shmtx_wake_one(sh);
     return SHK_OK;
 }

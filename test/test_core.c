@@ -24,6 +24,45 @@ START_TEST(strerror_every_code)
 }
 END_TEST
 
+/* The one list (SHK_ERRNO_MAP) gives every code a name and a text, each its
+ * own, and the names are the C identifiers. */
+START_TEST(error_list_names_every_code)
+{
+    struct { int code; const char *name; } want[] = {
+#define XX(name, value, text) {SHK_##name, "SHK_" #name},
+        SHK_ERRNO_MAP(XX)
+#undef XX
+    };
+    int n = (int)(sizeof want / sizeof want[0]);
+    ck_assert_int_eq(n, 1 - SHK_ERRNO_LAST_);
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(want[i].code, -i); /* dense, 0 down to the last */
+        ck_assert_str_eq(shk_err_name(want[i].code), want[i].name);
+        for (int j = 0; j < i; j++)
+            ck_assert_msg(strcmp(shk_err_name(want[i].code), shk_err_name(want[j].code)) != 0,
+                          "codes %d and %d share a name", want[i].code, want[j].code);
+    }
+    ck_assert_str_eq(shk_err_name(SHK_EOWNERDEAD), "SHK_EOWNERDEAD");
+    ck_assert_str_eq(shk_err_name(-1000), "SHK_E?");
+    ck_assert_str_eq(shk_err_name(3), "SHK_E?");
+}
+END_TEST
+
+/* A message re-raised with context from the last one: shk_error formats
+ * into its own buffer, so its argument may be the message it replaces. */
+START_TEST(error_reraised_with_context)
+{
+    shk_error(SHK_ENOENT, "open \"%s\" failed", "/dev/shm/x");
+    ck_assert_int_eq(shk_error(SHK_ECONF, "zone \"%s\": %s", "one", shk_last_errmsg()), SHK_ECONF);
+    ck_assert_str_eq(shk_last_errmsg(), "zone \"one\": open \"/dev/shm/x\" failed");
+    ck_assert_int_eq(shk_last_error(), SHK_ECONF);
+    /* Twice more, each wrapping the one before. */
+    shk_error(SHK_ECONF, "a: %s", shk_last_errmsg());
+    shk_error(SHK_ECONF, "b: %s", shk_last_errmsg());
+    ck_assert_str_eq(shk_last_errmsg(), "b: a: zone \"one\": open \"/dev/shm/x\" failed");
+}
+END_TEST
+
 START_TEST(last_error_message)
 {
     ck_assert_int_eq(shk_error(SHK_ECONF, "unknown directive \"%s\" in %s:%d", "x", "a.conf", 7),
@@ -153,6 +192,8 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, strerror_every_code);
     tcase_add_test(tc, last_error_message);
+    tcase_add_test(tc, error_list_names_every_code);
+    tcase_add_test(tc, error_reraised_with_context);
     tcase_add_test(tc, log_sink_and_levels);
     tcase_add_test(tc, pid_cache_follows_fork);
     tcase_add_test(tc, pid_alive_states);
