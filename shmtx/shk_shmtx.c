@@ -9,7 +9,11 @@
  *   release     CAS pid -> 0 (seq_cst), then read waiters (seq_cst) and
  *               FUTEX_WAKE one only when it is non-zero
  *   sleep       waiters += 1 (seq_cst), re-read the word (seq_cst), and
- *               FUTEX_WAIT on the value read; waiters -= 1 after waking
+ *               FUTEX_WAIT on the value read, for a timed slice; waiters
+ *               -= 1 after waking (never below 0)
+ *   heal        two releases in a row whose FUTEX_WAKE finds nobody,
+ *               with the same count, reset waiters to 0: a sleeper killed
+ *               in its sleep leaves no phantom for good
  * The release and the sleeper's announcement form a Dekker pair: both sides
  * store, then load the other side's variable, all seq_cst. In the single
  * total order of seq_cst operations one of the two stores comes first, so
@@ -41,14 +45,51 @@ static int futex_wait(_Atomic uint32_t *word, uint32_t val, unsigned ms)
     return 0;
 }
 
-static void futex_wake(_Atomic uint32_t *word, int n)
+static long futex_wake(_Atomic uint32_t *word, int n)
 {
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
+    return syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
-void shk_shmtx_wake_one(shk_shmtx_sh_t *sh)
+/* A sleeper's "I am awake again": take it off the waiter count, never below
+ * zero (a release that found nobody may have reset the count under it, see
+ * shk_shmtx_wake_one). relaxed: the count is a hint for the releaser; a waiter that
+ * is no longer in the kernel's queue cannot lose a wake by it. */
+static void waiter_leaves(shk_shmtx_sh_t *sh)
 {
-    futex_wake(&sh->lock, 1);
+    uint32_t w = SHK_READ_ONCE(sh->waiters);
+    while (w != 0 && !SHK_CAS(sh->waiters, &w, w - 1, relaxed, relaxed))
+        ;
+}
+
+/*
+ * Wake one sleeper of a released lock; `seen` is the waiter count the
+ * releaser read (non-zero). A waiter killed while asleep never takes itself
+ * off the count, so the count is only a hint, healed here: when two wakes in
+ * a row find nobody in the kernel's queue with the same count seen, the
+ * count is reset (from exactly that value, so a waiter that announced itself
+ * since is kept). One empty wake is not enough: a live waiter between its
+ * announcement and its FUTEX_WAIT is counted but not yet queued, and is
+ * queued by the next release. Should a waiter stay in that window across
+ * two releases (descheduled there) and be dropped, it still cannot hang:
+ * its sleep is a timed slice, after which it looks at the word again and
+ * announces itself anew. Without the heal, dead waiters would make every
+ * later release pay a futex call for good.
+ */
+void shk_shmtx_wake_one(shk_shmtx_sh_t *sh, uint32_t seen)
+{
+    /* relaxed throughout: heal and the reset are hints like the count
+     * itself (see above); the lock word's own orders are not involved. */
+    if (futex_wake(&sh->lock, 1) != 0) {
+        if (SHK_READ_ONCE(sh->heal) != 0)
+            SHK_WRITE_ONCE(sh->heal, 0);
+        return;
+    }
+    if (SHK_READ_ONCE(sh->heal) != seen) {
+        SHK_WRITE_ONCE(sh->heal, seen);
+        return;
+    }
+    SHK_CAS(sh->waiters, &seen, 0, relaxed, relaxed);
+    SHK_WRITE_ONCE(sh->heal, 0);
 }
 
 int shk_shmtx_create(shk_shmtx_t *mtx, shk_shmtx_sh_t *sh, const char *name)
@@ -133,7 +174,7 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
         SHK_FETCH_ADD(sh->waiters, 1, seq_cst);
         v = SHK_LOAD_SC(sh->lock);
         if (v == 0) {
-            SHK_FETCH_SUB(sh->waiters, 1, relaxed);
+            waiter_leaves(sh);
             if (shk_shmtx_try_take(sh, 0, me))
                 goto taken;
             continue;
@@ -142,7 +183,7 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
             /* Before the first sleep, one look at the holder: if it is gone
              * (reaped or a zombie), take over now rather than after a
              * slice. */
-            SHK_FETCH_SUB(sh->waiters, 1, relaxed);
+            waiter_leaves(sh);
             if (shk_shmtx_try_take(sh, v, me)) {
                 status = SHK_EOWNERDEAD;
                 goto taken;
@@ -151,9 +192,7 @@ static int lock_wait(shk_shmtx_t *mtx, long timeout_ms)
         }
         err = futex_wait(&sh->lock, v, wait_ms);
         sleeps++;
-        /* relaxed: the count is only a hint for the releaser; we are no
-         * longer in the kernel's queue, so no wake can be lost by it. */
-        SHK_FETCH_SUB(sh->waiters, 1, relaxed);
+        waiter_leaves(sh);
 
         v = SHK_READ_ONCE(sh->lock);
         if (v == 0 && shk_shmtx_try_take(sh, 0, me))
@@ -241,15 +280,17 @@ int shk_shmtx_force_unlock(shk_shmtx_t *mtx, pid_t pid)
     /* relaxed: a statistic; the lock was released by the CAS above, so this
      * process no longer owns the counters and must use an atomic add. */
     SHK_ADD_RELAXED(sh->forced, 1);
-    if (SHK_LOAD_SC(sh->waiters) != 0)
-        futex_wake(&sh->lock, 1);
+    uint32_t w = SHK_LOAD_SC(sh->waiters);
+    if (w != 0)
+        shk_shmtx_wake_one(sh, w);
     return 1;
 }
 
 void shk_shmtx_wakeup(shk_shmtx_t *mtx)
 {
-    if (SHK_LOAD_SC(mtx->sh->waiters) != 0)
-        futex_wake(&mtx->sh->lock, 1);
+    uint32_t w = SHK_LOAD_SC(mtx->sh->waiters);
+    if (w != 0)
+        shk_shmtx_wake_one(mtx->sh, w);
 }
 
 pid_t shk_shmtx_owner(const shk_shmtx_t *mtx)

@@ -45,7 +45,9 @@ typedef struct shk_shmtx_sh_s {
     _Atomic uint64_t sleeps;    /* futex sleeps */
     _Atomic uint64_t recovered; /* takeovers from a dead owner */
     _Atomic uint64_t forced;    /* successful force-unlocks */
-    uint64_t reserved[2];
+    _Atomic uint32_t heal;      /* waiter count an empty wake saw (see shk_shmtx.c) */
+    uint32_t reserved32;
+    uint64_t reserved;
 } shk_shmtx_sh_t;
 
 /* Longest lock name, in bytes, without the terminating NUL. */
@@ -117,7 +119,8 @@ static inline int shk_shmtx_held(int status)
 SHK_API int shk_shmtx_timedlock(shk_shmtx_t *mtx, unsigned timeout_ms);
 
 /* Release the lock and wake one sleeper if the waiter count says there is
- * one. Returns SHK_OK; SHK_EPERM if this process does not hold the lock (it
+ * one. The count heals itself: waiters killed in their sleep stop costing
+ * releases a futex call after two of them. Returns SHK_OK; SHK_EPERM if this process does not hold the lock (it
  * is then left untouched, and the mistake is logged at error level). */
 SHK_API int shk_shmtx_unlock(shk_shmtx_t *mtx);
 

@@ -13,8 +13,9 @@
 
 
 /* Wake one sleeper of a lock just released (the futex call of the release
- * path). */
-SHK_HIDDEN void shk_shmtx_wake_one(shk_shmtx_sh_t *sh);
+ * path); `seen` is the non-zero waiter count the releaser read. A wake that
+ * finds nobody resets the count (dead sleepers never take themselves off). */
+SHK_HIDDEN void shk_shmtx_wake_one(shk_shmtx_sh_t *sh, uint32_t seen);
 
 /* An unlock by a process that does not hold the lock (holder: the pid in the
  * word, 0 if free): reports it and returns SHK_EPERM. */
@@ -65,8 +66,9 @@ static inline int shk_shmtx_unlock_fast(shk_shmtx_t *mtx)
      * (see the top of shk_shmtx.c). */
     if (SHK_UNLIKELY(!SHK_CAS(sh->lock, &expect, 0, seq_cst, relaxed)))
         return shk_shmtx_unlock_refused(mtx, expect);
-    if (SHK_LOAD_SC(sh->waiters) != 0)
-        shk_shmtx_wake_one(sh);
+    uint32_t w = SHK_LOAD_SC(sh->waiters);
+    if (w != 0)
+        shk_shmtx_wake_one(sh, w);
     return SHK_OK;
 }
 
