@@ -30,6 +30,8 @@ struct shk_conf_s {
     size_t ntables, cap;
     conf_file_t *files[SHK_CONF_MAX_DEPTH + 1];
     int nfiles;
+    unsigned opened;   /* files read by this shk_conf_parse, includes counted */
+    size_t bytes_read; /* their bytes, all together */
     int depth; /* block nesting */
     unsigned ctx;
     const char *dir_file; /* where the current directive is */
@@ -279,6 +281,10 @@ static int next_token(conf_file_t *f, args_t *a, unsigned *line)
             f->pos++;
         }
     }
+    /* An empty quoted word ("" or '') put no byte: the buffer may not
+     * exist yet. */
+    if (!a->tok && tok_putc(a, '\0') != 0)
+        return shk_error(SHK_ENOMEM, "out of memory"), T_ERR;
     a->tok[a->toklen] = '\0';
     return T_WORD;
 }
@@ -561,6 +567,12 @@ static int parse_file(shk_conf_t *cf, const char *path, const char *from_file, u
     if (cf->nfiles > SHK_CONF_MAX_DEPTH)
         return error_at(from_file, from_line, "includes nested too deep (more than %d)",
                         SHK_CONF_MAX_DEPTH);
+    /* Depth alone does not bound the work: a few levels of files that each
+     * include many others would be read an exponential number of times. */
+    if (cf->opened >= SHK_CONF_MAX_FILES)
+        return error_at(from_file, from_line, "too many files read (more than %d, includes counted)",
+                        SHK_CONF_MAX_FILES);
+    cf->opened++;
     do
         fd = open(path, O_RDONLY | O_CLOEXEC);
     while (fd == -1 && errno == EINTR);
@@ -577,10 +589,16 @@ static int parse_file(shk_conf_t *cf, const char *path, const char *from_file, u
         }
     rc = read_all(fd, path, from_file, from_line, &buf, &len);
     close(fd);
+    if (rc == SHK_OK && len > SHK_CONF_MAX_TOTAL - cf->bytes_read)
+        rc = file_error(from_file, from_line,
+                        "\"%s\" takes the files read past %d bytes in all (includes counted)", path,
+                        SHK_CONF_MAX_TOTAL);
     if (rc != SHK_OK) {
+        free(buf);
         free(f.real);
         return rc;
     }
+    cf->bytes_read += len;
     f.path = path;
     f.buf = buf;
     f.len = len;
@@ -606,6 +624,8 @@ int shk_conf_parse(shk_conf_t *cf, const char *path)
                          cf->files[cf->nfiles - 1]->path);
     cf->ctx = SHK_CONF_MAIN;
     cf->depth = 0;
+    cf->opened = 0;
+    cf->bytes_read = 0;
     return parse_file(cf, path, NULL, 0);
 }
 

@@ -27,6 +27,11 @@ extern "C" {
 #define SHK_CONF_MAX_DEPTH 16          /* include and block nesting */
 #define SHK_CONF_MAX_FILE (16 * 1024 * 1024) /* longest file, bytes (each include apart) */
 
+/* The whole work of one shk_conf_parse: files read (the top one and every
+ * include, each time it is included) and their bytes all together. */
+#define SHK_CONF_MAX_FILES 1024
+#define SHK_CONF_MAX_TOTAL (64 * 1024 * 1024)
+
 /* Contexts, as bit masks. SHK_CONF_MAIN is the top level; applications
  * define their block contexts from SHK_CONF_USER up, e.g.
  * #define MY_LOCATION (SHK_CONF_USER << 0). */
@@ -80,7 +85,8 @@ SHK_API int shk_conf_add(shk_conf_t *cf, const shk_conf_directive_t *table);
  * without shk_conf_error() still gets " in FILE:LINE" appended to its
  * message. Limits, each reported: SHK_CONF_MAX_ARGS words per directive,
  * SHK_CONF_MAX_TOKEN bytes per word, SHK_CONF_MAX_DEPTH nested blocks and
- * nested includes, SHK_CONF_MAX_FILE bytes per file, no NUL byte. The
+ * nested includes, SHK_CONF_MAX_FILE bytes per file, SHK_CONF_MAX_FILES
+ * files and SHK_CONF_MAX_TOTAL bytes read in all, no NUL byte. The
  * reader may parse several files in turn, but not from inside one of its
  * handlers (SHK_EBUSY). Not thread-safe: one reader, one thread.
  */

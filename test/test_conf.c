@@ -632,6 +632,68 @@ START_TEST(endless_and_odd_files)
 }
 END_TEST
 
+/* Regression: an empty quoted word as the first token of a file or of a
+ * block body wrote through a NULL pointer (SIGSEGV in `shmkit check`, and a
+ * SIGHUP with such a file killed the master). */
+START_TEST(empty_quoted_words)
+{
+    ck_assert_int_eq(parse(put("e1.conf", "\"\";\n")), SHK_ECONF);
+    ck_assert_msg(strstr(shk_last_errmsg(), "unknown directive \"\"") != NULL, "%s",
+                  shk_last_errmsg());
+    ck_assert_int_eq(parse(put("e2.conf", "'' x;\n")), SHK_ECONF);
+    ck_assert_msg(strstr(shk_last_errmsg(), "unknown directive \"\"") != NULL, "%s",
+                  shk_last_errmsg());
+    expect_error("http {\n\"\" {\n}\n}\n", "unknown directive \"\" in %s:2");
+    expect_error("nest {\n'';\n}\n", "unknown directive \"\" in %s:2");
+    /* as arguments they are kept, empty */
+    seen[0] = '\0';
+    ck_assert_int_eq(parse(put("e3.conf", "flag \"\" '';\nmany '' \"\" \"\";\n")), SHK_OK);
+    ck_assert_str_eq(seen, "flag:1 [] []\nmany:2 [] [] []\n");
+}
+END_TEST
+
+/* Includes fanning out: 5 levels of files that each include the next level
+ * 8 times would be 8^5 = 32768 files read; the reader stops at
+ * SHK_CONF_MAX_FILES and says so, quickly. */
+START_TEST(include_fanout_is_bounded)
+{
+    char name[256], text[1536];
+    for (int lvl = 0; lvl < 5; lvl++) {
+        size_t n = 0;
+        for (int k = 0; k < 8; k++)
+            n += (size_t)snprintf(text + n, sizeof text - n, "include f%d.conf;\n", lvl + 1);
+        snprintf(name, sizeof name, "f%d.conf", lvl);
+        put(name, text);
+    }
+    put("f5.conf", "flag;\n");
+    snprintf(name, sizeof name, "%s/f0.conf", dir);
+    seen[0] = '\0';
+    uint64_t t0 = shk_time_ms();
+    ck_assert_int_eq(parse(name), SHK_ECONF);
+    ck_assert_msg(strstr(shk_last_errmsg(), "too many files read (more than 1024, includes counted)"),
+                  "%s", shk_last_errmsg());
+    ck_assert_msg(strstr(shk_last_errmsg(), ".conf:"), "not located: %s", shk_last_errmsg());
+    int flags = 0;
+    for (const char *q = seen; (q = strstr(q, "flag:")) != NULL; q++)
+        flags++;
+    ck_assert_int_lt(flags, SHK_CONF_MAX_FILES); /* stopped, not read to the end */
+    ck_assert_uint_lt(shk_time_ms() - t0, 60000); /* liveness only */
+
+    /* A few large files included many times: bounded by bytes too. */
+    static char big[1 << 20];
+    memset(big, ' ', sizeof big - 2);
+    big[sizeof big - 2] = '\n';
+    big[sizeof big - 1] = '\0';
+    put("big.conf", big);
+    size_t n = 0;
+    for (int k = 0; k < 65; k++)
+        n += (size_t)snprintf(text + n, sizeof text - n, "include big.conf;\n");
+    ck_assert_int_eq(parse(put("bigs.conf", text)), SHK_ECONF);
+    ck_assert_msg(strstr(shk_last_errmsg(), "bytes in all (includes counted)"), "%s",
+                  shk_last_errmsg());
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("conf");
@@ -649,6 +711,8 @@ int main(void)
     tcase_add_test(tc, handler_errors_located);
     tcase_add_test(tc, nesting_limits);
     tcase_add_test(tc, endless_and_odd_files);
+    tcase_add_test(tc, empty_quoted_words);
+    tcase_add_test(tc, include_fanout_is_bounded);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
