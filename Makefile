@@ -85,7 +85,7 @@ HAVE_EVENT  := $(shell pkg-config --exists libevent 2>/dev/null && echo yes)
 DEMO_BIN    := $(if $(and $(wildcard $(DEMO_MAIN)),$(HAVE_EVENT)),$(B)/shmkit-demo)
 
 .PHONY: all lib tests benches test test-run asan tsan clang bench bench-% install uninstall \
-        clean deps-test deps-demo check-layers check-exports check-docs docs demo run
+        clean deps-test deps-demo check-layers check-exports check-docs check-install docs demo run
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -158,12 +158,15 @@ run:
 
 test:
 	@$(MAKE) --no-print-directory deps-test deps-demo
-	@$(MAKE) --no-print-directory VARIANT=rel check-exports check-layers check-docs
+	@$(MAKE) --no-print-directory VARIANT=rel check-exports check-layers check-docs check-install
 	@$(MAKE) --no-print-directory VARIANT=dbg tests
 	@mk/run-tests.sh build/dbg both
 
 check-layers:
 	@mk/check-layers.sh $(MODULES)
+
+check-install:
+	@mk/check-install.sh
 
 docs:
 	@mk/gen-api.sh $(MODULES) > docs/api.md

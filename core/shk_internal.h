@@ -43,7 +43,7 @@ static inline int shk_span_ok(uint64_t off, uint64_t len, uint64_t size)
 
 /*
  * The one check of a mapped layout header (zone, slab pool, bus): the magic
- * (already loaded with SHK_LOAD_ACQUIRE, see shk_atomic.h), the layout
+ * (already loaded with SHK_LOAD_ACQUIRE, see shk_atomic_internal.h), the layout
  * version and the recorded size against what the caller expects. `what`
  * names the structure ("zone", "slab pool", "bus") and `name` the object,
  * for the message. Returns SHK_OK, or SHK_ECORRUPT naming the field:

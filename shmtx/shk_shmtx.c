@@ -23,7 +23,7 @@
  * too). No wake-up can be lost.
  */
 #include "shk_shmtx.h"
-#include "shk_atomic.h"
+#include "shk_atomic_internal.h"
 #include "shk_internal.h"
 #include "shk_shmtx_internal.h"
 

@@ -7,7 +7,7 @@
 #ifndef SHK_SHMTX_INTERNAL_H
 #define SHK_SHMTX_INTERNAL_H
 
-#include "shk_atomic.h"
+#include "shk_atomic_internal.h"
 #include "shk_internal.h"
 #include "shk_shmtx.h"
 

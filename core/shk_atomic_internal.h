@@ -1,6 +1,6 @@
 /*
- * shk_atomic.h: the library's whole vocabulary for memory shared between
- * processes. Internal; never installed.
+ * shk_atomic_internal.h: the library's whole vocabulary for memory shared
+ * between processes. Internal; never installed.
  *
  * Every shared field that more than one process touches without a lock is
  * declared _Atomic and reached only through these macros, so each access
@@ -34,8 +34,8 @@
  * with SHK_STORE_RELEASE; a reader loads the magic with SHK_LOAD_ACQUIRE
  * before it trusts any other field (shk_layout_check in shk_internal.h).
  */
-#ifndef SHK_ATOMIC_H
-#define SHK_ATOMIC_H
+#ifndef SHK_ATOMIC_INTERNAL_H
+#define SHK_ATOMIC_INTERNAL_H
 
 #include <stdatomic.h>
 
@@ -60,4 +60,4 @@
                                             memory_order_##mo_fail)
 #define SHK_FENCE(mo) atomic_thread_fence(memory_order_##mo)
 
-#endif /* SHK_ATOMIC_H */
+#endif /* SHK_ATOMIC_INTERNAL_H */
