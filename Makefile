@@ -5,6 +5,7 @@
 #   make asan            the suites built with AddressSanitizer + UBSan (build/asan)
 #   make tsan            the thread-applicable suites under ThreadSanitizer (build/tsan)
 #   make clang           the whole tree with clang, -Werror (build/clang)
+#   make fuzz            every libFuzzer target for FUZZ_S seconds (default 60)
 #   make bench           every benchmark; make bench-<name> runs one (bench/bench_<name>.c)
 #   make demo            the demo walk-through (issue 6); make run: demo server in foreground
 #   make install         PREFIX=/usr/local DESTDIR= ; headers under include/shmkit/
@@ -41,7 +42,10 @@ OPT_asan    := -O1 -g -DSHK_DEBUG -fsanitize=address,undefined -fno-omit-frame-p
                -fno-sanitize-recover=all
 OPT_tsan    := -O1 -g -fsanitize=thread -Wno-tsan
 OPT_clang   := -O2 -g
+OPT_fuzz    := -O1 -g -DSHK_DEBUG -fsanitize=fuzzer-no-link,address,undefined \
+               -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDOPT_asan  := -fsanitize=address,undefined
+LDOPT_fuzz  := -fsanitize=address,undefined
 LDOPT_tsan  := -fsanitize=thread
 
 CFLAGS      ?=
@@ -72,6 +76,13 @@ BENCH_SRCS  := $(wildcard bench/bench_*.c)
 BENCH_BINS  := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
 BENCH_UTIL  := $(patsubst %.c,$(B)/obj/%.o,$(wildcard bench/util_*.c))
 
+# Fuzz targets (fuzz/fuzz_<name>.c): libFuzzer binaries in the fuzz variant
+# (make fuzz), and replayed on their corpora by test_fuzz in every other.
+FUZZ_SRCS   := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BINS   := $(patsubst fuzz/%.c,build/fuzz/fuzz/%,$(FUZZ_SRCS))
+FUZZ_REPLAY := $(patsubst %.c,$(B)/obj/%.o,$(FUZZ_SRCS))
+FUZZ_S      ?= 60
+
 TOOL_SRCS   := $(wildcard tools/*.c)
 TOOL_BIN    := $(if $(TOOL_SRCS),$(B)/shmkit)
 
@@ -85,7 +96,7 @@ HAVE_EVENT  := $(shell pkg-config --exists libevent 2>/dev/null && echo yes)
 DEMO_BIN    := $(if $(and $(wildcard $(DEMO_MAIN)),$(HAVE_EVENT)),$(B)/shmkit-demo)
 
 .PHONY: all lib tests benches test test-run asan tsan clang bench bench-% install uninstall \
-        clean deps-test deps-demo check-layers check-exports check-docs check-install docs demo run
+        clean deps-test deps-demo fuzz check-layers check-exports check-docs check-install docs demo run
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -113,6 +124,18 @@ $(B)/libshmkit.so: $(SHARED_LIB)
 $(B)/test/%: $(B)/obj/test/%.o $(TEST_UTIL) $(DEMO_LIB) $(STATIC_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $< $(TEST_UTIL) $(DEMO_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) $(CHECK_LIBS) -lrt -lm
+
+$(B)/obj/fuzz/%.o: fuzz/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Ifuzz $(if $(filter fuzz,$(VARIANT)),,-DSHK_FUZZ_REPLAY) -MMD -MP -c $< -o $@
+
+$(B)/test/test_fuzz: $(B)/obj/test/test_fuzz.o $(FUZZ_REPLAY) $(TEST_UTIL) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $< $(FUZZ_REPLAY) $(TEST_UTIL) $(STATIC_LIB) $(ALL_LDFLAGS) $(CHECK_LIBS) -lrt -lm
+
+build/fuzz/fuzz/%: build/fuzz/obj/fuzz/%.o build/fuzz/libshmkit.a
+	@mkdir -p $(dir $@)
+	$(CC) -fsanitize=fuzzer -o $@ $^ $(ALL_LDFLAGS) -lrt -lm
 
 $(B)/libdemo.a: $(patsubst %.c,$(B)/obj/%.o,$(DEMO_LIB_SRCS))
 	@mkdir -p $(dir $@)
@@ -193,6 +216,12 @@ tsan:
 
 clang:
 	@$(MAKE) --no-print-directory VARIANT=clang CC=clang all tests benches
+
+# libFuzzer targets, each run for FUZZ_S seconds on a copy of its corpus.
+fuzz:
+	@mk/deps.sh fuzz
+	@$(MAKE) --no-print-directory VARIANT=fuzz CC=clang $(FUZZ_BINS)
+	@mk/run-fuzz.sh build/fuzz $(FUZZ_S) $(FUZZ_BINS)
 
 # ---- benchmarks --------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 # mk/deps.sh: make sure the packages a make target needs are installed.
 #   mk/deps.sh test   Check, valgrind, pkg-config (make test, asan, tsan)
 #   mk/deps.sh demo   libevent, curl (make demo, make run)
+#   mk/deps.sh fuzz   clang and its libFuzzer runtime (make fuzz)
 # As root, missing packages are installed with apt-get, saying so; otherwise
 # the packages to install are named and the script fails.
 set -u
@@ -15,13 +16,18 @@ test)
     have_pc check || need+=(check)
     command -v valgrind >/dev/null 2>&1 && [ -e /usr/include/valgrind/memcheck.h ] || need+=(valgrind)
     ;;
+fuzz)
+    command -v clang >/dev/null 2>&1 || need+=(clang)
+    ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
+        need+=(libclang-rt-dev)
+    ;;
 demo)
     command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
     have_pc libevent || need+=(libevent-dev)
     command -v curl >/dev/null 2>&1 || need+=(curl)
     ;;
 *)
-    echo "usage: $0 test|demo" >&2
+    echo "usage: $0 test|demo|fuzz" >&2
     exit 2
     ;;
 esac
