@@ -1,7 +1,7 @@
 /*
  * shk_conf.c: the configuration reader: tokenizer, directive dispatch with
- * contexts and argument counts, blocks, include, and the size/zone/key=value
- * helpers.
+ * contexts and argument counts, blocks, include, and the size and key=value
+ * helpers (zone names and `name:size` belong to shm/, shk_zone_parse).
  */
 #include "shk_conf.h"
 
@@ -657,33 +657,6 @@ int shk_parse_size(const char *s, size_t *out)
     if (v > SIZE_MAX / mult)
         return shk_error(SHK_ERANGE, "size \"%s\" is too large", s);
     *out = v * mult;
-    return SHK_OK;
-}
-
-int shk_parse_zone(const char *arg, char name[SHK_NAME_MAX + 1], size_t *size)
-{
-    const char *colon;
-    size_t n;
-    if (!arg || !name || !size)
-        return shk_error(SHK_EINVAL, "NULL argument");
-    colon = strrchr(arg, ':');
-    if (!colon || colon == arg)
-        return shk_error(SHK_EINVAL, "invalid zone \"%s\", expected name:size", arg);
-    n = (size_t)(colon - arg);
-    if (n > SHK_NAME_MAX)
-        return shk_error(SHK_ERANGE, "zone name \"%.*s\" is longer than %d bytes", (int)n, arg,
-                         SHK_NAME_MAX);
-    for (size_t i = 0; i < n; i++) {
-        char c = arg[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return shk_error(SHK_EINVAL, "invalid zone name \"%.*s\"", (int)n, arg);
-    }
-    int rc = shk_parse_size(colon + 1, size);
-    if (rc != SHK_OK)
-        return shk_error(rc, "invalid zone size \"%s\"", colon + 1);
-    memcpy(name, arg, n);
-    name[n] = '\0';
     return SHK_OK;
 }
 

@@ -22,7 +22,6 @@ extern "C" {
 #endif
 
 #define SHK_CONF_MAX_ARGS 16 /* per directive, the name included */
-#define SHK_NAME_MAX 63      /* longest zone or instance name, bytes */
 #define SHK_CONF_MAX_TOKEN (64 * 1024) /* longest token, bytes */
 #define SHK_CONF_MAX_DEPTH 16          /* include and block nesting */
 #define SHK_CONF_MAX_FILE (16 * 1024 * 1024) /* longest file, bytes (each include apart) */
@@ -108,11 +107,6 @@ SHK_API int shk_conf_error(shk_conf_t *cf, const char *fmt, ...) SHK_PRINTF(2, 3
  * else. SHK_EINVAL for junk (empty, sign, space, other suffix), SHK_ERANGE
  * on overflow. */
 SHK_API int shk_parse_size(const char *s, size_t *out);
-
-/* "one:10m" -> name "one", size 10485760. Name [A-Za-z0-9_-]+. SHK_EINVAL
- * for a missing ':' or name, bad characters or a bad size; SHK_ERANGE for a
- * name longer than SHK_NAME_MAX or a size that overflows. */
-SHK_API int shk_parse_zone(const char *arg, char name[SHK_NAME_MAX + 1], size_t *size);
 
 /* "key=value": *key and *keylen give the key, *val the value (both point
  * into arg). SHK_EINVAL when there is no '=' or the key is empty. */

@@ -554,7 +554,7 @@ static int d_limit_req_zone(shk_conf_t *cf, int argc, char **argv, void *data)
 {
     demo_conf_t *dc = conf_of(cf);
     shk_zones_t *reg = shk_cycle_zones(shk_cycle_from_conf(cf));
-    char name[SHK_NAME_MAX + 1] = "";
+    char name[SHK_ZONE_NAME_MAX + 1] = "";
     size_t size = 0;
     uint64_t rate = 0;
     (void)data;
@@ -568,12 +568,8 @@ static int d_limit_req_zone(shk_conf_t *cf, int argc, char **argv, void *data)
         if (shk_parse_kv(argv[i], &k, &kl, &v) != SHK_OK)
             return shk_conf_error(cf, "invalid parameter \"%s\"", argv[i]);
         if (kl == 4 && strncmp(k, "zone", 4) == 0) {
-            int rc = shk_parse_zone(v, name, &size);
-            if (rc != SHK_OK) {
-                char msg[256];
-                snprintf(msg, sizeof msg, "%s", shk_last_errmsg());
-                return shk_conf_error(cf, "%s", msg);
-            }
+            if (shk_zone_parse(v, name, &size) != SHK_OK)
+                return shk_conf_error(cf, "%s", shk_last_errmsg());
         } else if (kl == 4 && strncmp(k, "rate", 4) == 0) {
             if (parse_rate(v, &rate) != 0)
                 return shk_conf_error(cf, "invalid rate \"%s\"", argv[i]);

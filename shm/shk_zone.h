@@ -13,6 +13,10 @@
  * generation, creator pid, a table of the locks that live in it, named
  * roots), followed by a slab pool that fills the rest. See docs/zones.md.
  *
+ * The module also owns the zone grammar: what a zone or instance name may
+ * be (SHK_ZONE_NAME_MAX), the `name:size` argument (shk_zone_parse) and the
+ * naming of named zones' POSIX objects, which shk_zones_list reads back.
+ *
  * Handles (shk_zone_t, shk_zones_t) are process-local; a forked worker
  * inherits its master's handles and mappings and may use them.
  */
@@ -35,6 +39,12 @@ extern "C" {
 typedef struct shk_zone_s shk_zone_t;   /* one zone, process-local handle */
 typedef struct shk_zones_s shk_zones_t; /* the zones one configuration declares */
 
+/* Longest zone or instance name, bytes without the NUL; names are
+ * [A-Za-z0-9_-]+. */
+#define SHK_ZONE_NAME_MAX 63
+/* Compatibility alias (the name used to live in shk_conf.h); new code says
+ * SHK_ZONE_NAME_MAX. */
+#define SHK_NAME_MAX SHK_ZONE_NAME_MAX
 /* Longest tag, bytes without the NUL. */
 #define SHK_ZONE_TAG_MAX 63
 /* Named roots per zone, and the longest root key. */
@@ -60,6 +70,23 @@ typedef struct shk_zones_s shk_zones_t; /* the zones one configuration declares 
  */
 typedef int (*shk_zone_init_t)(shk_zone_t *zone, void *old_data, void *ctx);
 
+/* ---- the grammar ------------------------------------------------------ */
+
+/*
+ * Parse a `name:size` argument ("one:10m" -> "one", 10485760), as
+ * `shm_zone NAME:SIZE` and every `zone=NAME:SIZE` parameter take it. The
+ * name (before the last ':') is [A-Za-z0-9_-], 1 to SHK_ZONE_NAME_MAX
+ * bytes; the size is shk_parse_size()'s syntax and not 0. Errors, with
+ * their messages (a directive handler passes them to shk_conf_error):
+ *   SHK_EINVAL  invalid zone "one", expected name:size     (no ':' or no name)
+ *   SHK_ERANGE  zone name "nnn..." is longer than 63 bytes
+ *   SHK_EINVAL  invalid zone name "o.e" (allowed: A-Z a-z 0-9 _ -)
+ *   SHK_EINVAL  invalid zone size "10x"                    (also "0")
+ *   SHK_ERANGE  invalid zone size "99999999999999999999"   (overflow)
+ * `name` and `*size` are written only on success.
+ */
+SHK_API int shk_zone_parse(const char *arg, char name[SHK_ZONE_NAME_MAX + 1], size_t *size);
+
 /* ---- registry -------------------------------------------------------- */
 
 /* Registry-wide mapping default for zones whose kind was not set with
@@ -69,7 +96,7 @@ SHK_API int shk_zones_set_mapping(shk_zones_t *reg, unsigned kind, unsigned mode
 /* Change the instance name (before shk_zones_create). */
 SHK_API int shk_zones_set_instance(shk_zones_t *reg, const char *instance);
 
-/* A new, empty registry. `instance` ([A-Za-z0-9_-], at most SHK_NAME_MAX
+/* A new, empty registry. `instance` ([A-Za-z0-9_-], at most SHK_ZONE_NAME_MAX
  * bytes) names the server instance in the names of named zones; NULL means
  * "default". NULL on failure (SHK_EINVAL, SHK_ERANGE, SHK_ENOMEM). */
 SHK_API shk_zones_t *shk_zones_new(const char *instance);
@@ -85,7 +112,7 @@ SHK_API const char *shk_zones_instance(const shk_zones_t *reg);
 
 /*
  * Declare a zone (before shk_zones_create). `name`: [A-Za-z0-9_-], at most
- * SHK_NAME_MAX bytes; `tag`: at most SHK_ZONE_TAG_MAX bytes, NULL means
+ * SHK_ZONE_NAME_MAX bytes; `tag`: at most SHK_ZONE_TAG_MAX bytes, NULL means
  * "shm_zone". `size` is rounded up to whole pages; 0 means "whatever size it
  * is declared with elsewhere" (a reference, as limit_req makes to a
  * limit_req_zone). Returns the declaration, or NULL with:
@@ -170,6 +197,31 @@ SHK_API shk_zone_t *shk_zone_attach(const char *instance, const char *name, unsi
 /* Unmap an attached zone and release its handle. NULL is fine. Only for
  * handles from shk_zone_attach(); registry zones go with shk_zones_free(). */
 SHK_API void shk_zone_detach(shk_zone_t *zone);
+
+/* One named zone found by shk_zones_list(). */
+typedef struct shk_zone_name_s {
+    char instance[SHK_ZONE_NAME_MAX + 1];
+    char zone[SHK_ZONE_NAME_MAX + 1];
+} shk_zone_name_t;
+
+/*
+ * The named zones that exist now, of `instance` or, with NULL, of every
+ * instance, read from the system's POSIX shared-memory directory: *out gets
+ * a malloc'd array of *n entries sorted by instance, then zone (strcmp
+ * order; NULL when *n is 0); free it with shk_zones_list_free(). The list
+ * is made from the objects' names only (nothing is opened): an entry may
+ * still fail shk_zone_attach() (a damaged object, a zone going away, no
+ * permission). Objects whose names are not ours are ignored; objects whose
+ * names start like ours but do not carry a valid instance and zone name are
+ * skipped, each logged at SHK_LOG_DEBUG with the reason. Errors: SHK_EINVAL
+ * (NULL out or n, bad instance name), SHK_ERANGE (instance name too long),
+ * SHK_ESYS (the directory cannot be read), SHK_ENOMEM; *out is NULL and *n 0
+ * on error.
+ */
+SHK_API int shk_zones_list(const char *instance, shk_zone_name_t **out, unsigned *n);
+
+/* Free a list from shk_zones_list(). NULL is fine. */
+SHK_API void shk_zones_list_free(shk_zone_name_t *list);
 
 /* ---- a zone ------------------------------------------------------------ */
 

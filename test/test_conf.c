@@ -4,7 +4,7 @@
  * every syntax error with its exact message and line, handler errors (with
  * or without shk_conf_error) located at their file:line, nesting limits,
  * NUL bytes, directories and endless streams, the samples in test/conf read
- * by relative paths, and the size / zone / key=value helpers at their limits.
+ * by relative paths, and the size / key=value helpers at their limits.
  */
 #include "shk_conf.h"
 #include "util_test.h"
@@ -358,27 +358,10 @@ START_TEST(parse_size_limits)
 }
 END_TEST
 
-START_TEST(parse_zone_and_kv)
+/* The zone=name:size parser moved to shm/ (shk_zone_parse); its
+ * assertions are in test_shm.c, zone_parse_at_limits. */
+START_TEST(parse_kv)
 {
-    char name[SHK_NAME_MAX + 1];
-    size_t size;
-    ck_assert_int_eq(shk_parse_zone("one:10m", name, &size), SHK_OK);
-    ck_assert_str_eq(name, "one");
-    ck_assert_uint_eq(size, 10u << 20);
-    ck_assert_int_eq(shk_parse_zone("one:10x", name, &size), SHK_EINVAL);
-    ck_assert_str_eq(shk_last_errmsg(), "invalid zone size \"10x\"");
-    ck_assert_int_eq(shk_parse_zone("one", name, &size), SHK_EINVAL);
-    ck_assert_int_eq(shk_parse_zone(":1m", name, &size), SHK_EINVAL);
-    ck_assert_int_eq(shk_parse_zone("o/ne:1m", name, &size), SHK_EINVAL);
-    ck_assert_int_eq(shk_parse_zone("one:99999999999999999999", name, &size), SHK_ERANGE);
-    char longz[SHK_NAME_MAX + 8];
-    memset(longz, 'z', SHK_NAME_MAX + 1);
-    strcpy(longz + SHK_NAME_MAX + 1, ":1m");
-    ck_assert_int_eq(shk_parse_zone(longz, name, &size), SHK_ERANGE);
-    strcpy(longz + SHK_NAME_MAX, ":1m");
-    ck_assert_int_eq(shk_parse_zone(longz, name, &size), SHK_OK);
-    ck_assert_uint_eq(strlen(name), SHK_NAME_MAX);
-
     const char *k, *val;
     size_t kl;
     ck_assert_int_eq(shk_parse_kv("rate=10r/s", &k, &kl, &val), SHK_OK);
@@ -705,7 +688,7 @@ int main(void)
     tcase_add_test(tc, include_files);
     tcase_add_test(tc, tables);
     tcase_add_test(tc, parse_size_limits);
-    tcase_add_test(tc, parse_zone_and_kv);
+    tcase_add_test(tc, parse_kv);
     tcase_add_test(tc, samples_relative_paths);
     tcase_add_test(tc, escapes_crlf_variables);
     tcase_add_test(tc, handler_errors_located);

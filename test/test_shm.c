@@ -1,10 +1,14 @@
 /*
  * test_shm.c: zones: declaration conflicts, creation and the header, the
  * reload reuse rule (every branch), rollback of a failed create, named zones
- * (mode, stale objects, attach from an exec'd process, damaged objects), the
- * lock table and recovery after a dead worker, the shm_zone directive, and
- * `shmkit stat` / `shmkit zones` / `shmkit check` on live zones.
+ * (mode, stale objects, attach from an exec'd process, damaged objects,
+ * listing them among objects that are not zones), the lock table and
+ * recovery after a dead worker, the zone grammar (shk_zone_parse at its
+ * limits, the same messages from shm_zone and the demo's limit_req_zone),
+ * the shm_zone directive, and `shmkit stat` / `shmkit zones` /
+ * `shmkit check` on live zones.
  */
+#include "demo_conf.h"
 #include "shk_conf.h"
 #include "shk_zone.h"
 #include "util_json.h"
@@ -43,15 +47,20 @@ static void setup(void)
 
 static void teardown(void)
 {
-    /* A failed test must not leave named objects behind for the next. */
+    /* A failed test must not leave named objects behind for the next:
+     * ours are shmkit.<instance>.* and shmkit.<instance>-*.* (a second
+     * instance), plus the listing test's notshmkit.<instance>.*. */
     char cmd[128];
+    size_t n;
     shk_log_set(NULL, NULL, SHK_LOG_ERR);
-    snprintf(cmd, sizeof cmd, "/dev/shm/shmkit.%s.", instance);
+    n = (size_t)snprintf(cmd, sizeof cmd, "/dev/shm/shmkit.%s", instance);
     DIR *d = opendir("/dev/shm");
     for (struct dirent *e; d && (e = readdir(d));) {
-        char path[300];
+        char path[300], alien[128];
         snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
-        if (strncmp(path, cmd, strlen(cmd)) == 0)
+        snprintf(alien, sizeof alien, "notshmkit.%s.", instance);
+        if ((strncmp(path, cmd, n) == 0 && (path[n] == '.' || path[n] == '-')) ||
+            strncmp(e->d_name, alien, strlen(alien)) == 0)
             unlink(path);
     }
     if (d)
@@ -136,7 +145,7 @@ END_TEST
 START_TEST(add_rejects_bad_input)
 {
     long ps = sysconf(_SC_PAGESIZE);
-    char longname[SHK_NAME_MAX + 2];
+    char longname[SHK_ZONE_NAME_MAX + 2];
     char longtag[SHK_ZONE_TAG_MAX + 2];
     shk_zones_t *reg = shk_zones_new("ok_inst-1");
     ck_assert_ptr_nonnull(reg);
@@ -156,7 +165,7 @@ START_TEST(add_rejects_bad_input)
     longname[sizeof longname - 1] = '\0';
     ck_assert_ptr_null(shk_zone_add(reg, longname, MB, NULL));
     ck_assert_int_eq(shk_last_error(), SHK_ERANGE);
-    longname[SHK_NAME_MAX] = '\0';
+    longname[SHK_ZONE_NAME_MAX] = '\0';
     ck_assert_ptr_nonnull(shk_zone_add(reg, longname, MB, NULL));
     memset(longtag, 't', sizeof longtag - 1);
     longtag[sizeof longtag - 1] = '\0';
@@ -625,6 +634,145 @@ START_TEST(attach_refuses_damaged_objects)
 }
 END_TEST
 
+/* ---- listing named zones ---------------------------------------------------------- */
+
+/* Make an empty file /dev/shm/<fmt with the instance>, or one holding junk. */
+static void shm_file(const char *name, int junk)
+{
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm/%s", name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+    if (junk) {
+        char b[8192];
+        memset(b, 0x5a, sizeof b);
+        ck_assert_int_eq(write(fd, b, sizeof b), (ssize_t)sizeof b);
+    }
+    close(fd);
+}
+
+static void shm_file_rm(const char *name)
+{
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm/%s", name);
+    ck_assert_int_eq(unlink(path), 0);
+}
+
+START_TEST(zones_list_sorted_and_filtered)
+{
+    char other[80];
+    snprintf(other, sizeof other, "%s-2", instance);
+    shk_zones_t *r1 = shk_zones_new(instance), *r2 = shk_zones_new(other);
+    ck_assert_ptr_nonnull(r1);
+    ck_assert_ptr_nonnull(r2);
+    shk_zones_set_mapping(r1, SHK_ZONE_NAMED, 0);
+    shk_zones_set_mapping(r2, SHK_ZONE_NAMED, 0);
+    /* declared out of order: the list is sorted, not in creation order */
+    ck_assert_ptr_nonnull(shk_zone_add(r1, "b", MB, NULL));
+    ck_assert_ptr_nonnull(shk_zone_add(r1, "a", MB, NULL));
+    ck_assert_ptr_nonnull(shk_zone_add(r2, "c", MB, NULL));
+    ck_assert_int_eq(shk_zones_create(r1, NULL), SHK_OK);
+    ck_assert_int_eq(shk_zones_create(r2, NULL), SHK_OK);
+
+    /* objects that are not zones: a name that is not ours, names that start
+     * like ours but carry no valid zone name, and a valid name on junk */
+    char alien[128], skipped[5][160], junk[128], longz[SHK_ZONE_NAME_MAX + 2];
+    memset(longz, 'z', sizeof longz - 1);
+    longz[sizeof longz - 1] = '\0';
+    snprintf(alien, sizeof alien, "notshmkit.%s.a", instance);
+    snprintf(skipped[0], sizeof skipped[0], "shmkit.%s", instance);
+    snprintf(skipped[1], sizeof skipped[1], "shmkit.%s.a.b", instance);
+    snprintf(skipped[2], sizeof skipped[2], "shmkit.%s.bad!name", instance);
+    snprintf(skipped[3], sizeof skipped[3], "shmkit.%s.", instance);
+    snprintf(skipped[4], sizeof skipped[4], "shmkit.%s.%s", instance, longz);
+    snprintf(junk, sizeof junk, "shmkit.%s.junk", instance);
+    shm_file(alien, 0);
+    for (int i = 0; i < 5; i++)
+        shm_file(skipped[i], 0);
+    shm_file(junk, 1);
+
+    shk_zone_name_t *l = NULL;
+    unsigned n = 99;
+    logbuf[0] = '\0';
+    ck_assert_int_eq(shk_zones_list(instance, &l, &n), SHK_OK);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_str_eq(l[0].instance, instance);
+    ck_assert_str_eq(l[0].zone, "a");
+    ck_assert_str_eq(l[1].instance, instance);
+    ck_assert_str_eq(l[1].zone, "b");
+    ck_assert_str_eq(l[2].instance, instance);
+    ck_assert_str_eq(l[2].zone, "junk");
+    shk_zones_list_free(l);
+    /* every skipped object is reported, with its reason, at debug level */
+    for (int i = 0; i < 5; i++) {
+        char want[1024];
+        snprintf(want, sizeof want, "shared memory object \"%s\" skipped: ", skipped[i]);
+        ck_assert_msg(strstr(logbuf, want), "no \"%s\" in log: %s", want, logbuf);
+    }
+    ck_assert_msg(strstr(logbuf, "skipped: invalid zone name \"a.b\" (allowed: A-Z a-z 0-9 _ -)"),
+                  "log: %s", logbuf);
+    ck_assert_msg(strstr(logbuf, "is longer than 63 bytes"), "log: %s", logbuf);
+    ck_assert_msg(!strstr(logbuf, alien), "log: %s", logbuf);
+    /* the list is made of names: the junk object is listed, attach says why it is no zone */
+    ck_assert_ptr_null(shk_zone_attach(instance, "junk", SHK_ZONE_RDONLY));
+    ck_assert_int_eq(shk_last_error(), SHK_ECORRUPT);
+
+    ck_assert_int_eq(shk_zones_list(other, &l, &n), SHK_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(l[0].instance, other);
+    ck_assert_str_eq(l[0].zone, "c");
+    shk_zones_list_free(l);
+
+    /* every instance: sorted throughout (other tests' zones may be there
+     * too), ours in order, and only valid names */
+    ck_assert_int_eq(shk_zones_list(NULL, &l, &n), SHK_OK);
+    const char *want[][2] = {{instance, "a"}, {instance, "b"}, {instance, "junk"}, {other, "c"}};
+    unsigned next = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (i) {
+            int c = strcmp(l[i - 1].instance, l[i].instance);
+            ck_assert_msg(c < 0 || (c == 0 && strcmp(l[i - 1].zone, l[i].zone) < 0),
+                          "unsorted: %s.%s before %s.%s", l[i - 1].instance, l[i - 1].zone,
+                          l[i].instance, l[i].zone);
+        }
+        ck_assert_msg(strspn(l[i].zone, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                        "0123456789_-") == strlen(l[i].zone) && *l[i].zone,
+                      "listed \"%s\"", l[i].zone);
+        if (strcmp(l[i].instance, instance) == 0 || strcmp(l[i].instance, other) == 0) {
+            ck_assert_uint_lt(next, 4);
+            ck_assert_str_eq(l[i].instance, want[next][0]);
+            ck_assert_str_eq(l[i].zone, want[next][1]);
+            next++;
+        }
+    }
+    ck_assert_uint_eq(next, 4);
+    shk_zones_list_free(l);
+
+    /* bad arguments */
+    l = (shk_zone_name_t *)1;
+    ck_assert_int_eq(shk_zones_list("bad.inst", &l, &n), SHK_EINVAL);
+    ck_assert_ptr_null(l);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_str_eq(shk_last_errmsg(),
+                     "invalid instance name \"bad.inst\" (allowed: A-Z a-z 0-9 _ -)");
+    ck_assert_int_eq(shk_zones_list(longz, &l, &n), SHK_ERANGE);
+    ck_assert_int_eq(shk_zones_list(instance, NULL, &n), SHK_EINVAL);
+    ck_assert_int_eq(shk_zones_list(instance, &l, NULL), SHK_EINVAL);
+    shk_zones_list_free(NULL);
+
+    /* gone with their registries and files */
+    shm_file_rm(alien);
+    for (int i = 0; i < 5; i++)
+        shm_file_rm(skipped[i]);
+    shm_file_rm(junk);
+    shk_zones_free(r1);
+    shk_zones_free(r2);
+    ck_assert_int_eq(shk_zones_list(instance, &l, &n), SHK_OK);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_ptr_null(l);
+}
+END_TEST
+
 /* ---- locks ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -745,6 +893,93 @@ START_TEST(named_roots)
     ck_assert_int_eq(shk_zone_root_set(z, "full", blocks[SHK_ZONE_ROOTS]), SHK_OK);
     ck_assert_ptr_eq(shk_zone_root(z, "full"), blocks[SHK_ZONE_ROOTS]);
     shk_zones_free(reg);
+}
+END_TEST
+
+/* ---- the zone grammar ----------------------------------------------------------------- */
+
+START_TEST(zone_parse_at_limits)
+{
+    /* (moved from test_conf.c when the parser moved from core to shm) */
+    char name[SHK_ZONE_NAME_MAX + 1];
+    size_t size;
+    ck_assert_int_eq(shk_zone_parse("one:10m", name, &size), SHK_OK);
+    ck_assert_str_eq(name, "one");
+    ck_assert_uint_eq(size, 10u << 20);
+    ck_assert_int_eq(shk_zone_parse("one:10x", name, &size), SHK_EINVAL);
+    ck_assert_str_eq(shk_last_errmsg(), "invalid zone size \"10x\"");
+    ck_assert_int_eq(shk_zone_parse("one", name, &size), SHK_EINVAL);
+    ck_assert_int_eq(shk_zone_parse(":1m", name, &size), SHK_EINVAL);
+    ck_assert_int_eq(shk_zone_parse("o/ne:1m", name, &size), SHK_EINVAL);
+    ck_assert_int_eq(shk_zone_parse("one:99999999999999999999", name, &size), SHK_ERANGE);
+    char longz[SHK_ZONE_NAME_MAX + 8];
+    memset(longz, 'z', SHK_ZONE_NAME_MAX + 1);
+    strcpy(longz + SHK_ZONE_NAME_MAX + 1, ":1m");
+    ck_assert_int_eq(shk_zone_parse(longz, name, &size), SHK_ERANGE);
+    strcpy(longz + SHK_ZONE_NAME_MAX, ":1m");
+    ck_assert_int_eq(shk_zone_parse(longz, name, &size), SHK_OK);
+    ck_assert_uint_eq(strlen(name), SHK_ZONE_NAME_MAX);
+
+    /* a size of 0 is no zone; the outputs stay untouched on failure */
+    strcpy(name, "kept");
+    size = 7;
+    ck_assert_int_eq(shk_zone_parse("one:0", name, &size), SHK_EINVAL);
+    ck_assert_str_eq(shk_last_errmsg(), "invalid zone size \"0\"");
+    ck_assert_str_eq(name, "kept");
+    ck_assert_uint_eq(size, 7);
+    /* the name is what comes before the last ':' */
+    ck_assert_int_eq(shk_zone_parse("a:b:1m", name, &size), SHK_EINVAL);
+    ck_assert_str_eq(shk_last_errmsg(), "invalid zone name \"a:b\" (allowed: A-Z a-z 0-9 _ -)");
+    ck_assert_int_eq(shk_zone_parse(NULL, name, &size), SHK_EINVAL);
+}
+END_TEST
+
+/* The messages a config check gives for `text` (one directive on line 1). */
+static const char *check_message(const char *text)
+{
+    static char msg[1024];
+    static shk_app_t app;
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/shk_test_shm_grammar_%ld.conf", (long)getpid());
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    demo_app(&app);
+    int rc = shk_master_check(path, &app);
+    unlink(path);
+    ck_assert_msg(rc == SHK_ECONF, "\"%s\" gave %d: %s", text, rc, shk_last_errmsg());
+    /* without " in FILE:1", which must be there */
+    snprintf(msg, sizeof msg, "%s", shk_last_errmsg());
+    char *loc = strstr(msg, " in /tmp/shk_test_shm_grammar_");
+    ck_assert_msg(loc && strcmp(strrchr(msg, ':'), ":1") == 0, "%s", msg);
+    *loc = '\0';
+    return msg;
+}
+
+START_TEST(zone_grammar_is_shared)
+{
+    /* shm_zone NAME:SIZE and limit_req_zone ... zone=NAME:SIZE take their
+     * argument through the one parser: same mistakes, same messages */
+    char longz[SHK_ZONE_NAME_MAX + 8];
+    memset(longz, 'z', SHK_ZONE_NAME_MAX + 1);
+    strcpy(longz + SHK_ZONE_NAME_MAX + 1, ":1m");
+    const char *bad[] = {"one:10x", "one",    ":1m",   "o.e:1m", "one:0",
+                         "a:b:1m",  longz,    "one:99999999999999999999", "one:1m5"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char name[SHK_ZONE_NAME_MAX + 1], text[256], want[1024];
+        size_t size;
+        ck_assert_int_ne(shk_zone_parse(bad[i], name, &size), SHK_OK);
+        snprintf(want, sizeof want, "%s", shk_last_errmsg());
+        snprintf(text, sizeof text, "shm_zone %s;\n", bad[i]);
+        ck_assert_str_eq(check_message(text), want);
+        snprintf(text, sizeof text, "limit_req_zone $binary_remote_addr zone=%s rate=1r/s;\n",
+                 bad[i]);
+        ck_assert_str_eq(check_message(text), want);
+    }
+    /* and the declared zone itself goes through the same rules */
+    ck_assert_str_eq(check_message("shm_zone one:8k;\n"),
+                     check_message("limit_req_zone $binary_remote_addr zone=one:8k rate=1r/s;\n"));
 }
 END_TEST
 
@@ -962,8 +1197,11 @@ int main(int argc, char **argv)
     tcase_add_test(tc, named_reload_replaces_and_keeps);
     tcase_add_test(tc, attach_from_exec_child);
     tcase_add_test(tc, attach_refuses_damaged_objects);
+    tcase_add_test(tc, zones_list_sorted_and_filtered);
     tcase_add_test(tc, lock_table_and_recovery);
     tcase_add_test(tc, named_roots);
+    tcase_add_test(tc, zone_parse_at_limits);
+    tcase_add_test(tc, zone_grammar_is_shared);
     tcase_add_test(tc, shm_zone_directive);
     tcase_add_test(tc, shmkit_stat_on_live_zone);
     tcase_add_test(tc, shmkit_check);

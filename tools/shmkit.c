@@ -6,8 +6,6 @@
 
 #include "demo_conf.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,47 +75,13 @@ static int is_help(const char *a)
     return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
 }
 
-/* Names of zones of `instance` present in SHM_DIR, sorted. */
-static int list_instance(const char *instance, char ***names, unsigned *n)
-{
-    DIR *d = opendir(SHM_DIR);
-    struct dirent *e;
-    char prefix[128];
-    unsigned cap = 0;
-
-    *names = NULL;
-    *n = 0;
-    if (!d)
-        return -1;
-    snprintf(prefix, sizeof prefix, "shmkit.%s.", instance);
-    while ((e = readdir(d))) {
-        size_t pl = strlen(prefix);
-        if (strncmp(e->d_name, prefix, pl) != 0 || !e->d_name[pl] || strchr(e->d_name + pl, '.'))
-            continue;
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 8;
-            *names = realloc(*names, cap * sizeof **names);
-            if (!*names)
-                exit(2);
-        }
-        (*names)[(*n)++] = strdup(e->d_name + pl);
-    }
-    closedir(d);
-    for (unsigned i = 1; i < *n; i++)
-        for (unsigned j = i; j > 0 && strcmp((*names)[j - 1], (*names)[j]) > 0; j--) {
-            char *t = (*names)[j];
-            (*names)[j] = (*names)[j - 1];
-            (*names)[j - 1] = t;
-        }
-    return 0;
-}
-
 static int cmd_stat(int argc, char **argv)
 {
     const char *instance = "default";
     unsigned flags = 0, nz = 0, nnames = 0;
     char **names = NULL;
-    int own_names = 0, rc = 0;
+    shk_zone_name_t *found = NULL;
+    int rc = 0;
     shk_zone_t **zones;
     char *out;
 
@@ -143,18 +107,18 @@ static int cmd_stat(int argc, char **argv)
     if (i < argc) {
         names = argv + i;
         nnames = (unsigned)(argc - i);
-    } else {
-        own_names = 1;
-        if (list_instance(instance, &names, &nnames) != 0) {
-            fprintf(stderr, "%s stat: cannot read %s: %s\n", prog, SHM_DIR, strerror(errno));
-            return 1;
-        }
+    } else if (shk_zones_list(instance, &found, &nnames) != SHK_OK) {
+        fprintf(stderr, "%s stat: %s\n", prog, shk_last_errmsg());
+        return 1;
     }
     zones = calloc(nnames ? nnames : 1, sizeof *zones);
-    if (!zones)
+    if (!zones) {
+        shk_zones_list_free(found);
         return 2;
+    }
     for (unsigned k = 0; k < nnames; k++) {
-        shk_zone_t *z = shk_zone_attach(instance, names[k], SHK_ZONE_RDONLY);
+        shk_zone_t *z = shk_zone_attach(instance, found ? found[k].zone : names[k],
+                                        SHK_ZONE_RDONLY);
         if (!z) {
             fprintf(stderr, "%s stat: %s\n", prog, shk_last_errmsg());
             rc = 1;
@@ -173,11 +137,7 @@ static int cmd_stat(int argc, char **argv)
     for (unsigned k = 0; k < nz; k++)
         shk_zone_detach(zones[k]);
     free(zones);
-    if (own_names) {
-        for (unsigned k = 0; k < nnames; k++)
-            free(names[k]);
-        free(names);
-    }
+    shk_zones_list_free(found);
     if (!nnames && !(flags & SHK_STAT_JSON))
         fprintf(stderr, "%s stat: no named zones for instance \"%s\"\n", prog, instance);
     return rc;
@@ -185,9 +145,9 @@ static int cmd_stat(int argc, char **argv)
 
 static int cmd_zones(int argc, char **argv)
 {
-    int json = 0, first = 1;
-    DIR *d;
-    struct dirent *e;
+    int json = 0;
+    shk_zone_name_t *found;
+    unsigned n;
 
     for (int i = 1; i < argc; i++) {
         if (is_help(argv[i])) {
@@ -201,9 +161,8 @@ static int cmd_zones(int argc, char **argv)
             return 2;
         }
     }
-    d = opendir(SHM_DIR);
-    if (!d) {
-        fprintf(stderr, "%s zones: cannot read %s: %s\n", prog, SHM_DIR, strerror(errno));
+    if (shk_zones_list(NULL, &found, &n) != SHK_OK) {
+        fprintf(stderr, "%s zones: %s\n", prog, shk_last_errmsg());
         return 1;
     }
     if (json)
@@ -211,23 +170,11 @@ static int cmd_zones(int argc, char **argv)
     else
         printf("%-16s %-16s %12s %-16s %5s %s\n", "INSTANCE", "ZONE", "SIZE", "TAG", "GEN",
                "CREATOR");
-    while ((e = readdir(d))) {
-        char inst[128], zname[128];
-        const char *p, *dot;
-        shk_zone_t *z;
-        if (strncmp(e->d_name, "shmkit.", 7) != 0)
-            continue;
-        p = e->d_name + 7;
-        dot = strchr(p, '.');
-        if (!dot || strchr(dot + 1, '.') || (size_t)(dot - p) >= sizeof inst ||
-            strlen(dot + 1) >= sizeof zname)
-            continue;
-        memcpy(inst, p, (size_t)(dot - p));
-        inst[dot - p] = '\0';
-        strcpy(zname, dot + 1);
-        z = shk_zone_attach(inst, zname, SHK_ZONE_RDONLY);
+    for (unsigned k = 0; k < n; k++) {
+        const char *inst = found[k].instance, *zname = found[k].zone;
+        shk_zone_t *z = shk_zone_attach(inst, zname, SHK_ZONE_RDONLY);
         if (json) {
-            printf("%s{\"instance\":\"%s\",\"zone\":\"%s\"", first ? "" : ",", inst, zname);
+            printf("%s{\"instance\":\"%s\",\"zone\":\"%s\"", k ? "," : "", inst, zname);
             if (z) {
                 pid_t c = shk_zone_creator(z);
                 printf(",\"size\":%zu,\"tag\":\"%s\",\"generation\":%llu,\"creator\":%d,"
@@ -249,10 +196,9 @@ static int cmd_zones(int argc, char **argv)
         } else {
             printf("%-16s %-16s invalid: %s\n", inst, zname, shk_last_errmsg());
         }
-        first = 0;
         shk_zone_detach(z);
     }
-    closedir(d);
+    shk_zones_list_free(found);
     if (json)
         printf("]}\n");
     return 0;
