@@ -34,7 +34,9 @@ MODULES     := core rbtree shmtx slab shm bus stat proc
 WARN        := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
                -Wpointer-arith -Wformat=2
 CSTD        := -std=c11 -D_GNU_SOURCE
-INCLUDES    := $(addprefix -I,$(MODULES)) -Iinclude -Idemo
+INCLUDES    := $(addprefix -I,$(MODULES)) -Iinclude
+# Only the demo's objects and the tests of the demo see demo/'s headers.
+DEMO_INC    := -Idemo
 
 OPT_rel     := -O2 -g
 OPT_dbg     := -O1 -g -DSHK_DEBUG
@@ -88,12 +90,15 @@ TOOL_BIN    := $(if $(TOOL_SRCS),$(B)/shmkit)
 
 # The demo: demo/demo.c is the libevent HTTP server; the other demo/*.c
 # (directives, the request limiter) need no libevent and are shared with the
-# shmkit command (shmkit check knows the demo's directives) and the tests.
+# tests of the demo (DEMO_TESTS). Nothing else links them: the shmkit
+# command checks the library's directives only, the demo checks its own
+# with shmkit-demo -t.
 DEMO_MAIN   := demo/demo.c
 DEMO_LIB_SRCS := $(filter-out $(DEMO_MAIN),$(wildcard demo/*.c))
 DEMO_LIB    := $(if $(DEMO_LIB_SRCS),$(B)/libdemo.a)
 HAVE_EVENT  := $(shell pkg-config --exists libevent 2>/dev/null && echo yes)
 DEMO_BIN    := $(if $(and $(wildcard $(DEMO_MAIN)),$(HAVE_EVENT)),$(B)/shmkit-demo)
+DEMO_TESTS  := $(B)/test/test_demo
 
 .PHONY: all lib tests benches test test-run asan tsan clang bench bench-% install uninstall \
         clean deps-test deps-demo fuzz check-layers check-exports check-docs check-install docs demo run
@@ -106,7 +111,10 @@ lib: $(STATIC_LIB) $(SHARED_LIB) $(B)/libshmkit.so
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(LIB_CFLAGS) $(CHECK_CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(LIB_CFLAGS) $(EXTRA_INC) $(CHECK_CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/obj/demo/%.o: EXTRA_INC := $(DEMO_INC)
+$(patsubst $(B)/test/%,$(B)/obj/test/%.o,$(DEMO_TESTS)): EXTRA_INC := $(DEMO_INC)
 
 $(STATIC_LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -121,9 +129,12 @@ $(B)/libshmkit.so: $(SHARED_LIB)
 	ln -sf libshmkit.so.$(VERSION) $(B)/$(SONAME)
 	ln -sf libshmkit.so.$(VERSION) $@
 
-$(B)/test/%: $(B)/obj/test/%.o $(TEST_UTIL) $(DEMO_LIB) $(STATIC_LIB)
+$(B)/test/%: $(B)/obj/test/%.o $(TEST_UTIL) $(STATIC_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $< $(TEST_UTIL) $(DEMO_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) $(CHECK_LIBS) -lrt -lm
+	$(CC) -o $@ $< $(TEST_UTIL) $(if $(filter $@,$(DEMO_TESTS)),$(DEMO_LIB)) $(STATIC_LIB) \
+	    $(ALL_LDFLAGS) $(CHECK_LIBS) -lrt -lm
+
+$(DEMO_TESTS): $(DEMO_LIB)
 
 $(B)/obj/fuzz/%.o: fuzz/%.c
 	@mkdir -p $(dir $@)
@@ -144,7 +155,7 @@ $(B)/libdemo.a: $(patsubst %.c,$(B)/obj/%.o,$(DEMO_LIB_SRCS))
 
 $(B)/obj/demo/demo.o: demo/demo.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Idemo $(EVENT_CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(DEMO_INC) $(EVENT_CFLAGS) -MMD -MP -c $< -o $@
 
 $(B)/shmkit-demo: $(B)/obj/demo/demo.o $(DEMO_LIB) $(STATIC_LIB)
 	$(CC) -o $@ $< $(DEMO_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) $(EVENT_LIBS) -lrt -lm
@@ -153,8 +164,8 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(BENCH_UTIL) $(STATIC_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $< $(BENCH_UTIL) $(STATIC_LIB) $(ALL_LDFLAGS) -lrt -lm
 
-$(B)/shmkit: $(patsubst %.c,$(B)/obj/%.o,$(TOOL_SRCS)) $(DEMO_LIB) $(STATIC_LIB)
-	$(CC) -o $@ $(filter %.o,$^) $(DEMO_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) -lrt -lm
+$(B)/shmkit: $(patsubst %.c,$(B)/obj/%.o,$(TOOL_SRCS)) $(STATIC_LIB)
+	$(CC) -o $@ $(filter %.o,$^) $(STATIC_LIB) $(ALL_LDFLAGS) -lrt -lm
 
 tests: $(TEST_BINS) $(TOOL_BIN) $(DEMO_BIN)
 benches: $(BENCH_BINS) $(DEMO_BIN)

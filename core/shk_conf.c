@@ -660,6 +660,54 @@ int shk_parse_size(const char *s, size_t *out)
     return SHK_OK;
 }
 
+int shk_parse_duration(const char *s, unsigned *ms)
+{
+    /* Units from the largest down; a term's unit must come after the
+     * previous term's in this list. */
+    static const struct {
+        const char *name;
+        uint64_t ms;
+    } units[] = {{"d", 86400000}, {"h", 3600000}, {"ms", 1}, {"m", 60000}, {"s", 1000}};
+    static const unsigned rank[] = {0, 1, 4, 2, 3}; /* order of size, by units[] index */
+    const char *p = s;
+    uint64_t total = 0;
+    unsigned last = 0, terms = 0;
+    int big = 0;
+
+    if (!s || !ms)
+        return shk_error(SHK_EINVAL, "NULL argument");
+    do {
+        uint64_t v = 0;
+        unsigned u;
+        if (*p < '0' || *p > '9')
+            return shk_error(SHK_EINVAL, "invalid duration \"%s\"", s);
+        for (; *p >= '0' && *p <= '9'; p++) {
+            v = v * 10 + (uint64_t)(*p - '0');
+            if (v > UINT_MAX) { /* even in milliseconds it would not fit */
+                big = 1;
+                v = UINT_MAX;
+            }
+        }
+        if (!*p && terms == 0) { /* a bare number: seconds */
+            total = v * 1000;
+            break;
+        }
+        for (u = 0; u < SHK_ARRAY_LEN(units); u++)
+            if (strncmp(p, units[u].name, strlen(units[u].name)) == 0)
+                break;
+        if (u == SHK_ARRAY_LEN(units) || (terms && rank[u] <= last))
+            return shk_error(SHK_EINVAL, "invalid duration \"%s\"", s);
+        p += strlen(units[u].name);
+        last = rank[u];
+        terms++;
+        total += v * units[u].ms; /* at most 5 terms of < 2^32 * 2^27: no overflow */
+    } while (*p);
+    if (big || total > UINT_MAX)
+        return shk_error(SHK_ERANGE, "duration \"%s\" is too long (at most %u ms)", s, UINT_MAX);
+    *ms = (unsigned)total;
+    return SHK_OK;
+}
+
 int shk_parse_kv(const char *arg, const char **key, size_t *keylen, const char **val)
 {
     const char *eq;

@@ -108,6 +108,14 @@ SHK_API int shk_conf_error(shk_conf_t *cf, const char *fmt, ...) SHK_PRINTF(2, 3
  * on overflow. */
 SHK_API int shk_parse_size(const char *s, size_t *out);
 
+/* "10s" -> 10000 milliseconds. One or more terms of digits and a unit,
+ * ms, s, m, h or d, from the largest unit down and each at most once
+ * ("1m30s", "1h", "500ms"); a bare number is seconds ("30" is 30000).
+ * Nothing else: no sign, space or decimal point. SHK_EINVAL for junk,
+ * SHK_ERANGE when the total does not fit in an unsigned of milliseconds
+ * (UINT_MAX, about 49 days). *ms is written only on success. */
+SHK_API int shk_parse_duration(const char *s, unsigned *ms);
+
 /* "key=value": *key and *keylen give the key, *val the value (both point
  * into arg). SHK_EINVAL when there is no '=' or the key is empty. */
 SHK_API int shk_parse_kv(const char *arg, const char **key, size_t *keylen, const char **val);

@@ -342,8 +342,6 @@ static void on_stop(shk_worker_t *w, int fast, void *ctx)
 
 static int demo_worker(shk_worker_t *w, void *appctx)
 {
-    unsigned nl;
-    const int *fds;
     (void)appctx;
 
     memset(&wctx, 0, sizeof wctx);
@@ -360,10 +358,9 @@ static int demo_worker(shk_worker_t *w, void *appctx)
         return 1;
     evhttp_set_gencb(wctx.http, on_request, NULL);
     evhttp_set_allowed_methods(wctx.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-    fds = shk_worker_listeners(w, &nl);
-    for (unsigned i = 0; i < nl; i++)
-        if (!evhttp_accept_socket_with_handle(wctx.http, fds[i])) {
-            shk_log(SHK_LOG_ERR, "cannot accept on socket %d", fds[i]);
+    for (unsigned i = 0; i < shk_worker_nlisteners(w); i++)
+        if (!evhttp_accept_socket_with_handle(wctx.http, shk_worker_listener(w, i))) {
+            shk_log(SHK_LOG_ERR, "cannot accept on socket %d", shk_worker_listener(w, i));
             return 1;
         }
     shk_bus_on(wctx.bus, "hello", on_hello, NULL);
@@ -384,52 +381,15 @@ static int demo_worker(shk_worker_t *w, void *appctx)
     return 0;
 }
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: shmkit-demo [-t] -c FILE\n"
-               "  -c FILE  configuration file (conf/demo.conf)\n"
-               "  -t       test the configuration and exit\n"
-               "signals to the master: HUP reload, QUIT graceful stop, TERM/INT fast stop\n");
-}
-
+/* The command line is the library's (shk_app_main): -c FILE (default
+ * conf/demo.conf), -t, -s reload|stop|quit, -v, -h. */
 int main(int argc, char **argv)
 {
-    const char *conf = NULL;
-    int test = 0, rc;
     shk_app_t app = {0};
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
-            conf = argv[++i];
-        else if (strcmp(argv[i], "-t") == 0)
-            test = 1;
-        else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            usage(stdout);
-            return 0;
-        } else {
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (!conf) {
-        usage(stderr);
-        return 2;
-    }
     shk_log_set(log_sink, NULL, SHK_LOG_NOTICE);
     demo_app(&app);
     app.worker = demo_worker;
-    if (test) {
-        rc = shk_master_check(conf, &app);
-        if (rc == SHK_OK)
-            printf("configuration file %s test is successful\n", conf);
-        else
-            fprintf(stderr, "%s\nconfiguration file %s test failed\n", shk_last_errmsg(), conf);
-        return rc == SHK_OK ? 0 : 1;
-    }
-    rc = shk_master_run(conf, &app, NULL);
-    if (rc != SHK_OK) {
-        fprintf(stderr, "shmkit-demo: %s\n", shk_last_errmsg());
-        return 1;
-    }
-    return 0;
+    app.conf_path = "conf/demo.conf";
+    return shk_app_main(argc, argv, &app, NULL);
 }

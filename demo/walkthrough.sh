@@ -2,8 +2,10 @@
 # demo/walkthrough.sh BUILD_DIR CONF: `make demo`. Starts the demo server,
 # walks through what shmkit does (send, broadcast and the replies in the log,
 # a burst against limit_req, /status, a worker killed with SIGKILL and
-# respawned, a reload that keeps the zone's data, a graceful stop), prints
-# each step and its result, and fails if a step does not do what it should.
+# respawned, a reload that keeps the zone's data, a graceful stop; the
+# configuration test, the reload and the stop go through the demo's own
+# command line: -t, -s reload, -s quit), prints each step and its result,
+# and fails if a step does not do what it should.
 set -u
 bdir=$1
 conf=$2
@@ -38,8 +40,8 @@ nworkers() { workers_json | grep -o '"pid":[0-9]*' | wc -l; }
 pids() { workers_json | grep -o '"pid":[0-9]*' | cut -d: -f2; }
 log_has() { grep -qF -- "$1" "$log"; }
 
-step "check the configuration ($conf)"
-"$tool" check -c "$conf" || { bad "configuration test failed"; exit 1; }
+step "check the configuration: $demo -t -c $conf (the library's directives and the demo's)"
+"$demo" -t -c "$conf" || { bad "configuration test failed"; exit 1; }
 
 step "start the server: $demo -c $conf (log: $log)"
 "$demo" -c "$conf" >"$log" 2>&1 &
@@ -106,10 +108,10 @@ else
 fi
 grep -E "exited on signal 9|was locked by|start worker process $newpid" "$log" | sed 's/^/   log: /'
 
-step "reload (SIGHUP): a new generation of workers; zone \"one\" keeps its data"
+step "reload: $demo -s reload -c $conf (SIGHUP through the pid file): a new generation; zone \"one\" keeps its data"
 gen_before=$("$tool" stat --json --instance demo one | grep -o '"generation":[0-9]*' | head -1 | cut -d: -f2)
 old_pids=$(pids | sort | tr '\n' ' ')
-kill -HUP "$master"
+"$demo" -s reload -c "$conf" || bad "-s reload failed"
 if wait_for sh -c "[ \"\$(curl -s $base/workers | grep -o '\"pid\":[0-9]*' | cut -d: -f2 | sort | tr '\n' ' ')\" != \"$old_pids\" ]" &&
    wait_for log_has "reload done"; then
     gen_after=$("$tool" stat --json --instance demo one | grep -o '"generation":[0-9]*' | head -1 | cut -d: -f2)
@@ -123,8 +125,8 @@ fi
 echo "   zone one's slab after the reload (size used/total cached requests failures):"
 echo "     $("$tool" stat --instance demo one | grep -E '^ +[0-9]+ +[0-9]+/' | head -3 | tr -s ' ' | tr '\n' ';')"
 
-step "graceful stop (SIGQUIT)"
-kill -QUIT "$master"
+step "graceful stop: $demo -s quit -c $conf (SIGQUIT)"
+"$demo" -s quit -c "$conf" || bad "-s quit failed"
 if wait_for sh -c "! kill -0 $master"; then
     ok "master exited"
 else

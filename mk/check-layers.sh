@@ -1,6 +1,16 @@
 #!/usr/bin/env bash
-# mk/check-layers.sh MOD...: modules are given bottom to top. Fails if a
-# module's file includes a shmkit header that belongs to a module above it.
+# mk/check-layers.sh MOD...: the library's modules are given bottom to top.
+# Fails if
+#   - a module's file includes a header of a module above it, or one of
+#     demo/, test/ or bench/;
+#   - tools/ or bench/ include a demo header (they may use every library
+#     header);
+#   - demo/ includes anything but library headers and its own;
+#   - a test includes a demo header, except the tests of the demo
+#     (test/test_demo*.c);
+#   - anyone includes another folder's test/ or bench/ helpers.
+# Headers are known by where they live: <module>/*.h, include/*.h, and
+# demo/, test/, bench/*.h.
 set -u
 mods=("$@")
 declare -A level owner
@@ -10,19 +20,63 @@ for i in "${!mods[@]}"; do
         [ -e "$h" ] && owner[$(basename "$h")]=${mods[$i]}
     done
 done
+for h in include/*.h; do
+    [ -e "$h" ] && owner[$(basename "$h")]=include
+done
+for d in demo test bench; do
+    for h in "$d"/*.h; do
+        [ -e "$h" ] && owner[$(basename "$h")]=$d
+    done
+done
+
 bad=0
+complain() {
+    echo "layering: $*" >&2
+    bad=1
+}
+
+# includes FILE: the "quoted" includes of FILE, one a line
+includes() {
+    sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$1"
+}
+
 for m in "${mods[@]}"; do
     for f in "$m"/*.[ch]; do
         [ -e "$f" ] || continue
         while IFS= read -r inc; do
             o=${owner[$inc]:-}
-            [ -n "$o" ] || continue
-            if [ "${level[$o]}" -gt "${level[$m]}" ]; then
-                echo "layering: $f includes $inc from module $o, which is above $m" >&2
-                bad=1
-            fi
-        done < <(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$f")
+            case "$o" in
+            '' | include) ;;
+            demo | test | bench) complain "$f includes $inc from $o/, which the library must not use" ;;
+            *)
+                if [ "${level[$o]}" -gt "${level[$m]}" ]; then
+                    complain "$f includes $inc from module $o, which is above $m"
+                fi
+                ;;
+            esac
+        done < <(includes "$f")
     done
 done
-[ $bad = 0 ] && echo "layering: ok (${mods[*]})"
+
+for dir in tools bench demo test; do
+    for f in "$dir"/*.[ch]; do
+        [ -e "$f" ] || continue
+        while IFS= read -r inc; do
+            o=${owner[$inc]:-}
+            case "$o" in
+            demo)
+                case "$dir/$(basename "$f")" in
+                demo/* | test/test_demo*.c) ;;
+                *) complain "$f includes $inc from demo/: only the demo and its tests may" ;;
+                esac
+                ;;
+            test | bench)
+                [ "$o" = "$dir" ] || complain "$f includes $inc, a helper of $o/"
+                ;;
+            esac
+        done < <(includes "$f")
+    done
+done
+
+[ $bad = 0 ] && echo "layering: ok (${mods[*]}; tools, bench, demo, test)"
 exit $bad

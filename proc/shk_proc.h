@@ -11,7 +11,8 @@
  * SIGINT stop fast. See docs/proc.md.
  *
  * The application supplies its directives and its worker function in a
- * shk_app_t. Everything here is process-local.
+ * shk_app_t. shk_app_main() gives it nginx's command line (-c, -t, -s, -v)
+ * around shk_master_run(). Everything here is process-local.
  */
 #ifndef SHK_PROC_H
 #define SHK_PROC_H
@@ -63,6 +64,12 @@ typedef struct shk_app_s {
     int (*worker)(shk_worker_t *w, void *ctx);
 
     void *ctx; /* passed to every callback */
+
+    /* For shk_app_main() only: the configuration file used when the
+     * command line gives no -c (NULL: -c is required), and the version
+     * -v prints (NULL: shmkit's). */
+    const char *conf_path;
+    const char *version;
 } shk_app_t;
 
 /* Options for shk_master_run(), all optional (zero means default). */
@@ -95,14 +102,47 @@ SHK_API int shk_master_run(const char *conf_path, const shk_app_t *app,
 
 /*
  * Read and check a configuration as the master would (built-in directives
- * and the application's), creating nothing: for `-t` style checks. Returns
- * SHK_OK or SHK_ECONF with the nginx-style message in shk_last_errmsg().
+ * and the application's; app NULL: the built-in ones only, as `shmkit
+ * check` does), running conf_done but creating nothing: for `-t` style
+ * checks. Returns SHK_OK or SHK_ECONF with the nginx-style message in
+ * shk_last_errmsg() (or a handler's own status, e.g. SHK_ENOMEM).
  */
 SHK_API int shk_master_check(const char *conf_path, const shk_app_t *app);
 
+/*
+ * The application's command line, nginx style: an application's main() can
+ * be `return shk_app_main(argc, argv, &app, NULL);`. Options:
+ *   -c FILE   the configuration file (default: app->conf_path)
+ *   -t        test the configuration with the built-in directives and the
+ *             application's, print "configuration file FILE test is
+ *             successful" (stdout) or the error and "configuration file
+ *             FILE test failed" (stderr); exit status 0 or 1
+ *   -s SIGNAL reload, stop or quit: read the configuration for its `pid`
+ *             file, read the running master's pid from it and send it
+ *             SIGHUP, SIGTERM or SIGQUIT; exit status 0, or 1 with the
+ *             reason on stderr (no pid directive, no pid file, a pid file
+ *             that does not hold one process id from 1 to INT_MAX, no such
+ *             process). The pid file is read as untrusted input: opened
+ *             with O_NOFOLLOW, a regular file, at most 31 bytes, digits
+ *             and one optional newline, range-checked before any cast.
+ *   -v        print "NAME version VERSION (shmkit X)" and exit 0
+ *   -h        print the usage and exit 0
+ * Without -t, -s, -v or -h it runs shk_master_run(FILE, app, opts) and
+ * returns 0 after a clean stop, 1 (with the error on stderr) otherwise. A
+ * wrong command line prints the usage on stderr and returns 2. The return
+ * value is the process's exit status.
+ *
+ * The library never prints, except here: this call's job is the command
+ * line, so it writes to stdout and stderr because the application asked
+ * it to run its command line. Logging still goes through shk_log().
+ */
+SHK_API int shk_app_main(int argc, char **argv, const shk_app_t *app,
+                         const shk_master_opts_t *opts);
+
 /* Register the supervisor's built-in directives (worker_processes, listen,
  * pid, worker_shutdown_timeout, bus_queue) plus the zone directives into cf
- * for `cycle` (shmkit check uses it with a cycle from shk_cycle_new). */
+ * for `cycle`, for a program that reads a configuration with its own
+ * reader and a cycle from shk_cycle_new. */
 SHK_API int shk_proc_conf(shk_conf_t *cf, shk_cycle_t *cycle);
 
 /* ---- a generation, for directive handlers --------------------------------- */
@@ -139,9 +179,13 @@ SHK_API shk_bus_t *shk_worker_bus(shk_worker_t *w);
 /* A zone of the worker's generation by name, NULL (SHK_ENOENT) if none. */
 SHK_API shk_zone_t *shk_worker_zone(shk_worker_t *w, const char *name);
 SHK_API shk_cycle_t *shk_worker_cycle(shk_worker_t *w);
-/* The listening sockets (already bound and listening, non-blocking), in
- * the order of the `listen` directives; *n receives the count. */
-SHK_API const int *shk_worker_listeners(const shk_worker_t *w, unsigned *n);
+/* The listening sockets, already bound and listening, non-blocking and
+ * close-on-exec, in the order of the `listen` directives: the count, and
+ * the descriptor of socket i (-1 past the end or for a NULL worker). The
+ * worker may use the descriptors for as long as it runs; the master owns
+ * them (do not close them). */
+SHK_API unsigned shk_worker_nlisteners(const shk_worker_t *w);
+SHK_API int shk_worker_listener(const shk_worker_t *w, unsigned i);
 
 #ifdef __cplusplus
 }

@@ -390,6 +390,52 @@ static const char *sample(const char *name)
     return p;
 }
 
+/* Durations: what proc's worker_shutdown_timeout accepted before (a bare
+ * number, ms, s, m) means what it meant; h, d and compound terms are new. */
+START_TEST(parse_duration_units)
+{
+    static const struct {
+        const char *text;
+        unsigned ms;
+    } good[] = {
+        {"0", 0},          {"5", 5000},        {"30", 30000},       {"5s", 5000},
+        {"500ms", 500},    {"0ms", 0},         {"1m", 60000},       {"10s", 10000},
+        {"2h", 7200000},   {"1d", 86400000},   {"1m30s", 90000},    {"1s500ms", 1500},
+        {"1h30m", 5400000}, {"1d2h3m4s5ms", 93784005}, {"007s", 7000},
+        {"4294967295ms", 4294967295u}, {"4294967s", 4294967000u}, {"71582m", 4294920000u},
+        {"49d", 4233600000u}, {"49d17h", 4294800000u}, {"4294967", 4294967000u},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        unsigned v = 12345;
+        ck_assert_msg(shk_parse_duration(good[i].text, &v) == SHK_OK, "\"%s\": %s", good[i].text,
+                      shk_last_errmsg());
+        ck_assert_msg(v == good[i].ms, "\"%s\" is %u ms, not %u", good[i].text, v, good[i].ms);
+    }
+    const char *big[] = {"4294967296ms", "4294968s", "4294968", "71583m", "1194h", "50d",
+                         "49d18h", "99999999999999999999999", "18446744073709551617ms",
+                         "4294967295s"};
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+        unsigned v = 12345;
+        ck_assert_msg(shk_parse_duration(big[i], &v) == SHK_ERANGE, "\"%s\" not ERANGE", big[i]);
+        ck_assert_uint_eq(v, 12345);
+    }
+    ck_assert_str_eq(shk_last_errmsg(), "duration \"4294967295s\" is too long (at most "
+                                        "4294967295 ms)");
+    const char *junk[] = {"", "s", "ms", "-1", "+1", "-1s", " 1s", "1s ", "1 s", "1.5s", "1x",
+                          "5x", "1ss", "1s1m", "1m1m", "1ms1s", "1m30", "1M", "1S", "1D", "0x10",
+                          "1h 30m", "1,5s", "99999999999999999999999x", "1y", "1w"};
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
+        unsigned v = 12345;
+        ck_assert_msg(shk_parse_duration(junk[i], &v) == SHK_EINVAL, "\"%s\" accepted", junk[i]);
+        ck_assert_uint_eq(v, 12345);
+    }
+    ck_assert_str_eq(shk_last_errmsg(), "invalid duration \"1w\"");
+    unsigned v;
+    ck_assert_int_eq(shk_parse_duration(NULL, &v), SHK_EINVAL);
+    ck_assert_int_eq(shk_parse_duration("1s", NULL), SHK_EINVAL);
+}
+END_TEST
+
 START_TEST(samples_relative_paths)
 {
     char want[4096], d[128];
@@ -696,6 +742,7 @@ int main(void)
     tcase_add_test(tc, endless_and_odd_files);
     tcase_add_test(tc, empty_quoted_words);
     tcase_add_test(tc, include_fanout_is_bounded);
+    tcase_add_test(tc, parse_duration_units);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -3,16 +3,22 @@
  * send and broadcast with the replies in the log, a bad pid, names and data
  * at the limits, limit_req on a scripted burst, /status parsed as JSON, and
  * a worker killed with SIGKILL while requests keep coming (none fails once
- * the worker is back). Also the request limiter's rule on scripted
- * schedules (the nginx leaky bucket) and its tree, without HTTP.
+ * the worker is back). The application command line the demo gets from
+ * shk_app_main: -v, -t on good and bad files, -s reload and -s quit against
+ * the running server, and -s refusing pid files that do not name a process
+ * (a decoy process with the signals blocked shows that nothing was sent).
+ * Also the request limiter's rule on scripted schedules (the nginx leaky
+ * bucket) and its tree, without HTTP.
  */
 #include "demo_conf.h"
 #include "shmkit.h"
 #include "util_json.h"
 #include "util_test.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -21,7 +27,8 @@
 #include <sys/wait.h>
 #include <time.h>
 
-static char dir[128], conf_path[256], log_path[256], base_url[64];
+static char dir[128], conf_path[256], log_path[256], pid_path[256], base_url[64];
+static char demo_bin[PATH_MAX + 32], tool_bin[PATH_MAX + 32];
 static pid_t master;
 
 /* Run argv, capture stdout; returns the exit status. */
@@ -120,24 +127,27 @@ static int free_port(void)
 
 static void start_server(void)
 {
-    char exe[PATH_MAX], demo[PATH_MAX + 32];
+    char exe[PATH_MAX];
+    const char *demo = demo_bin;
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     ck_assert(n > 0);
     exe[n] = '\0';
     *strrchr(exe, '/') = '\0';
-    snprintf(demo, sizeof demo, "%s/../shmkit-demo", exe);
+    snprintf(demo_bin, sizeof demo_bin, "%s/../shmkit-demo", exe);
+    snprintf(tool_bin, sizeof tool_bin, "%s/../shmkit", exe);
     snprintf(dir, sizeof dir, "/tmp/shk_test_demo_%ld", (long)getpid());
     mkdir(dir, 0700);
     snprintf(conf_path, sizeof conf_path, "%s/demo.conf", dir);
     snprintf(log_path, sizeof log_path, "%s/demo.log", dir);
+    snprintf(pid_path, sizeof pid_path, "%s/demo.pid", dir);
     int port = free_port();
     snprintf(base_url, sizeof base_url, "http://127.0.0.1:%d", port);
     FILE *f = fopen(conf_path, "w");
     fprintf(f,
-            "worker_processes 2;\nlisten 127.0.0.1:%d;\nshm_instance t%ld;\n"
+            "worker_processes 2;\nlisten 127.0.0.1:%d;\nshm_instance t%ld;\npid %s;\n"
             "limit_req_zone $binary_remote_addr zone=one:1m rate=10r/s;\n"
             "location /limited { limit_req zone=one burst=5 nodelay; }\n",
-            port, (long)getpid());
+            port, (long)getpid(), pid_path);
     fclose(f);
     fflush(NULL);
     master = fork();
@@ -266,6 +276,300 @@ START_TEST(http_send_broadcast_status_limits)
     snprintf(want, sizeof want, "worker process %d exited on signal 9", (int)pids[0]);
     ck_assert(await_log(want, 1));
     stop_server();
+}
+END_TEST
+
+/* ---- the application command line (shk_app_main) -------------------------------------- */
+
+/* Run argv; stdout into out, stderr into err; returns the exit status. */
+static int run2(char *const argv[], char *out, size_t ocap, char *err, size_t ecap)
+{
+    int po[2], pe[2];
+    ck_assert_int_eq(pipe(po), 0);
+    ck_assert_int_eq(pipe(pe), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        close(po[0]);
+        close(po[1]);
+        close(pe[0]);
+        close(pe[1]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(po[1]);
+    close(pe[1]);
+    size_t no = 0, ne = 0;
+    int open_fds = 2;
+    struct pollfd p[2] = {{.fd = po[0], .events = POLLIN}, {.fd = pe[0], .events = POLLIN}};
+    while (open_fds > 0) {
+        ck_assert_msg(poll(p, 2, 30000) > 0, "%s did not finish", argv[0]);
+        for (int i = 0; i < 2; i++) {
+            if (p[i].fd < 0 || !p[i].revents)
+                continue;
+            char *b = i ? err : out;
+            size_t *n = i ? &ne : &no, cap = i ? ecap : ocap;
+            char tmp[4096];
+            ssize_t k = read(p[i].fd, tmp, sizeof tmp);
+            if (k <= 0) {
+                close(p[i].fd);
+                p[i].fd = -1;
+                open_fds--;
+                continue;
+            }
+            size_t take = (size_t)k < cap - 1 - *n ? (size_t)k : cap - 1 - *n;
+            memcpy(b + *n, tmp, take);
+            *n += take;
+        }
+    }
+    out[no] = '\0';
+    err[ne] = '\0';
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The generation /workers reports (0 if it does not answer). */
+static int served_generation(void)
+{
+    char out[4096];
+    if (get("/workers", out, sizeof out) != 200)
+        return 0;
+    tj_t *j = tj_parse(out, NULL, 0);
+    int g = j ? (int)tj_num(j, "generation", 0) : 0;
+    tj_free(j);
+    return g;
+}
+
+/* A decoy for `-s`: a process with SIGHUP, SIGQUIT and SIGTERM blocked that
+ * answers each byte on its request pipe with the set of them pending
+ * (1 HUP, 2 QUIT, 4 TERM) and takes them. A signal sent by a `-s` that has
+ * exited is already pending, so the answer is exact. */
+typedef struct {
+    pid_t pid;
+    int req, rep;
+} decoy_t;
+
+static void decoy_start(decoy_t *d)
+{
+    int rq[2], rp[2];
+    sigset_t set;
+    ck_assert_int_eq(pipe(rq), 0);
+    ck_assert_int_eq(pipe(rp), 0);
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGTERM);
+    d->pid = tu_fork_raw();
+    if (d->pid == 0) {
+        char c;
+        sigprocmask(SIG_BLOCK, &set, NULL);
+        close(rq[1]);
+        close(rp[0]);
+        /* the first answer says the signals are blocked */
+        if (write(rp[1], "r", 1) != 1)
+            tu_exit(1);
+        while (read(rq[0], &c, 1) == 1) {
+            sigset_t pend;
+            struct timespec zero = {0, 0};
+            sigpending(&pend);
+            c = (char)((sigismember(&pend, SIGHUP) ? 1 : 0) | (sigismember(&pend, SIGQUIT) ? 2 : 0) |
+                       (sigismember(&pend, SIGTERM) ? 4 : 0));
+            while (sigtimedwait(&set, NULL, &zero) > 0)
+                ;
+            if (write(rp[1], &c, 1) != 1)
+                tu_exit(1);
+        }
+        tu_exit(0);
+    }
+    close(rq[0]);
+    close(rp[1]);
+    d->req = rq[1];
+    d->rep = rp[0];
+    char c;
+    ck_assert_int_eq(read(d->rep, &c, 1), 1);
+    ck_assert_int_eq(c, 'r');
+}
+
+static int decoy_pending(decoy_t *d)
+{
+    char c = '?';
+    ck_assert_int_eq(write(d->req, &c, 1), 1);
+    ck_assert_int_eq(read(d->rep, &c, 1), 1);
+    return c;
+}
+
+static void decoy_stop(decoy_t *d)
+{
+    close(d->req);
+    ck_assert_int_eq(tu_wait(d->pid), 0);
+    close(d->rep);
+}
+
+START_TEST(app_command_line)
+{
+    char out[65536], err[8192], want[1024], bad_conf[300], decoy_conf[300], decoy_pid[300],
+        text[600];
+    start_server();
+
+    /* -v */
+    char *vargv[] = {demo_bin, "-v", NULL};
+    ck_assert_int_eq(run2(vargv, out, sizeof out, err, sizeof err), 0);
+    snprintf(want, sizeof want, "demo version %s (shmkit %s)\n", shk_version(), shk_version());
+    ck_assert_str_eq(out, want);
+
+    /* -t: the demo's directives are known to it */
+    char *targv[] = {demo_bin, "-t", "-c", conf_path, NULL};
+    ck_assert_int_eq(run2(targv, out, sizeof out, err, sizeof err), 0);
+    snprintf(want, sizeof want, "configuration file %s test is successful\n", conf_path);
+    ck_assert_str_eq(out, want);
+    snprintf(bad_conf, sizeof bad_conf, "%s/bad.conf", dir);
+    write_file(bad_conf, "worker_processes 1;\nlimit_rq zone=one;\n");
+    char *bargv[] = {demo_bin, "-t", "-c", bad_conf, NULL};
+    ck_assert_int_eq(run2(bargv, out, sizeof out, err, sizeof err), 1);
+    snprintf(want, sizeof want,
+             "unknown directive \"limit_rq\" in %s:2\nconfiguration file %s test failed\n",
+             bad_conf, bad_conf);
+    ck_assert_str_eq(err, want);
+    ck_assert_str_eq(out, "");
+    /* while `shmkit check` knows the library's directives only */
+    char *cargv[] = {tool_bin, "check", "-c", conf_path, NULL};
+    ck_assert_int_eq(run2(cargv, out, sizeof out, err, sizeof err), 1);
+    snprintf(want, sizeof want, "unknown directive \"limit_req_zone\" in %s:5\n", conf_path);
+    ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "%s", err);
+    ck_assert_msg(strstr(err, "-t"), "%s", err);
+
+    /* -s: refused without a pid directive, without a pid file, and when the
+     * pid file does not hold one process id; nothing is sent then */
+    decoy_t d;
+    decoy_start(&d);
+    snprintf(decoy_conf, sizeof decoy_conf, "%s/decoy.conf", dir);
+    snprintf(decoy_pid, sizeof decoy_pid, "%s/decoy.pid", dir);
+    char *sargv[] = {demo_bin, "-s", "reload", "-c", decoy_conf, NULL};
+    write_file(decoy_conf, "worker_processes 1;\n");
+    ck_assert_int_eq(run2(sargv, out, sizeof out, err, sizeof err), 1);
+    snprintf(want, sizeof want, "has no \"pid\" directive");
+    ck_assert_msg(strstr(err, want), "%s", err);
+    snprintf(text, sizeof text, "pid %s;\n", decoy_pid);
+    write_file(decoy_conf, text);
+    ck_assert_int_eq(run2(sargv, out, sizeof out, err, sizeof err), 1);
+    snprintf(want, sizeof want,
+             "shmkit-demo: pid file \"%s\" does not exist: is the master running?; no signal sent\n",
+             decoy_pid);
+    ck_assert_str_eq(err, want);
+    enum { NONE, BIG, PID };
+    static const struct {
+        const char *pre;
+        int num; /* between pre and post: nothing, 2^32 + the decoy's pid, its pid */
+        const char *post, *msg;
+    } bad[] = {
+        {"", BIG, "\n", "holds a number out of range"},
+        {"", BIG, "", "holds a number out of range"},
+        {"2147483648\n", NONE, "", "holds a number out of range"},
+        {"99999999999999999999\n", NONE, "", "holds a number out of range"},
+        {"0\n", NONE, "", "holds a number out of range"},
+        {"12ab\n", NONE, "", "does not hold a process id"},
+        {" ", PID, "\n", "does not hold a process id"},
+        {"+", PID, "\n", "does not hold a process id"},
+        {"", PID, " \n", "does not hold a process id"},
+        {"", PID, "\n\n", "does not hold a process id"},
+        {"-1\n", NONE, "", "does not hold a process id"},
+        {"", NONE, "", "is empty"},
+        {"\n", NONE, "", "is empty"},
+        {"00000000000000000000000000", PID, "\n", "is longer than 31 bytes"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (bad[i].num == BIG)
+            snprintf(text, sizeof text, "%s%lld%s", bad[i].pre, 4294967296LL + d.pid, bad[i].post);
+        else if (bad[i].num == PID)
+            snprintf(text, sizeof text, "%s%d%s", bad[i].pre, (int)d.pid, bad[i].post);
+        else
+            snprintf(text, sizeof text, "%s%s", bad[i].pre, bad[i].post);
+        write_file(decoy_pid, text);
+        ck_assert_int_eq(run2(sargv, out, sizeof out, err, sizeof err), 1);
+        ck_assert_msg(strstr(err, bad[i].msg) && strstr(err, "no signal sent"), "%zu: %s", i, err);
+        ck_assert_int_eq(decoy_pending(&d), 0);
+    }
+    /* a symbolic link and a world-writable file are refused too */
+    char real[320];
+    snprintf(real, sizeof real, "%s/real.pid", dir);
+    snprintf(text, sizeof text, "%d\n", (int)d.pid);
+    write_file(real, text);
+    unlink(decoy_pid);
+    ck_assert_int_eq(symlink(real, decoy_pid), 0);
+    ck_assert_int_eq(run2(sargv, out, sizeof out, err, sizeof err), 1);
+    ck_assert_msg(strstr(err, "is a symbolic link: refused"), "%s", err);
+    unlink(decoy_pid);
+    write_file(decoy_pid, text);
+    chmod(decoy_pid, 0666);
+    ck_assert_int_eq(run2(sargv, out, sizeof out, err, sizeof err), 1);
+    ck_assert_msg(strstr(err, "is writable by anyone: refused"), "%s", err);
+    ck_assert_int_eq(decoy_pending(&d), 0);
+    /* the right pid gets the signal named: reload, quit, stop */
+    chmod(decoy_pid, 0644);
+    const char *names[] = {"reload", "quit", "stop"};
+    for (int i = 0; i < 3; i++) {
+        char *argv[] = {demo_bin, "-s", (char *)names[i], "-c", decoy_conf, NULL};
+        ck_assert_int_eq(run2(argv, out, sizeof out, err, sizeof err), 0);
+        ck_assert_str_eq(err, "");
+        ck_assert_int_eq(decoy_pending(&d), 1 << i);
+    }
+    char *fargv[] = {demo_bin, "-s", "frob", "-c", decoy_conf, NULL};
+    ck_assert_int_eq(run2(fargv, out, sizeof out, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "-s takes reload, stop or quit, not \"frob\""), "%s", err);
+    ck_assert_int_eq(decoy_pending(&d), 0);
+    pid_t gone = d.pid;
+    decoy_stop(&d);
+    /* a pid file naming a process that is gone */
+    snprintf(text, sizeof text, "%d\n", (int)gone);
+    write_file(decoy_pid, text);
+    ck_assert_int_eq(run2(sargv, out, sizeof out, err, sizeof err), 1);
+    snprintf(want, sizeof want, "shmkit-demo: no process %d (from pid file \"%s\"): is the master "
+                                "running?\n", (int)gone, decoy_pid);
+    ck_assert_str_eq(err, want);
+
+    /* -s reload against the server: a new generation of workers */
+    ck_assert_int_eq(served_generation(), 1);
+    char *rargv[] = {demo_bin, "-s", "reload", "-c", conf_path, NULL};
+    ck_assert_int_eq(run2(rargv, out, sizeof out, err, sizeof err), 0);
+    ck_assert(await_log("reload done: generation 2 started", 1));
+    int gen = 0;
+    for (int i = 0; i < 2000 && (gen = served_generation()) != 2; i++) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* polling the server, not a sync */
+    }
+    ck_assert_int_eq(gen, 2);
+
+    /* -s quit: the master and every worker go, the pid file too */
+    pid_t pids[4];
+    int nw = worker_pids(pids, 4);
+    ck_assert_int_eq(nw, 2);
+    char *qargv[] = {demo_bin, "-s", "quit", "-c", conf_path, NULL};
+    ck_assert_int_eq(run2(qargv, out, sizeof out, err, sizeof err), 0);
+    int st = 0;
+    pid_t r = 0;
+    for (int i = 0; i < 4000 && (r = waitpid(master, &st, WNOHANG)) == 0; i++) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* polling for the exit, bounded */
+    }
+    ck_assert_msg(r == master, "the master did not stop");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "master status %d", st);
+    for (int i = 0; i < nw; i++)
+        ck_assert_msg(kill(pids[i], 0) == -1 && errno == ESRCH, "worker %d left", (int)pids[i]);
+    ck_assert_msg(access(pid_path, F_OK) != 0, "pid file left");
+    ck_assert(await_log("graceful stop requested", 1));
+    snprintf(text, sizeof text, "rm -rf %s", dir);
+    ck_assert_int_eq(system(text), 0);
 }
 END_TEST
 
@@ -425,6 +729,55 @@ START_TEST(processes_share_the_buckets)
 }
 END_TEST
 
+/* The messages a config check gives for `text` (one directive on line 1). */
+static const char *check_message(const char *text)
+{
+    static char msg[1024];
+    static shk_app_t app;
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/shk_test_demo_grammar_%ld.conf", (long)getpid());
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    demo_app(&app);
+    int rc = shk_master_check(path, &app);
+    unlink(path);
+    ck_assert_msg(rc == SHK_ECONF, "\"%s\" gave %d: %s", text, rc, shk_last_errmsg());
+    /* without " in FILE:1", which must be there */
+    snprintf(msg, sizeof msg, "%s", shk_last_errmsg());
+    char *loc = strstr(msg, " in /tmp/shk_test_demo_grammar_");
+    ck_assert_msg(loc && strcmp(strrchr(msg, ':'), ":1") == 0, "%s", msg);
+    *loc = '\0';
+    return msg;
+}
+
+START_TEST(zone_grammar_is_shared)
+{
+    /* shm_zone NAME:SIZE and limit_req_zone ... zone=NAME:SIZE take their
+     * argument through the one parser: same mistakes, same messages */
+    char longz[SHK_ZONE_NAME_MAX + 8];
+    memset(longz, 'z', SHK_ZONE_NAME_MAX + 1);
+    strcpy(longz + SHK_ZONE_NAME_MAX + 1, ":1m");
+    const char *bad[] = {"one:10x", "one",    ":1m",   "o.e:1m", "one:0",
+                         "a:b:1m",  longz,    "one:99999999999999999999", "one:1m5"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char name[SHK_ZONE_NAME_MAX + 1], text[256], want[1024];
+        size_t size;
+        ck_assert_int_ne(shk_zone_parse(bad[i], name, &size), SHK_OK);
+        snprintf(want, sizeof want, "%s", shk_last_errmsg());
+        snprintf(text, sizeof text, "shm_zone %s;\n", bad[i]);
+        ck_assert_str_eq(check_message(text), want);
+        snprintf(text, sizeof text, "limit_req_zone $binary_remote_addr zone=%s rate=1r/s;\n",
+                 bad[i]);
+        ck_assert_str_eq(check_message(text), want);
+    }
+    /* and the declared zone itself goes through the same rules */
+    ck_assert_str_eq(check_message("shm_zone one:8k;\n"),
+                     check_message("limit_req_zone $binary_remote_addr zone=one:8k rate=1r/s;\n"));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("demo");
@@ -434,6 +787,8 @@ int main(void)
     tcase_add_test(tc, tree_expiry_and_full_zone);
     tcase_add_test(tc, processes_share_the_buckets);
     tcase_add_test(tc, http_send_broadcast_status_limits);
+    tcase_add_test(tc, app_command_line);
+    tcase_add_test(tc, zone_grammar_is_shared);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

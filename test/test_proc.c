@@ -10,12 +10,15 @@
 #include "shmkit.h"
 #include "util_test.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -38,7 +41,7 @@ typedef struct {
     int report_fd;  /* workers write lines here */
 } app_ctx_t;
 
-enum { W_DEFAULT, W_HOLD_LOCKS, W_EXIT_AT_ONCE, W_REPORT_DATA, W_IGNORE_QUIT, W_STUCK };
+enum { W_DEFAULT, W_HOLD_LOCKS, W_EXIT_AT_ONCE, W_REPORT_DATA, W_IGNORE_QUIT, W_STUCK, W_REPORT_LISTEN };
 
 static app_ctx_t actx;
 static int ev_fd = -1;   /* master -> test: events */
@@ -135,6 +138,24 @@ static int worker_fn(shk_worker_t *w, void *ctx)
             shk_bus_dispatch(bus, 64);
         }
         return 0;
+    case W_REPORT_LISTEN: {
+        /* "gen G listen N PORT... END": each socket's port if it is a
+         * listening socket (0 otherwise), END the descriptor past the end */
+        char b[256];
+        int n = snprintf(b, sizeof b, "gen %llu listen %u",
+                         (unsigned long long)shk_worker_generation(w), shk_worker_nlisteners(w));
+        for (unsigned i = 0; i < shk_worker_nlisteners(w); i++) {
+            int fd = shk_worker_listener(w, i), acc = 0;
+            struct sockaddr_in sa;
+            socklen_t l = sizeof acc, al = sizeof sa;
+            if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l) != 0 || !acc ||
+                getsockname(fd, (struct sockaddr *)&sa, &al) != 0)
+                sa.sin_port = 0;
+            n += snprintf(b + n, sizeof b - (size_t)n, " %d", ntohs(sa.sin_port));
+        }
+        wline(a->report_fd, "%s %d\n", b, shk_worker_listener(w, shk_worker_nlisteners(w)));
+        break;
+    }
     case W_STUCK:
         wline(a->report_fd, "stuck %d\n", (int)getpid());
         for (;;)
@@ -465,6 +486,87 @@ START_TEST(bad_first_config_fails_cleanly)
 }
 END_TEST
 
+/* A TCP port nobody listens on now (bound and closed again). */
+static int unused_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &l), 0);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+/* Sockets among pid's open descriptors. */
+static int count_sockets(pid_t pid)
+{
+    char path[64], link[64];
+    int n = 0;
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    ck_assert_ptr_nonnull(d);
+    for (struct dirent *e; (e = readdir(d));) {
+        ssize_t k = readlinkat(dirfd(d), e->d_name, link, sizeof link - 1);
+        if (k > 0) {
+            link[k] = '\0';
+            n += strncmp(link, "socket:", 7) == 0;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+START_TEST(listeners_survive_a_failed_reload)
+{
+    harness_t h;
+    char line[256], want[256], conf[256];
+    int a = unused_port();
+
+    snprintf(conf, sizeof conf, "worker_processes 1;\nlisten 127.0.0.1:%d;\n", a);
+    start_master(&h, W_REPORT_LISTEN, conf, NULL);
+    await_event(&h, "started", NULL);
+    ck_assert_int_eq(read_line(h.rep_rd, line, sizeof line), 0);
+    snprintf(want, sizeof want, "gen 1 listen 1 %d -1", a);
+    ck_assert_str_eq(line, want);
+    ck_assert_int_eq(count_sockets(h.master), 1);
+
+    /* port b is taken (by us, after the fork: the master holds no copy),
+     * so a reload that adds it fails to bind */
+    int busy = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in ba = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t bl = sizeof ba;
+    ck_assert_int_eq(bind(busy, (struct sockaddr *)&ba, sizeof ba), 0);
+    ck_assert_int_eq(listen(busy, 1), 0);
+    ck_assert_int_eq(getsockname(busy, (struct sockaddr *)&ba, &bl), 0);
+    int b = ntohs(ba.sin_port);
+
+    /* the failed reload must leave the running generation's socket open */
+    snprintf(conf, sizeof conf, "worker_processes 1;\nlisten 127.0.0.1:%d;\nlisten 127.0.0.1:%d;\n",
+             a, b);
+    write_conf(conf);
+    kill(h.master, SIGHUP);
+    await_event(&h, "reload-failed", NULL);
+    snprintf(want, sizeof want, "bind() to 127.0.0.1:%d failed", b);
+    ck_assert_msg(strstr(read_log(), want), "%s", read_log());
+    ck_assert_int_eq(count_sockets(h.master), 1);
+
+    /* and a good reload hands it over to the new generation, with a new one */
+    int c = unused_port();
+    snprintf(conf, sizeof conf, "worker_processes 1;\nlisten 127.0.0.1:%d;\nlisten 127.0.0.1:%d;\n",
+             a, c);
+    write_conf(conf);
+    kill(h.master, SIGHUP);
+    await_event(&h, "reload", NULL);
+    ck_assert_int_eq(read_line(h.rep_rd, line, sizeof line), 0);
+    snprintf(want, sizeof want, "gen 2 listen 2 %d %d -1", a, c);
+    ck_assert_str_eq(line, want);
+    ck_assert_int_eq(count_sockets(h.master), 2);
+    stop_master(&h, SIGQUIT);
+    close(busy);
+}
+END_TEST
+
 START_TEST(check_config)
 {
     shk_app_t app = {0};
@@ -505,6 +607,7 @@ int main(void)
     tcase_add_test(tc, bad_reload_keeps_old_generation);
     tcase_add_test(tc, crash_loop_backs_off);
     tcase_add_test(tc, graceful_and_fast_stop_leave_nothing);
+    tcase_add_test(tc, listeners_survive_a_failed_reload);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -4,11 +4,10 @@
  * (mode, stale objects, attach from an exec'd process, damaged objects,
  * listing them among objects that are not zones), the lock table and
  * recovery after a dead worker, the zone grammar (shk_zone_parse at its
- * limits, the same messages from shm_zone and the demo's limit_req_zone),
- * the shm_zone directive, and `shmkit stat` / `shmkit zones` /
+ * limits; test_demo checks the demo's limit_req_zone gives the same
+ * messages), the shm_zone directive, and `shmkit stat` / `shmkit zones` /
  * `shmkit check` on live zones.
  */
-#include "demo_conf.h"
 #include "shk_conf.h"
 #include "shk_zone.h"
 #include "util_json.h"
@@ -934,55 +933,6 @@ START_TEST(zone_parse_at_limits)
 }
 END_TEST
 
-/* The messages a config check gives for `text` (one directive on line 1). */
-static const char *check_message(const char *text)
-{
-    static char msg[1024];
-    static shk_app_t app;
-    char path[256];
-    snprintf(path, sizeof path, "/tmp/shk_test_shm_grammar_%ld.conf", (long)getpid());
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
-    demo_app(&app);
-    int rc = shk_master_check(path, &app);
-    unlink(path);
-    ck_assert_msg(rc == SHK_ECONF, "\"%s\" gave %d: %s", text, rc, shk_last_errmsg());
-    /* without " in FILE:1", which must be there */
-    snprintf(msg, sizeof msg, "%s", shk_last_errmsg());
-    char *loc = strstr(msg, " in /tmp/shk_test_shm_grammar_");
-    ck_assert_msg(loc && strcmp(strrchr(msg, ':'), ":1") == 0, "%s", msg);
-    *loc = '\0';
-    return msg;
-}
-
-START_TEST(zone_grammar_is_shared)
-{
-    /* shm_zone NAME:SIZE and limit_req_zone ... zone=NAME:SIZE take their
-     * argument through the one parser: same mistakes, same messages */
-    char longz[SHK_ZONE_NAME_MAX + 8];
-    memset(longz, 'z', SHK_ZONE_NAME_MAX + 1);
-    strcpy(longz + SHK_ZONE_NAME_MAX + 1, ":1m");
-    const char *bad[] = {"one:10x", "one",    ":1m",   "o.e:1m", "one:0",
-                         "a:b:1m",  longz,    "one:99999999999999999999", "one:1m5"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char name[SHK_ZONE_NAME_MAX + 1], text[256], want[1024];
-        size_t size;
-        ck_assert_int_ne(shk_zone_parse(bad[i], name, &size), SHK_OK);
-        snprintf(want, sizeof want, "%s", shk_last_errmsg());
-        snprintf(text, sizeof text, "shm_zone %s;\n", bad[i]);
-        ck_assert_str_eq(check_message(text), want);
-        snprintf(text, sizeof text, "limit_req_zone $binary_remote_addr zone=%s rate=1r/s;\n",
-                 bad[i]);
-        ck_assert_str_eq(check_message(text), want);
-    }
-    /* and the declared zone itself goes through the same rules */
-    ck_assert_str_eq(check_message("shm_zone one:8k;\n"),
-                     check_message("limit_req_zone $binary_remote_addr zone=one:8k rate=1r/s;\n"));
-}
-END_TEST
-
 /* ---- configuration ------------------------------------------------------------------ */
 
 static char conf_path[256];
@@ -1201,7 +1151,6 @@ int main(int argc, char **argv)
     tcase_add_test(tc, lock_table_and_recovery);
     tcase_add_test(tc, named_roots);
     tcase_add_test(tc, zone_parse_at_limits);
-    tcase_add_test(tc, zone_grammar_is_shared);
     tcase_add_test(tc, shm_zone_directive);
     tcase_add_test(tc, shmkit_stat_on_live_zone);
     tcase_add_test(tc, shmkit_check);

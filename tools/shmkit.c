@@ -1,10 +1,10 @@
 /*
  * shmkit.c: the `shmkit` command: inspect live named zones (stat, zones)
- * and test configuration files (check), as `nginx -t` does.
+ * and test configuration files against the library's own directives
+ * (check), as `nginx -t` does. An application's own directives are its
+ * business: it checks them with its -t (shk_app_main).
  */
 #include "shmkit.h"
-
-#include "demo_conf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,9 +64,12 @@ static void usage_check(FILE *f)
     fprintf(f,
             "usage: %s check -c FILE\n"
             "\n"
-            "Read FILE with the built-in directives (shm_zone, shm_instance, shm_mapping,\n"
-            "include, the supervisor's) and those of the demo server, and print\n"
-            "\"configuration file FILE test is successful\", or the first error and exit 1.\n",
+            "Read FILE with the library's own directives only: worker_processes, listen,\n"
+            "pid, worker_shutdown_timeout, bus_queue, shm_zone, shm_instance, shm_mapping\n"
+            "and include. Print \"configuration file FILE test is successful\", or the first\n"
+            "error and exit 1. Any other directive is an error here: an application built\n"
+            "on shmkit checks its configuration itself, with its own directives too (its\n"
+            "-t, e.g. shmkit-demo -t -c FILE).\n",
             prog);
 }
 
@@ -207,7 +210,6 @@ static int cmd_zones(int argc, char **argv)
 static int cmd_check(int argc, char **argv)
 {
     const char *file = NULL;
-    shk_app_t app = {0};
     int rc;
 
     for (int i = 1; i < argc; i++) {
@@ -226,14 +228,23 @@ static int cmd_check(int argc, char **argv)
         usage_check(stderr);
         return 2;
     }
-    /* The supervisor's directives, the zones', and the demo server's. */
-    demo_app(&app);
-    rc = shk_master_check(file, &app);
-    if (rc == SHK_OK)
+    /* No application: the library's directives only. */
+    rc = shk_master_check(file, NULL);
+    if (rc == SHK_OK) {
         printf("configuration file %s test is successful\n", file);
-    else
-        fprintf(stderr, "%s\nconfiguration file %s test failed\n", shk_last_errmsg(), file);
-    return rc == SHK_OK ? 0 : 1;
+        fprintf(stderr,
+                "%s check: only the library's directives were checked; an application checks "
+                "its own with its -t\n",
+                prog);
+        return 0;
+    }
+    fprintf(stderr, "%s\nconfiguration file %s test failed\n", shk_last_errmsg(), file);
+    if (strncmp(shk_last_errmsg(), "unknown directive", 17) == 0)
+        fprintf(stderr,
+                "%s check knows only the library's directives; check an application's "
+                "configuration with its -t (e.g. shmkit-demo -t -c FILE)\n",
+                prog);
+    return 1;
 }
 
 int main(int argc, char **argv)

@@ -1,0 +1,155 @@
+/*
+ * shk_worker.c: the worker's side of the supervisor. A forked child
+ * becomes a worker here (signals reset, PR_SET_PDEATHSIG so it never
+ * outlives the master, its bus slot joined, the stop alerts handled), runs
+ * the application's worker function and exits with its status. The
+ * shk_worker_* calls give the application its slot, generation, bus, zones
+ * and listening sockets. One worker per process: its state is this file's.
+ */
+#include "shk_proc_internal.h"
+
+#include "shk_atomic_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+/* Set by the stop alert, in the worker's bus dispatch; read by the worker
+ * and possibly by other threads of its process. */
+static _Atomic int worker_quitting, worker_terminating;
+static shk_worker_t the_worker;
+
+/* A bus handler, in the worker: the master asks it to stop. */
+static void on_stop_alert(shk_bus_t *bus, const char *name, const void *data, size_t len,
+                          void *ctx)
+{
+    int fast = strcmp(name, SHK_PROC_ALERT_TERMINATE) == 0;
+    (void)bus;
+    (void)data;
+    (void)len;
+    (void)ctx;
+    if (fast)
+        SHK_WRITE_ONCE(worker_terminating, 1);
+    /* Release: a thread that sees quitting (acquire) also sees
+     * terminating, so "terminating implies quitting" holds for readers. */
+    SHK_STORE_RELEASE(worker_quitting, 1);
+    if (the_worker.on_stop)
+        the_worker.on_stop(&the_worker, fast, the_worker.on_stop_ctx);
+}
+
+/* The worker of an application that gave none: wait for the stop. */
+static int default_worker(shk_worker_t *w)
+{
+    shk_bus_t *bus = shk_worker_bus(w);
+    while (!shk_worker_quitting()) {
+        int rc = shk_bus_wait(bus, -1);
+        if (rc < 0 && rc != SHK_ETIMEDOUT)
+            return 1;
+        shk_bus_dispatch(bus, 64);
+    }
+    return 0;
+}
+
+void shk_proc_worker_main(const shk_app_t *app, shk_cycle_t *cy, unsigned slot, int sfd,
+                          const sigset_t *oldmask)
+{
+    int status;
+    char title[16];
+    pid_t master_pid = getppid();
+    struct sigaction sa = {0};
+
+    /* The master handles the terminal's signals and relays them over the
+     * bus; a worker dies only by SIGTERM/SIGKILL from outside. */
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGQUIT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    close(sfd);
+    sigprocmask(SIG_SETMASK, oldmask, NULL);
+    /* A worker must not outlive its master; the check after the prctl
+     * catches a master that died before it. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != master_pid)
+        _exit(1);
+    snprintf(title, sizeof title, "%.6s:w%u", shk_proc_app_name(app), slot);
+    prctl(PR_SET_NAME, title);
+
+    SHK_WRITE_ONCE(worker_quitting, 0);
+    SHK_WRITE_ONCE(worker_terminating, 0);
+    the_worker.cycle = cy;
+    the_worker.slot = slot;
+    the_worker.on_stop = NULL;
+    the_worker.on_stop_ctx = NULL;
+    if (shk_bus_join(cy->bus, slot) != SHK_OK) {
+        shk_log(SHK_LOG_ERR, "worker %u: joining the bus failed: %s", slot, shk_last_errmsg());
+        _exit(2);
+    }
+    shk_bus_on(cy->bus, SHK_PROC_ALERT_QUIT, on_stop_alert, NULL);
+    shk_bus_on(cy->bus, SHK_PROC_ALERT_TERMINATE, on_stop_alert, NULL);
+    status = app && app->worker ? app->worker(&the_worker, app->ctx)
+                                : default_worker(&the_worker);
+    fflush(NULL);
+    _exit(status & 0xff);
+}
+
+/* ---- the application's calls ------------------------------------------------------- */
+
+int shk_worker_quitting(void)
+{
+    return SHK_LOAD_ACQUIRE(worker_quitting); /* pairs with on_stop_alert's release */
+}
+
+int shk_worker_terminating(void)
+{
+    return SHK_READ_ONCE(worker_terminating); /* the flag alone matters */
+}
+
+void shk_worker_on_stop(shk_worker_t *w, void (*fn)(shk_worker_t *w, int fast, void *ctx),
+                        void *ctx)
+{
+    if (!w)
+        return;
+    w->on_stop = fn;
+    w->on_stop_ctx = ctx;
+}
+
+unsigned shk_worker_slot(const shk_worker_t *w)
+{
+    return w ? w->slot : 0;
+}
+
+uint64_t shk_worker_generation(const shk_worker_t *w)
+{
+    return w && w->cycle ? w->cycle->generation : 0;
+}
+
+shk_bus_t *shk_worker_bus(shk_worker_t *w)
+{
+    return w && w->cycle ? w->cycle->bus : NULL;
+}
+
+shk_zone_t *shk_worker_zone(shk_worker_t *w, const char *name)
+{
+    return w && w->cycle ? shk_zones_find(w->cycle->zones, name) : NULL;
+}
+
+shk_cycle_t *shk_worker_cycle(shk_worker_t *w)
+{
+    return w ? w->cycle : NULL;
+}
+
+unsigned shk_worker_nlisteners(const shk_worker_t *w)
+{
+    return w && w->cycle ? w->cycle->nlisten : 0;
+}
+
+int shk_worker_listener(const shk_worker_t *w, unsigned i)
+{
+    if (!w || !w->cycle || i >= w->cycle->nlisten)
+        return -1;
+    return w->cycle->listen[i].fd;
+}
