@@ -62,10 +62,20 @@ static int conf_listen(shk_conf_t *cf, int argc, char **argv, void *data)
 static int conf_pid(shk_conf_t *cf, int argc, char **argv, void *data)
 {
     shk_cycle_t *cy = data;
+    const char *file = shk_conf_file(cf), *slash = strrchr(file, '/');
+    int n;
     (void)argc;
-    if (strlen(argv[1]) >= sizeof cy->pid_path)
+    if (!argv[1][0])
+        return shk_conf_error(cf, "empty pid file path");
+    /* A relative path is relative to the directory of the file that names
+     * it, not to wherever the server was started from. */
+    if (argv[1][0] == '/' || !slash)
+        n = snprintf(cy->pid_path, sizeof cy->pid_path, "%s", argv[1]);
+    else
+        n = snprintf(cy->pid_path, sizeof cy->pid_path, "%.*s/%s", (int)(slash - file), file,
+                     argv[1]);
+    if (n < 0 || (size_t)n >= sizeof cy->pid_path)
         return shk_conf_error(cf, "pid file path is too long");
-    strcpy(cy->pid_path, argv[1]);
     return SHK_OK;
 }
 

@@ -403,6 +403,19 @@ START_TEST(bad_reload_keeps_old_generation)
     ck_assert_msg(strstr(read_log(), want), "%s", read_log());
     ck_assert_int_eq(kill(pids[0], 0), 0);
     ck_assert_int_eq(kill(pids[1], 0), 0);
+    /* Regression: an empty quoted word as a file's first token made the
+     * reader write through NULL, and a SIGHUP with such a file killed the
+     * master and every worker with it. */
+    write_conf("\"\";\nworker_processes 2;\n");
+    kill(h.master, SIGHUP);
+    await_event(&h, "reload-failed", NULL);
+    snprintf(want, sizeof want, "reload failed, the running configuration stays: unknown "
+                                "directive \"\" in %s:1",
+             conf_path);
+    ck_assert_msg(strstr(read_log(), want), "%s", read_log());
+    ck_assert_int_eq(kill(h.master, 0), 0);
+    ck_assert_int_eq(kill(pids[0], 0), 0);
+    ck_assert_int_eq(kill(pids[1], 0), 0);
     /* a good reload afterwards still works */
     write_conf("worker_processes 1;\nshm_zone keep:1m;\n");
     kill(h.master, SIGHUP);
