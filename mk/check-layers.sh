@@ -3,14 +3,14 @@
 # Fails if
 #   - a module's file includes a header of a module above it, or one of
 #     demo/, test/ or bench/;
-#   - tools/ or bench/ include a demo header (they may use every library
-#     header);
+#   - tools/, bench/ or fuzz/ include a demo header (they may use every
+#     library header, internal ones included for bench/ and fuzz/);
 #   - demo/ includes anything but library headers and its own;
 #   - a test includes a demo header, except the tests of the demo
 #     (test/test_demo*.c);
-#   - anyone includes another folder's test/ or bench/ helpers.
+#   - anyone includes another folder's test/, bench/ or fuzz/ helpers.
 # Headers are known by where they live: <module>/*.h, include/*.h, and
-# demo/, test/, bench/*.h.
+# demo/, test/, bench/, fuzz/*.h.
 set -u
 mods=("$@")
 declare -A level owner
@@ -23,7 +23,7 @@ done
 for h in include/*.h; do
     [ -e "$h" ] && owner[$(basename "$h")]=include
 done
-for d in demo test bench; do
+for d in demo test bench fuzz; do
     for h in "$d"/*.h; do
         [ -e "$h" ] && owner[$(basename "$h")]=$d
     done
@@ -47,7 +47,7 @@ for m in "${mods[@]}"; do
             o=${owner[$inc]:-}
             case "$o" in
             '' | include) ;;
-            demo | test | bench) complain "$f includes $inc from $o/, which the library must not use" ;;
+            demo | test | bench | fuzz) complain "$f includes $inc from $o/, which the library must not use" ;;
             *)
                 if [ "${level[$o]}" -gt "${level[$m]}" ]; then
                     complain "$f includes $inc from module $o, which is above $m"
@@ -58,7 +58,7 @@ for m in "${mods[@]}"; do
     done
 done
 
-for dir in tools bench demo test; do
+for dir in tools bench demo test fuzz; do
     for f in "$dir"/*.[ch]; do
         [ -e "$f" ] || continue
         while IFS= read -r inc; do
@@ -70,7 +70,7 @@ for dir in tools bench demo test; do
                 *) complain "$f includes $inc from demo/: only the demo and its tests may" ;;
                 esac
                 ;;
-            test | bench)
+            test | bench | fuzz)
                 [ "$o" = "$dir" ] || complain "$f includes $inc, a helper of $o/"
                 ;;
             esac
@@ -78,5 +78,5 @@ for dir in tools bench demo test; do
     done
 done
 
-[ $bad = 0 ] && echo "layering: ok (${mods[*]}; tools, bench, demo, test)"
+[ $bad = 0 ] && echo "layering: ok (${mods[*]}; tools, bench, demo, test, fuzz)"
 exit $bad
