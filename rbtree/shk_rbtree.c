@@ -258,8 +258,8 @@ static node_t *lower(const shk_rbtree_t *t, char *base, const node_t *probe, shk
     return best;
 }
 
-shk_rbtree_node_t *shk_rbtree_find(const shk_rbtree_t *t, void *base, const shk_rbtree_node_t *probe,
-                                   shk_rbtree_cmp_t cmp, void *ctx)
+shk_rbtree_node_t *shk_rbtree_find(const shk_rbtree_t *t, void *base,
+                                   const shk_rbtree_node_t *probe, shk_rbtree_cmp_t cmp, void *ctx)
 {
     int eq;
     if (!t || !base || !probe) {
@@ -353,8 +353,8 @@ static int load(check_t *c, uint64_t off, node_t *out)
                          (unsigned long long)off);
     memcpy(out, c->base + off, sizeof *out);
     if (out->color != SHK_RBTREE_BLACK && out->color != SHK_RBTREE_RED)
-        return shk_error(SHK_ECORRUPT, "rbtree: node 0x%llx has colour %u",
-                         (unsigned long long)off, out->color);
+        return shk_error(SHK_ECORRUPT, "rbtree: node 0x%llx has colour %u", (unsigned long long)off,
+                         out->color);
     return SHK_OK;
 }
 

@@ -73,8 +73,7 @@ typedef struct shk_rbtree_s {
  * they are equal, positive if a goes after b. `a` may be a probe outside the
  * region; `b` is always a node in the tree. ctx is the caller's, passed
  * through. It must be a consistent total order, and must not change the tree. */
-typedef int (*shk_rbtree_cmp_t)(const shk_rbtree_node_t *a, const shk_rbtree_node_t *b,
-                                void *ctx);
+typedef int (*shk_rbtree_cmp_t)(const shk_rbtree_node_t *a, const shk_rbtree_node_t *b, void *ctx);
 
 /* Make `tree` empty. Nodes that were in it are not touched (the caller frees
  * them). Same as zero-filling it. */

@@ -104,10 +104,10 @@ static unsigned model_lower(const region_t *r, const model_t *m, uint64_t k, uin
 
 /* Plain tests in the hot loop, ck_abort only on a failure: each ck_assert
  * costs Check a write to its pipe. */
-#define MUST(cond, ...)                                                                \
-    do {                                                                               \
-        if (!(cond))                                                                   \
-            ck_abort_msg(__VA_ARGS__);                                                 \
+#define MUST(cond, ...)                                                                            \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            ck_abort_msg(__VA_ARGS__);                                                             \
     } while (0)
 
 static void walk_equals_model(const region_t *r, const model_t *m, long step)
@@ -168,8 +168,8 @@ static void random_run(const char *name, shk_rbtree_cmp_t cmp, long steps)
         } else if (op < 75) {
             item_t probe = {.rb.key = k, .tie = tie};
             unsigned pos = model_lower(&r, &m, k, tie, 0);
-            int hit = pos < m.n && cmp_kt(item(&r, m.ids[pos])->rb.key, item(&r, m.ids[pos])->tie,
-                                          k, tie) == 0;
+            int hit = pos < m.n &&
+                      cmp_kt(item(&r, m.ids[pos])->rb.key, item(&r, m.ids[pos])->tie, k, tie) == 0;
             shk_rbtree_node_t *f = shk_rbtree_find(t, r.base, &probe.rb, cmp, NULL);
             MUST(f == (hit ? &item(&r, m.ids[pos])->rb : NULL), "step %ld: find (%llu,%u)", step,
                  (unsigned long long)k, tie);
@@ -277,9 +277,9 @@ START_TEST(empty_tree_and_bad_arguments)
     /* a node at the base would have offset 0, which is nil */
     ck_assert_int_eq(shk_rbtree_insert(t, r.base, (shk_rbtree_node_t *)r.base, NULL, NULL),
                      SHK_EINVAL);
-    ck_assert_int_eq(shk_rbtree_insert(t, r.base, (shk_rbtree_node_t *)(r.base + HDR + 4), NULL,
-                                       NULL),
-                     SHK_EINVAL);
+    ck_assert_int_eq(
+        shk_rbtree_insert(t, r.base, (shk_rbtree_node_t *)(r.base + HDR + 4), NULL, NULL),
+        SHK_EINVAL);
     ck_assert_int_eq(shk_rbtree_delete(t, r.base, NULL), SHK_EINVAL);
     ck_assert_int_eq(shk_rbtree_check(NULL, r.base, r.size, NULL, NULL), SHK_EINVAL);
     ck_assert_ptr_null(shk_rbtree_find(NULL, r.base, &probe, NULL, NULL));
@@ -446,7 +446,8 @@ static shk_rbtree_node_t *node_at(const region_t *r, uint64_t o)
 }
 
 /* Some node matching a predicate, found by index order. */
-static shk_rbtree_node_t *pick(const region_t *r, int (*pred)(const region_t *, shk_rbtree_node_t *))
+static shk_rbtree_node_t *pick(const region_t *r,
+                               int (*pred)(const region_t *, shk_rbtree_node_t *))
 {
     for (unsigned i = 0; i < r->n; i++)
         if (pred(r, &item(r, i)->rb))
@@ -482,8 +483,7 @@ static void expect_corrupt(const region_t *r, const char *what)
 {
     int rc = shk_rbtree_check(tree_of(r), r->base, r->size, by_tie, NULL);
     ck_assert_msg(rc == SHK_ECORRUPT, "%s: check said %s", what, shk_err_name(rc));
-    ck_assert_msg(strstr(shk_last_errmsg(), what), "wanted \"%s\" in: %s", what,
-                  shk_last_errmsg());
+    ck_assert_msg(strstr(shk_last_errmsg(), what), "wanted \"%s\" in: %s", what, shk_last_errmsg());
 }
 
 START_TEST(damaged_trees_are_reported)
