@@ -141,9 +141,9 @@ SHK_API uint64_t shk_rbtree_count(const shk_rbtree_t *tree);
  * bounds (ctx can carry them). Each node is read once into a local copy,
  * every walk is bounded (depth and count), so a damaged tree, or one
  * changed while it is read, is reported, never looped on or read past.
- * Returns SHK_OK, or SHK_ECORRUPT with shk_last_errmsg() naming the rule
- * and the node's offset; SHK_EINVAL for NULL arguments or a tree structure
- * outside the caller's memory is the caller's to rule out. O(n).
+ * Returns SHK_OK, SHK_ECORRUPT with shk_last_errmsg() naming the rule and
+ * the node's offset, or SHK_EINVAL for NULL tree or base (that `tree`
+ * itself is readable is the caller's to know). O(n).
  * Locking: the caller's lock for an exact answer; without it (a read-only
  * view of a live zone) a concurrent change may be reported as damage. */
 SHK_API int shk_rbtree_check(const shk_rbtree_t *tree, const void *base, size_t size,
