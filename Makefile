@@ -126,9 +126,9 @@ $(B)/obj/demo/demo.o: demo/demo.c
 $(B)/shmkit-demo: $(B)/obj/demo/demo.o $(DEMO_LIB) $(STATIC_LIB)
 	$(CC) -o $@ $< $(DEMO_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) $(EVENT_LIBS) -lrt -lm
 
-$(B)/bench/%: $(B)/obj/bench/%.o $(BENCH_UTIL) $(STATIC_LIB)
+$(B)/bench/%: $(B)/obj/bench/%.o $(BENCH_UTIL) $(DEMO_LIB) $(STATIC_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $< $(BENCH_UTIL) $(STATIC_LIB) $(ALL_LDFLAGS) -lrt -lm
+	$(CC) -o $@ $< $(BENCH_UTIL) $(DEMO_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) -lrt -lm
 
 $(B)/shmkit: $(patsubst %.c,$(B)/obj/%.o,$(TOOL_SRCS)) $(DEMO_LIB) $(STATIC_LIB)
 	$(CC) -o $@ $(filter %.o,$^) $(DEMO_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) -lrt -lm
