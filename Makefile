@@ -90,7 +90,8 @@ TOOL_BIN    := $(if $(TOOL_SRCS),$(B)/shmkit)
 
 # The demo: demo/demo.c is the libevent HTTP server; the other demo/*.c
 # (directives, the request limiter) need no libevent and are shared with the
-# tests of the demo (DEMO_TESTS). Nothing else links them: the shmkit
+# tests and benchmarks of the demo (test/test_demo*.c, bench/bench_demo*.c).
+# Nothing else links them: the shmkit
 # command checks the library's directives only, the demo checks its own
 # with shmkit-demo -t.
 DEMO_MAIN   := demo/demo.c
@@ -98,7 +99,8 @@ DEMO_LIB_SRCS := $(filter-out $(DEMO_MAIN),$(wildcard demo/*.c))
 DEMO_LIB    := $(if $(DEMO_LIB_SRCS),$(B)/libdemo.a)
 HAVE_EVENT  := $(shell pkg-config --exists libevent 2>/dev/null && echo yes)
 DEMO_BIN    := $(if $(and $(wildcard $(DEMO_MAIN)),$(HAVE_EVENT)),$(B)/shmkit-demo)
-DEMO_TESTS  := $(B)/test/test_demo
+DEMO_TESTS  := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/test_demo*.c))
+DEMO_BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_demo*.c))
 
 .PHONY: all lib tests benches test test-run asan tsan clang bench bench-% install uninstall \
         clean deps-test deps-demo fuzz check-layers check-exports check-docs check-install docs demo run
@@ -115,6 +117,7 @@ $(B)/obj/%.o: %.c
 
 $(B)/obj/demo/%.o: EXTRA_INC := $(DEMO_INC)
 $(patsubst $(B)/test/%,$(B)/obj/test/%.o,$(DEMO_TESTS)): EXTRA_INC := $(DEMO_INC)
+$(patsubst $(B)/bench/%,$(B)/obj/bench/%.o,$(DEMO_BENCHES)): EXTRA_INC := $(DEMO_INC)
 
 $(STATIC_LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -162,7 +165,10 @@ $(B)/shmkit-demo: $(B)/obj/demo/demo.o $(DEMO_LIB) $(STATIC_LIB)
 
 $(B)/bench/%: $(B)/obj/bench/%.o $(BENCH_UTIL) $(STATIC_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $< $(BENCH_UTIL) $(STATIC_LIB) $(ALL_LDFLAGS) -lrt -lm
+	$(CC) -o $@ $< $(BENCH_UTIL) $(if $(filter $@,$(DEMO_BENCHES)),$(DEMO_LIB)) $(STATIC_LIB) \
+	    $(ALL_LDFLAGS) -lrt -lm
+
+$(DEMO_BENCHES): $(DEMO_LIB)
 
 $(B)/shmkit: $(patsubst %.c,$(B)/obj/%.o,$(TOOL_SRCS)) $(STATIC_LIB)
 	$(CC) -o $@ $(filter %.o,$^) $(STATIC_LIB) $(ALL_LDFLAGS) -lrt -lm

@@ -2,8 +2,9 @@
  * demo_conf.c: the demo's directives (limit_req_zone, location, limit_req)
  * and the request limiter: nginx's leaky bucket (excess in thousandths of a
  * request, drained at `rate` per second, compared with `burst`), with one
- * node per client address in a red-black tree and an LRU list, both made of
- * slab offsets inside the limit zone, under the zone's slab lock. Stale nodes
+ * node per client address in the library's red-black tree (shk_rbtree,
+ * keyed by a hash of the address) and in an LRU list, both made of slab
+ * offsets inside the limit zone, under the zone's slab lock. Stale nodes
  * are expired as requests come; when the zone is full, the slab's reclaim
  * callback drops the least recently used node.
  */
@@ -37,254 +38,52 @@ struct demo_conf_s {
 /* ---- shared state --------------------------------------------------------------- */
 
 typedef struct lr_sh_s {
-    uint64_t root;       /* tree root (slab offset), 0 when empty */
-    uint64_t head, tail; /* LRU: head most recently used */
-    uint64_t count;
+    shk_rbtree_t tree;   /* nodes by (hash of the address, length, address) */
+    uint64_t head, tail; /* LRU: head most recently used (slab offsets) */
 } lr_sh_t;
 
 typedef struct lr_node_s {
-    uint64_t left, right, parent;
-    uint32_t red;
-    uint32_t hash;
-    uint64_t prev, next; /* LRU links */
-    int64_t excess;      /* thousandths of a request */
-    uint64_t last;       /* ms of the last accounted request */
+    shk_rbtree_node_t rb; /* first: the comparator casts; rb.key is the hash */
+    uint64_t prev, next;  /* LRU links */
+    int64_t excess;       /* thousandths of a request */
+    uint64_t last;        /* ms of the last accounted request */
     uint32_t len;
     uint8_t key[KEY_MAX];
 } lr_node_t;
 
 typedef struct lr_s {
     shk_slab_t *slab;
+    char *base; /* the pool's base: tree and LRU offsets count from it */
     lr_sh_t *sh;
     uint64_t rate;
 } lr_t;
 
-#define N(o) ((lr_node_t *)shk_slab_ptr(t->slab, (o)))
+/* Nodes reached through links the zone's lock keeps sound; the check
+ * (lr_check) validates every offset before it follows one. */
+#define N(o) ((lr_node_t *)(t->base + (o)))
 
-static uint32_t hash_key(const uint8_t *k, size_t n)
+static uint64_t hash_key(const uint8_t *k, size_t n)
 {
-    uint32_t h = 2166136261u;
+    uint64_t h = 14695981039346656037ull; /* FNV-1a, 64 bits */
     for (size_t i = 0; i < n; i++)
-        h = (h ^ k[i]) * 16777619u;
+        h = (h ^ k[i]) * 1099511628211ull;
     return h;
 }
 
-static int node_cmp(const lr_node_t *n, uint32_t hash, const uint8_t *key, uint32_t len)
+/* Ties of the hash: shorter address first, then the bytes. */
+static int lr_cmp(const shk_rbtree_node_t *a, const shk_rbtree_node_t *b, void *ctx)
 {
-    if (hash != n->hash)
-        return hash < n->hash ? -1 : 1;
-    if (len != n->len)
-        return len < n->len ? -1 : 1;
-    return memcmp(key, n->key, len);
+    const lr_node_t *x = (const lr_node_t *)a, *y = (const lr_node_t *)b;
+    (void)ctx;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    return memcmp(x->key, y->key, x->len);
 }
 
-/* ---- red-black tree of offsets (0 is the black nil) ------------------------------------ */
-
-static void rot_left(lr_t *t, uint64_t x)
+/* [off, off + len) inside [0, size), without overflow. */
+static int span_ok(uint64_t off, uint64_t len, uint64_t size)
 {
-    uint64_t y = N(x)->right;
-    N(x)->right = N(y)->left;
-    if (N(y)->left)
-        N(N(y)->left)->parent = x;
-    N(y)->parent = N(x)->parent;
-    if (!N(x)->parent)
-        t->sh->root = y;
-    else if (x == N(N(x)->parent)->left)
-        N(N(x)->parent)->left = y;
-    else
-        N(N(x)->parent)->right = y;
-    N(y)->left = x;
-    N(x)->parent = y;
-}
-
-static void rot_right(lr_t *t, uint64_t x)
-{
-    uint64_t y = N(x)->left;
-    N(x)->left = N(y)->right;
-    if (N(y)->right)
-        N(N(y)->right)->parent = x;
-    N(y)->parent = N(x)->parent;
-    if (!N(x)->parent)
-        t->sh->root = y;
-    else if (x == N(N(x)->parent)->right)
-        N(N(x)->parent)->right = y;
-    else
-        N(N(x)->parent)->left = y;
-    N(y)->right = x;
-    N(x)->parent = y;
-}
-
-static int is_red(lr_t *t, uint64_t x)
-{
-    return x && N(x)->red;
-}
-
-static void tree_insert(lr_t *t, uint64_t z)
-{
-    uint64_t p = 0, cur = t->sh->root;
-    lr_node_t *zn = N(z);
-    int left = 0;
-    while (cur) {
-        p = cur;
-        left = node_cmp(N(cur), zn->hash, zn->key, zn->len) < 0;
-        cur = left ? N(cur)->left : N(cur)->right;
-    }
-    zn->parent = p;
-    zn->left = zn->right = 0;
-    zn->red = 1;
-    if (!p)
-        t->sh->root = z;
-    else if (left)
-        N(p)->left = z;
-    else
-        N(p)->right = z;
-    while (is_red(t, N(z)->parent)) {
-        p = N(z)->parent;
-        uint64_t g = N(p)->parent;
-        if (p == N(g)->left) {
-            uint64_t u = N(g)->right;
-            if (is_red(t, u)) {
-                N(p)->red = 0;
-                N(u)->red = 0;
-                N(g)->red = 1;
-                z = g;
-                continue;
-            }
-            if (z == N(p)->right) {
-                z = p;
-                rot_left(t, z);
-                p = N(z)->parent;
-            }
-            N(p)->red = 0;
-            N(g)->red = 1;
-            rot_right(t, g);
-        } else {
-            uint64_t u = N(g)->left;
-            if (is_red(t, u)) {
-                N(p)->red = 0;
-                N(u)->red = 0;
-                N(g)->red = 1;
-                z = g;
-                continue;
-            }
-            if (z == N(p)->left) {
-                z = p;
-                rot_right(t, z);
-                p = N(z)->parent;
-            }
-            N(p)->red = 0;
-            N(g)->red = 1;
-            rot_left(t, g);
-        }
-    }
-    N(t->sh->root)->red = 0;
-}
-
-static void transplant(lr_t *t, uint64_t u, uint64_t v)
-{
-    uint64_t up = N(u)->parent;
-    if (!up)
-        t->sh->root = v;
-    else if (u == N(up)->left)
-        N(up)->left = v;
-    else
-        N(up)->right = v;
-    if (v)
-        N(v)->parent = up;
-}
-
-static void tree_delete(lr_t *t, uint64_t z)
-{
-    uint64_t y = z, x, xp;
-    int y_red = N(y)->red;
-    if (!N(z)->left) {
-        x = N(z)->right;
-        xp = N(z)->parent;
-        transplant(t, z, x);
-    } else if (!N(z)->right) {
-        x = N(z)->left;
-        xp = N(z)->parent;
-        transplant(t, z, x);
-    } else {
-        y = N(z)->right;
-        while (N(y)->left)
-            y = N(y)->left;
-        y_red = N(y)->red;
-        x = N(y)->right;
-        if (N(y)->parent == z) {
-            xp = y;
-        } else {
-            xp = N(y)->parent;
-            transplant(t, y, x);
-            N(y)->right = N(z)->right;
-            N(N(y)->right)->parent = y;
-        }
-        transplant(t, z, y);
-        N(y)->left = N(z)->left;
-        N(N(y)->left)->parent = y;
-        N(y)->red = N(z)->red;
-    }
-    if (y_red)
-        return;
-    while (x != t->sh->root && !is_red(t, x)) {
-        if (x == N(xp)->left) {
-            uint64_t w = N(xp)->right;
-            if (is_red(t, w)) {
-                N(w)->red = 0;
-                N(xp)->red = 1;
-                rot_left(t, xp);
-                w = N(xp)->right;
-            }
-            if (!is_red(t, N(w)->left) && !is_red(t, N(w)->right)) {
-                N(w)->red = 1;
-                x = xp;
-                xp = N(x)->parent;
-            } else {
-                if (!is_red(t, N(w)->right)) {
-                    N(N(w)->left)->red = 0;
-                    N(w)->red = 1;
-                    rot_right(t, w);
-                    w = N(xp)->right;
-                }
-                N(w)->red = N(xp)->red;
-                N(xp)->red = 0;
-                if (N(w)->right)
-                    N(N(w)->right)->red = 0;
-                rot_left(t, xp);
-                x = t->sh->root;
-                xp = 0;
-            }
-        } else {
-            uint64_t w = N(xp)->left;
-            if (is_red(t, w)) {
-                N(w)->red = 0;
-                N(xp)->red = 1;
-                rot_right(t, xp);
-                w = N(xp)->left;
-            }
-            if (!is_red(t, N(w)->right) && !is_red(t, N(w)->left)) {
-                N(w)->red = 1;
-                x = xp;
-                xp = N(x)->parent;
-            } else {
-                if (!is_red(t, N(w)->left)) {
-                    N(N(w)->right)->red = 0;
-                    N(w)->red = 1;
-                    rot_left(t, w);
-                    w = N(xp)->left;
-                }
-                N(w)->red = N(xp)->red;
-                N(xp)->red = 0;
-                if (N(w)->left)
-                    N(N(w)->left)->red = 0;
-                rot_right(t, xp);
-                x = t->sh->root;
-                xp = 0;
-            }
-        }
-    }
-    if (x)
-        N(x)->red = 0;
+    return off <= size && len <= size - off;
 }
 
 /* ---- LRU --------------------------------------------------------------------------- */
@@ -318,8 +117,7 @@ static void lru_push(lr_t *t, uint64_t n)
 static void node_drop(lr_t *t, uint64_t n)
 {
     lru_unlink(t, n);
-    tree_delete(t, n);
-    t->sh->count--;
+    shk_rbtree_delete(&t->sh->tree, t->base, &N(n)->rb);
     shk_slab_free_locked(t->slab, N(n));
 }
 
@@ -350,7 +148,7 @@ static void expire(lr_t *t, uint64_t now, int force)
 static int lr_reclaim(shk_slab_t *slab, size_t size, void *ctx)
 {
     demo_limit_zone_t *lz = ctx;
-    lr_t tt = {slab, shk_zone_data(lz->zone), lz->rate}, *t = &tt;
+    lr_t tt = {slab, shk_slab_base(slab), shk_zone_data(lz->zone), lz->rate}, *t = &tt;
     (void)size;
     if (!t->sh || !t->sh->tail)
         return 0;
@@ -364,7 +162,7 @@ static int lr_init(shk_zone_t *zone, void *old, void *ctx)
     shk_slab_set_reclaim(shk_zone_slab(zone), lr_reclaim, lz);
     if (old)
         return SHK_OK; /* reload: the buckets carry on */
-    lr_sh_t *sh = shk_slab_calloc(shk_zone_slab(zone), sizeof *sh);
+    lr_sh_t *sh = shk_slab_calloc(shk_zone_slab(zone), sizeof *sh); /* zero: an empty tree */
     if (!sh)
         return shk_error(SHK_ENOMEM, "limit_req zone \"%s\" is too small", lz->name);
     return shk_zone_set_data(zone, sh);
@@ -377,9 +175,9 @@ int demo_limit_at(const demo_location_t *loc, const void *key, size_t keylen, ui
 {
     demo_limit_zone_t *lz;
     lr_t tt, *t = &tt;
-    uint32_t h;
-    uint64_t cur;
-    int verdict = DEMO_LIMIT_PASS, rc;
+    lr_node_t probe;
+    shk_rbtree_node_t *found;
+    int verdict = DEMO_LIMIT_PASS;
     int64_t excess = 0;
 
     *delay_ms = 0;
@@ -389,24 +187,22 @@ int demo_limit_at(const demo_location_t *loc, const void *key, size_t keylen, ui
         return DEMO_LIMIT_REJECT;
     t->slab = shk_zone_slab(lz->zone);
     t->rate = lz->rate;
-    rc = shk_slab_lock(t->slab);
-    if (rc != SHK_OK && rc != SHK_EOWNERDEAD)
+    if (!shk_shmtx_held(shk_slab_lock(t->slab)))
         return DEMO_LIMIT_REJECT;
+    t->base = shk_slab_base(t->slab);
     t->sh = shk_zone_data(lz->zone);
     if (!t->sh) {
         shk_slab_unlock(t->slab);
         return DEMO_LIMIT_REJECT;
     }
     expire(t, now, 0);
-    h = hash_key(key, keylen);
-    for (cur = t->sh->root; cur;) {
-        int c = node_cmp(N(cur), h, key, (uint32_t)keylen);
-        if (!c)
-            break;
-        cur = c < 0 ? N(cur)->left : N(cur)->right;
-    }
-    if (cur) {
-        lr_node_t *x = N(cur);
+    probe.rb.key = hash_key(key, keylen);
+    probe.len = (uint32_t)keylen;
+    memcpy(probe.key, key, keylen);
+    found = shk_rbtree_find(&t->sh->tree, t->base, &probe.rb, lr_cmp, NULL);
+    if (found) {
+        lr_node_t *x = (lr_node_t *)found;
+        uint64_t cur = shk_slab_off(t->slab, x);
         int64_t ms = (int64_t)(now - x->last);
         if (ms < -60000)
             ms = 1; /* the clock jumped back a long way: count it as 1 ms */
@@ -425,20 +221,20 @@ int demo_limit_at(const demo_location_t *loc, const void *key, size_t keylen, ui
                 x->last = now;
         }
     } else {
+        /* may run lr_reclaim, which drops the oldest node: nothing found
+         * above is held across it */
         lr_node_t *x = shk_slab_calloc_locked(t->slab, sizeof *x);
         if (!x) {
             shk_log(SHK_LOG_ERR, "limit_req zone \"%s\": could not allocate node", lz->name);
             verdict = DEMO_LIMIT_REJECT;
         } else {
-            x->hash = h;
-            x->len = (uint32_t)keylen;
+            x->rb.key = probe.rb.key;
+            x->len = probe.len;
             memcpy(x->key, key, keylen);
             x->excess = 0;
             x->last = now;
-            cur = shk_slab_off(t->slab, x);
-            tree_insert(t, cur);
-            lru_push(t, cur);
-            t->sh->count++;
+            shk_rbtree_insert(&t->sh->tree, t->base, &x->rb, lr_cmp, NULL);
+            lru_push(t, shk_slab_off(t->slab, x));
         }
     }
     shk_slab_unlock(t->slab);
@@ -459,61 +255,82 @@ int demo_location_limit(const demo_location_t *loc, const void *key, size_t keyl
 uint64_t demo_limit_nodes(const demo_location_t *loc)
 {
     lr_sh_t *sh = loc && loc->zone ? shk_zone_data(loc->zone->zone) : NULL;
-    return sh ? sh->count : 0;
+    return sh ? shk_rbtree_count(&sh->tree) : 0;
 }
 
-static int check_sub(lr_t *t, uint64_t n, uint64_t parent, int *black, uint64_t *count,
-                     const lr_node_t **prev)
+/* The tree's own rules (shk_rbtree_check: every link inside the zone), then
+ * every node whole inside the zone with a sane key, its hash in rb.key, one
+ * node per address in order; then the LRU list: every link inside the
+ * zone, prev links pointing back, every node in the tree, as many nodes as
+ * the tree, the tail its last. Every walk is bounded by the tree's count. */
+static int lr_check(lr_t *t)
 {
-    if (!n) {
-        *black = 1;
-        return SHK_OK;
+    size_t size = shk_slab_size(t->slab);
+    uint64_t count = shk_rbtree_count(&t->sh->tree), lru = 0, o, p;
+    const lr_node_t *prev = NULL;
+    int rc = shk_rbtree_check(&t->sh->tree, t->base, size, NULL, NULL);
+    if (rc != SHK_OK)
+        return rc;
+    for (shk_rbtree_node_t *n = shk_rbtree_min(&t->sh->tree, t->base); n;
+         n = shk_rbtree_next(t->base, n)) {
+        const lr_node_t *x = (const lr_node_t *)n;
+        o = shk_slab_off(t->slab, x);
+        if (!span_ok(o, sizeof *x, size))
+            return shk_error(SHK_ECORRUPT, "node 0x%llx runs past the zone", (unsigned long long)o);
+        if (x->len == 0 || x->len > KEY_MAX)
+            return shk_error(SHK_ECORRUPT, "node 0x%llx has a key of %u bytes",
+                             (unsigned long long)o, x->len);
+        if (x->rb.key != hash_key(x->key, x->len))
+            return shk_error(SHK_ECORRUPT, "node 0x%llx: its key does not hash to %llu",
+                             (unsigned long long)o, (unsigned long long)x->rb.key);
+        if (prev && prev->rb.key == x->rb.key && lr_cmp(&prev->rb, &x->rb, NULL) >= 0)
+            return shk_error(SHK_ECORRUPT, "node 0x%llx: an address out of order or twice",
+                             (unsigned long long)o);
+        prev = x;
     }
-    lr_node_t *x = N(n);
-    int bl, br;
-    if (!x || x->parent != parent)
-        return shk_error(SHK_ECORRUPT, "tree: bad parent link");
-    if (x->red && (is_red(t, x->left) || is_red(t, x->right)))
-        return shk_error(SHK_ECORRUPT, "tree: red node with a red child");
-    if (++*count > (1u << 26))
-        return shk_error(SHK_ECORRUPT, "tree: cycle");
-    if (check_sub(t, x->left, n, &bl, count, prev) != SHK_OK)
-        return SHK_ECORRUPT;
-    if (*prev && node_cmp(*prev, x->hash, x->key, x->len) < 0)
-        return shk_error(SHK_ECORRUPT, "tree: out of order");
-    *prev = x;
-    if (check_sub(t, x->right, n, &br, count, prev) != SHK_OK)
-        return SHK_ECORRUPT;
-    if (bl != br)
-        return shk_error(SHK_ECORRUPT, "tree: black heights differ");
-    *black = bl + !x->red;
+    for (o = t->sh->head, p = 0; o; p = o, o = N(o)->next) {
+        if (++lru > count)
+            return shk_error(SHK_ECORRUPT, "lru list longer than the tree's %llu nodes",
+                             (unsigned long long)count);
+        if (o % sizeof(uint64_t) || !span_ok(o, sizeof(lr_node_t), size))
+            return shk_error(SHK_ECORRUPT, "lru link 0x%llx is outside the zone",
+                             (unsigned long long)o);
+        if (N(o)->prev != p)
+            return shk_error(SHK_ECORRUPT, "lru node 0x%llx links back to 0x%llx, not 0x%llx",
+                             (unsigned long long)o, (unsigned long long)N(o)->prev,
+                             (unsigned long long)p);
+        /* safe: tree nodes were checked above, and lr_cmp reads the probe's
+         * key only when its length equals a tree node's */
+        if (shk_rbtree_find(&t->sh->tree, t->base, &N(o)->rb, lr_cmp, NULL) != &N(o)->rb)
+            return shk_error(SHK_ECORRUPT, "lru node 0x%llx is not in the tree",
+                             (unsigned long long)o);
+    }
+    if (p != t->sh->tail)
+        return shk_error(SHK_ECORRUPT, "lru tail 0x%llx, the last node 0x%llx",
+                         (unsigned long long)t->sh->tail, (unsigned long long)p);
+    if (lru != count)
+        return shk_error(SHK_ECORRUPT, "tree holds %llu nodes, lru %llu", (unsigned long long)count,
+                         (unsigned long long)lru);
     return SHK_OK;
 }
 
 int demo_limit_check(const demo_location_t *loc)
 {
     lr_t tt, *t = &tt;
-    int black, rc;
-    uint64_t count = 0, lru = 0;
-    const lr_node_t *prev = NULL;
+    int rc;
     if (!loc || !loc->zone)
         return SHK_OK;
     t->slab = shk_zone_slab(loc->zone->zone);
+    rc = shk_slab_lock(t->slab);
+    if (!shk_shmtx_held(rc))
+        return shk_error(rc, "limit_req zone \"%s\": %s", loc->zone->name, shk_last_errmsg());
+    t->base = shk_slab_base(t->slab);
     t->sh = shk_zone_data(loc->zone->zone);
-    if (shk_slab_lock(t->slab) < SHK_EOWNERDEAD)
-        return shk_last_error();
-    rc = is_red(t, t->sh->root) ? shk_error(SHK_ECORRUPT, "tree: red root")
-                                : check_sub(t, t->sh->root, 0, &black, &count, &prev);
-    for (uint64_t o = t->sh->head, p = 0; rc == SHK_OK && o; p = o, o = N(o)->next) {
-        if (N(o)->prev != p || ++lru > count)
-            rc = shk_error(SHK_ECORRUPT, "lru list is broken");
-    }
-    if (rc == SHK_OK && (lru != count || count != t->sh->count))
-        rc = shk_error(SHK_ECORRUPT, "tree holds %llu nodes, lru %llu, counter %llu",
-                       (unsigned long long)count, (unsigned long long)lru,
-                       (unsigned long long)t->sh->count);
+    rc = t->sh ? lr_check(t) : shk_error(SHK_ECORRUPT, "no data root");
     shk_slab_unlock(t->slab);
-    return rc;
+    if (rc != SHK_OK)
+        return shk_error(rc, "limit_req zone \"%s\": %s", loc->zone->name, shk_last_errmsg());
+    return SHK_OK;
 }
 
 size_t demo_binary_addr(const char *addr, unsigned char out[16])

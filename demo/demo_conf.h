@@ -50,8 +50,11 @@ int demo_location_limit(const demo_location_t *loc, const void *key, size_t keyl
 
 /* Nodes currently in a limit zone's tree (for tests and /status). */
 uint64_t demo_limit_nodes(const demo_location_t *loc);
-/* Check the zone's tree: order, red-black rules, LRU list agreement.
- * SHK_OK or SHK_ECORRUPT with the reason. */
+/* Check the zone's tree (shk_rbtree_check, then every node's key and hash)
+ * and that the LRU list holds exactly the tree's nodes. Takes the zone's
+ * lock. SHK_OK, SHK_ECORRUPT with the reason, or the lock's error (the
+ * zone not created yet: SHK_EINVAL; read-only: SHK_EPERM). The zone's data
+ * (shk_zone_data) starts with the shk_rbtree_t of the nodes. */
 int demo_limit_check(const demo_location_t *loc);
 
 /* "$binary_remote_addr" of a textual address: 4 bytes for IPv4, 16 for

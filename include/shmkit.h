@@ -3,6 +3,7 @@
  *
  * Modules, bottom to top (each uses only those before it):
  *   core   status codes, errors, logging, cached pid, clocks, config reader
+ *   rbtree red-black tree linked by offsets, for shared memory
  *   shmtx  process-shared mutex with dead-owner recovery
  *   slab   slab allocator inside a zone
  *   shm    named, tagged zones; reload reuse; attach
@@ -13,6 +14,7 @@
 #define SHMKIT_H
 
 #include "shk_core.h"
+#include "shk_rbtree.h"
 #include "shk_shmtx.h"
 #include "shk_conf.h"
 #include "shk_slab.h"

@@ -6,8 +6,8 @@
 #   - tools/, bench/ or fuzz/ include a demo header (they may use every
 #     library header, internal ones included for bench/ and fuzz/);
 #   - demo/ includes anything but library headers and its own;
-#   - a test includes a demo header, except the tests of the demo
-#     (test/test_demo*.c);
+#   - a test or a benchmark includes a demo header, except those of the
+#     demo (test/test_demo*.c, bench/bench_demo*.c);
 #   - anyone includes another folder's test/, bench/ or fuzz/ helpers.
 # Headers are known by where they live: <module>/*.h, include/*.h, and
 # demo/, test/, bench/, fuzz/*.h.
@@ -66,8 +66,8 @@ for dir in tools bench demo test fuzz; do
             case "$o" in
             demo)
                 case "$dir/$(basename "$f")" in
-                demo/* | test/test_demo*.c) ;;
-                *) complain "$f includes $inc from demo/: only the demo and its tests may" ;;
+                demo/* | test/test_demo*.c | bench/bench_demo*.c) ;;
+                *) complain "$f includes $inc from demo/: only the demo, its tests and its benchmarks may" ;;
                 esac
                 ;;
             test | bench | fuzz)

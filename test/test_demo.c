@@ -486,7 +486,7 @@ START_TEST(app_command_line)
         {"-1\n", NONE, "", "does not hold a process id"},
         {"", NONE, "", "is empty"},
         {"\n", NONE, "", "is empty"},
-        {"00000000000000000000000000", PID, "\n", "is longer than 31 bytes"},
+        {"0000000000000000000000000000000" /* 31 zeros: too long whatever the pid */, PID, "\n", "is longer than 31 bytes"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         if (bad[i].num == BIG)
@@ -577,7 +577,7 @@ END_TEST
 
 static shk_cycle_t *cycle;
 
-static const demo_location_t *limiter(const char *text, const char *path)
+static const demo_location_t *limiter_at(const char *text, const char *path, int create)
 {
     static char cpath[256];
     static shk_app_t app_storage;
@@ -595,10 +595,16 @@ static const demo_location_t *limiter(const char *text, const char *path)
      * conf_done, create */
     ck_assert_msg(shk_conf_parse(cf, cpath) == SHK_OK, "%s", shk_last_errmsg());
     ck_assert_int_eq(app->conf_done(cycle, shk_cycle_app_conf(cycle), NULL), SHK_OK);
-    ck_assert_int_eq(shk_zones_create(shk_cycle_zones(cycle), NULL), SHK_OK);
+    if (create)
+        ck_assert_int_eq(shk_zones_create(shk_cycle_zones(cycle), NULL), SHK_OK);
     shk_conf_free(cf);
     unlink(cpath);
     return demo_location_find(shk_cycle_app_conf(cycle), path);
+}
+
+static const demo_location_t *limiter(const char *text, const char *path)
+{
+    return limiter_at(text, path, 1);
 }
 
 static void limiter_done(void)
@@ -695,6 +701,55 @@ START_TEST(tree_expiry_and_full_zone)
 }
 END_TEST
 
+/* The check used to take any status of shk_slab_lock() above SHK_EOWNERDEAD
+ * (SHK_EINVAL among them) for "held": on a zone not created yet (no slab,
+ * so shk_slab_lock(NULL) is SHK_EINVAL) it went on to read the missing
+ * tree and crashed. It must report the lock's error instead. */
+START_TEST(check_without_the_lock_fails)
+{
+    const demo_location_t *l = limiter_at("limit_req_zone $binary_remote_addr zone=z:64k "
+                                          "rate=10r/s;\n"
+                                          "location /a { limit_req zone=z burst=5 nodelay; }\n",
+                                          "/a", 0);
+    unsigned char key[4] = {127, 0, 0, 1};
+    unsigned d;
+    ck_assert_ptr_nonnull(l);
+    ck_assert_int_eq(demo_limit_check(l), SHK_EINVAL);
+    ck_assert_int_eq(demo_limit_at(l, key, 4, 1000, &d), DEMO_LIMIT_REJECT);
+    ck_assert_uint_eq(demo_limit_nodes(l), 0);
+    limiter_done();
+}
+END_TEST
+
+/* The check sees damage to the tree, through the library's check (a wrong
+ * count) and through its own (a node whose key no longer is its hash). */
+START_TEST(check_reports_damage)
+{
+    const demo_location_t *l = limiter("limit_req_zone $binary_remote_addr zone=z:64k rate=1r/s;\n"
+                                       "location /a { limit_req zone=z burst=5 nodelay; }\n",
+                                       "/a");
+    unsigned d;
+    for (uint32_t ip = 1; ip <= 50; ip++)
+        demo_limit_at(l, &ip, 4, 1000, &d);
+    ck_assert_int_eq(demo_limit_check(l), SHK_OK);
+    shk_zone_t *z = shk_zones_find(shk_cycle_zones(cycle), "z");
+    shk_rbtree_t *tree = shk_zone_data(z);
+    ck_assert_uint_eq(shk_rbtree_count(tree), 50);
+    tree->count++;
+    ck_assert_int_eq(demo_limit_check(l), SHK_ECORRUPT);
+    ck_assert_msg(strstr(shk_last_errmsg(), "zone \"z\": rbtree:"), "%s", shk_last_errmsg());
+    tree->count--;
+    ck_assert_int_eq(demo_limit_check(l), SHK_OK);
+    shk_rbtree_node_t *n = shk_rbtree_max(tree, shk_slab_base(shk_zone_slab(z)));
+    n->key++; /* the last node: still in order, but not its address's hash */
+    ck_assert_int_eq(demo_limit_check(l), SHK_ECORRUPT);
+    ck_assert_msg(strstr(shk_last_errmsg(), "does not hash"), "%s", shk_last_errmsg());
+    n->key--;
+    ck_assert_int_eq(demo_limit_check(l), SHK_OK);
+    limiter_done();
+}
+END_TEST
+
 typedef struct {
     const demo_location_t *l;
     _Atomic int passed;
@@ -786,6 +841,8 @@ int main(void)
     tcase_add_test(tc, leaky_bucket_schedules);
     tcase_add_test(tc, tree_expiry_and_full_zone);
     tcase_add_test(tc, processes_share_the_buckets);
+    tcase_add_test(tc, check_without_the_lock_fails);
+    tcase_add_test(tc, check_reports_damage);
     tcase_add_test(tc, http_send_broadcast_status_limits);
     tcase_add_test(tc, app_command_line);
     tcase_add_test(tc, zone_grammar_is_shared);
