@@ -100,7 +100,9 @@ SHK_API unsigned shk_conf_context(shk_conf_t *cf);
 /* For handlers: format a message, append " in FILE:LINE" of the directive
  * being run, make it the last error and return SHK_ECONF. A message too
  * long for the last-error buffer (1023 bytes) is cut in the middle, with
- * "...", so the location stays. */
+ * "...", so the location stays. The message is formatted into a buffer of
+ * its own first, so shk_last_errmsg() may be an argument: a handler
+ * re-raises a helper's error as shk_conf_error(cf, "%s", shk_last_errmsg()). */
 SHK_API int shk_conf_error(shk_conf_t *cf, const char *fmt, ...) SHK_PRINTF(2, 3);
 
 /* "10m" -> 10485760. Digits then an optional k/K, m/M or g/G; nothing

@@ -21,7 +21,7 @@
 #define KEY_MAX 16
 
 struct demo_limit_zone_s {
-    char name[SHK_NAME_MAX + 1];
+    char name[SHK_ZONE_NAME_MAX + 1];
     uint64_t rate; /* thousandths of a request per second */
     shk_zone_t *zone;
 };
@@ -405,9 +405,7 @@ static int d_limit_req_zone(shk_conf_t *cf, int argc, char **argv, void *data)
         return shk_conf_error(cf, "too many limit_req zones (at most %d)", DEMO_MAX_LIMIT_ZONES);
     shk_zone_t *z = shk_zone_add(reg, name, size, DEMO_TAG);
     if (!z) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", shk_last_errmsg());
-        return shk_conf_error(cf, "%s", msg);
+        return shk_conf_error(cf, "%s", shk_last_errmsg());
     }
     demo_limit_zone_t *lz = &dc->zones[dc->nzones++];
     strcpy(lz->name, name);
@@ -460,7 +458,7 @@ static int d_limit_req(shk_conf_t *cf, int argc, char **argv, void *data)
         if (shk_parse_kv(argv[i], &k, &kl, &v) != SHK_OK)
             return shk_conf_error(cf, "invalid parameter \"%s\"", argv[i]);
         if (kl == 4 && strncmp(k, "zone", 4) == 0) {
-            if (!*v || strlen(v) > SHK_NAME_MAX)
+            if (!*v || strlen(v) > SHK_ZONE_NAME_MAX)
                 return shk_conf_error(cf, "invalid zone \"%s\"", v);
             strcpy(l->zone_name, v);
             have_zone = 1;
@@ -481,9 +479,7 @@ static int d_limit_req(shk_conf_t *cf, int argc, char **argv, void *data)
         return shk_conf_error(cf, "\"%s\" must have \"zone\" parameter", argv[0]);
     /* a reference: the zone may be declared later in the file */
     if (!shk_zone_add(shk_cycle_zones(shk_cycle_from_conf(cf)), l->zone_name, 0, DEMO_TAG)) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", shk_last_errmsg());
-        return shk_conf_error(cf, "%s", msg);
+        return shk_conf_error(cf, "%s", shk_last_errmsg());
     }
     size_t idx = (size_t)(l - dc->locs);
     snprintf(dc->files[idx], sizeof dc->files[idx], "%s", shk_conf_file(cf));

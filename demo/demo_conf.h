@@ -24,7 +24,7 @@ typedef struct demo_limit_zone_s demo_limit_zone_t;
 typedef struct demo_location_s {
     char path[128];
     demo_limit_zone_t *zone; /* NULL: no limit */
-    char zone_name[SHK_NAME_MAX + 1];
+    char zone_name[SHK_ZONE_NAME_MAX + 1];
     uint64_t burst;  /* in thousandths of a request */
     uint64_t delay;  /* excess (thousandths) served without delay; UINT64_MAX: nodelay */
     const char *file; /* where limit_req was, for errors */

@@ -42,9 +42,6 @@ typedef struct shk_zones_s shk_zones_t; /* the zones one configuration declares 
 /* Longest zone or instance name, bytes without the NUL; names are
  * [A-Za-z0-9_-]+. */
 #define SHK_ZONE_NAME_MAX 63
-/* Compatibility alias (the name used to live in shk_conf.h); new code says
- * SHK_ZONE_NAME_MAX. */
-#define SHK_NAME_MAX SHK_ZONE_NAME_MAX
 /* Longest tag, bytes without the NUL. */
 #define SHK_ZONE_TAG_MAX 63
 /* Named roots per zone, and the longest root key. */
