@@ -280,8 +280,8 @@ static inline int shk_bus_head_state(const shk_bus_t *bus, bus_queue_t *q, bus_r
 {
     int own = shk_bus_my_slot(bus) >= 0 && q == &bus->b->slots[bus->slot];
     uint64_t size = bus->qsize;
-    /* relaxed: head is written only by the slot's holder (us, or nobody
-     * while the master purges a dead holder's queue under the claim lock). */
+    /* relaxed: head has one writer at a time, the caller (the slot's holder,
+     * or the master purging a dead holder's queue under its claim lock). */
     uint64_t h = SHK_READ_ONCE(q->head);
     /* The consumer's last view of tail is enough while it is ahead of head;
      * otherwise acquire the shared one: pairs with the producer's release of

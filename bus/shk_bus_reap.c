@@ -47,8 +47,8 @@ int shk_bus_reap(shk_bus_t *bus, pid_t pid)
                     (int)pid);
         /* acquire: pairs with the join's release of the pid */
         if (SHK_LOAD_ACQUIRE(q->pid) == pid) {
-            /* release: what the dead holder wrote is visible to the next
-             * joiner, which acquires the state */
+            /* release, as every store of the state (its readers acquire
+             * it); a sender that sees it free stops sending to the slot */
             SHK_STORE_RELEASE(q->state, SHK_BUS_SLOT_FREE);
             found = (int)i;
         }
