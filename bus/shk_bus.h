@@ -53,10 +53,23 @@ typedef struct shk_bus_handler_entry_s {
  * `zone` (allocated from its slab, recorded as the zone's "bus" root), and
  * one pipe per slot. Alerts larger than a quarter of a queue go to the
  * zone's slab. NULL on failure: SHK_EINVAL (slots 0 or above
- * SHK_BUS_MAX_SLOTS, the zone already has a bus), SHK_ENOMEM (zone too
- * small), SHK_ESYS (pipes).
+ * SHK_BUS_MAX_SLOTS, queue_bytes 0 or above 2 GiB, the zone already has a
+ * bus), SHK_ENOMEM (zone too small: see shk_bus_zone_size()), SHK_ESYS
+ * (pipes).
  */
 SHK_API shk_bus_t *shk_bus_create(shk_zone_t *zone, unsigned slots, size_t queue_bytes);
+
+/*
+ * Bytes a zone needs (the size to give shk_zone_add()) to hold a bus of
+ * `slots` queues of `queue_bytes`, as shk_bus_create() lays it out: the
+ * zone's header, the slab pool's header and page descriptors, the bus
+ * header with its slot table, and the queues. An upper bound, a few pages
+ * above the exact need; room for large alerts (a quarter of a queue or
+ * more, stored in the zone while they are queued) comes on top. 0 for a
+ * shape shk_bus_create() refuses (slots 0 or above SHK_BUS_MAX_SLOTS,
+ * queue_bytes 0 or above 2 GiB) or a size that does not fit a size_t.
+ */
+SHK_API size_t shk_bus_zone_size(unsigned slots, size_t queue_bytes);
 
 /* Open the bus of a zone attached by another process (shmkit stat): with
  * SHK_ZONE_RDONLY only the stats work. NULL if the zone has no bus
@@ -80,13 +93,22 @@ SHK_API int shk_bus_slot(const shk_bus_t *bus);
  * joined. */
 SHK_API int shk_bus_fd(const shk_bus_t *bus);
 
-/* Drain the doorbell, then run handlers for up to `budget` alerts (0 means
- * 64). If alerts remain, rings its own doorbell so the event loop comes back.
- * Returns how many alerts were taken, or an error (SHK_EPERM if not joined). */
+/* A sensible budget for shk_bus_dispatch(): alerts handled per call before
+ * the event loop gets its turn again. */
+#define SHK_BUS_BUDGET 64
+
+/* Run handlers for up to `budget` alerts queued for this process (and drain
+ * the doorbell). If alerts remain, rings its own doorbell so the event loop
+ * comes back. Returns how many alerts were taken (0 when none was ready),
+ * or SHK_EINVAL (budget 0; pass SHK_BUS_BUDGET for the usual), SHK_EPERM
+ * (not joined), SHK_EBUSY (called from a handler). */
 SHK_API int shk_bus_dispatch(shk_bus_t *bus, unsigned budget);
 
 /* For programs with no event loop: wait until alerts may be pending (1) or
- * timeout_ms passed (0; -1 waits forever). Then call shk_bus_dispatch(). */
+ * `timeout_ms` milliseconds passed (0). As everywhere in shmkit, 0 does not
+ * wait (it looks once) and a negative timeout waits with no limit. Then
+ * call shk_bus_dispatch(). SHK_EPERM if not joined, SHK_ESYS if poll()
+ * fails. */
 SHK_API int shk_bus_wait(shk_bus_t *bus, int timeout_ms);
 
 /*
@@ -133,12 +155,17 @@ SHK_API int shk_bus_reap(shk_bus_t *bus, pid_t pid);
 #define SHK_BUS_PURGE 1 /* a dead worker's queue is emptied when it is reaped */
 SHK_API int shk_bus_set_policy(shk_bus_t *bus, int policy);
 
-/* Test hook: when set, a producer stops between claiming its record and
- * publishing it, calls fn(ctx), then goes on. */
-SHK_API void shk_bus_set_claim_hook(shk_bus_t *bus, void (*fn)(void *ctx), void *ctx);
-
 enum { SHK_BUS_SLOT_FREE = 0, SHK_BUS_SLOT_JOINED = 1 };
 
+/* The bus as a whole. */
+typedef struct shk_bus_stats_s {
+    unsigned nslots;      /* slots (queues); shk_bus_slot_stats() takes 0..nslots-1 */
+    unsigned joined;      /* slots joined now */
+    uint64_t queue_bytes; /* each queue's ring */
+    uint64_t large;       /* alerts sent through the slab */
+} shk_bus_stats_t;
+
+/* One slot and its queue. */
 typedef struct shk_bus_slot_stats_s {
     pid_t pid;
     int state; /* SHK_BUS_SLOT_* */
@@ -157,14 +184,16 @@ typedef struct shk_bus_slot_stats_s {
                                  (queued minus rung) */
 } shk_bus_slot_stats_t;
 
-typedef struct shk_bus_stats_s {
-    unsigned nslots;
-    uint64_t large; /* alerts sent through the slab */
-    shk_bus_slot_stats_t slot[SHK_BUS_MAX_SLOTS];
-} shk_bus_stats_t;
-
-/* A snapshot of every slot, without locks. Works on a read-only bus. */
+/* The bus's totals, without locks. Works on a read-only bus (shmkit stat).
+ * SHK_EINVAL for a NULL argument. */
 SHK_API int shk_bus_stats(shk_bus_t *bus, shk_bus_stats_t *st);
+
+/* A snapshot of slot `i` (0..nslots-1), without locks: each counter is read
+ * once, so counters of a busy slot may be a few alerts apart. Works on a
+ * read-only bus; nothing outside the bus's own header and queue `i` is read,
+ * and a damaged queue position only leaves oldest_age_us at 0. SHK_ENOENT
+ * past the last slot, SHK_EINVAL for a NULL argument. */
+SHK_API int shk_bus_slot_stats(shk_bus_t *bus, unsigned i, shk_bus_slot_stats_t *out);
 
 #ifdef __cplusplus
 }

@@ -217,10 +217,11 @@ static void handle_workers(struct evhttp_request *req)
     evbuffer_add_printf(b, "{\"master\":%d,\"generation\":%llu,\"workers\":[", (int)getppid(),
                         (unsigned long long)shk_worker_generation(wctx.w));
     for (unsigned i = 0, k = 0; i < st.nslots; i++) {
-        if (!st.slot[i].pid || st.slot[i].state != SHK_BUS_SLOT_JOINED)
+        shk_bus_slot_stats_t q;
+        if (shk_bus_slot_stats(wctx.bus, i, &q) != SHK_OK || !q.pid ||
+            q.state != SHK_BUS_SLOT_JOINED)
             continue;
-        evbuffer_add_printf(b, "%s{\"slot\":%u,\"pid\":%d}", k++ ? "," : "", i,
-                            (int)st.slot[i].pid);
+        evbuffer_add_printf(b, "%s{\"slot\":%u,\"pid\":%d}", k++ ? "," : "", i, (int)q.pid);
     }
     evbuffer_add_printf(b, "],\"me\":%d}\n", (int)shk_pid());
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");

@@ -10,31 +10,32 @@
 #include <stdlib.h>
 
 
-/* The bus in zone z, if it holds one (read-only handle). */
-static int bus_stats_of(shk_zone_t *z, shk_bus_stats_t *st)
+/* The bus in zone z, if it holds one: a read-only handle (close it) and
+ * the bus's totals in *st. */
+static shk_bus_t *bus_of(shk_zone_t *z, shk_bus_stats_t *st)
 {
     shk_bus_t *bus;
-    int rc;
     if (!shk_zone_root(z, "bus"))
-        return SHK_ENOENT;
+        return NULL;
     bus = shk_bus_open(z, SHK_ZONE_RDONLY);
-    if (!bus)
-        return shk_last_error();
-    rc = shk_bus_stats(bus, st);
-    shk_bus_close(bus);
-    return rc;
+    if (bus && shk_bus_stats(bus, st) != SHK_OK) {
+        shk_bus_close(bus);
+        return NULL;
+    }
+    return bus;
 }
 
 static void bus_json(shk_sbuf_t *b, shk_zone_t *z)
 {
-    shk_bus_stats_t *st = malloc(sizeof *st);
-    if (!st || bus_stats_of(z, st) != SHK_OK) {
-        free(st);
+    shk_bus_stats_t st;
+    shk_bus_t *bus = bus_of(z, &st);
+    if (!bus)
         return;
-    }
-    shk_sbuf_printf(b, ",\"bus\":{\"large\":%llu,\"slots\":[", (unsigned long long)st->large);
-    for (unsigned i = 0; i < st->nslots; i++) {
-        const shk_bus_slot_stats_t *q = &st->slot[i];
+    shk_sbuf_printf(b, ",\"bus\":{\"large\":%llu,\"slots\":[", (unsigned long long)st.large);
+    for (unsigned i = 0; i < st.nslots; i++) {
+        shk_bus_slot_stats_t qs;
+        const shk_bus_slot_stats_t *q = &qs;
+        shk_bus_slot_stats(bus, i, &qs);
         shk_sbuf_printf(b,
                         "%s{\"slot\":%u,\"pid\":%d,\"state\":\"%s\",\"generation\":%llu,"
                         "\"depth\":%llu,\"high_water\":%llu,\"oldest_age_us\":%llu,"
@@ -52,23 +53,24 @@ static void bus_json(shk_sbuf_t *b, shk_zone_t *z)
                         (unsigned long long)q->coalesced);
     }
     shk_sbuf_printf(b, "]}");
-    free(st);
+    shk_bus_close(bus);
 }
 
 static void bus_text(shk_sbuf_t *b, shk_zone_t *z)
 {
-    shk_bus_stats_t *st = malloc(sizeof *st);
-    if (!st || bus_stats_of(z, st) != SHK_OK) {
-        free(st);
+    shk_bus_stats_t st;
+    shk_bus_t *bus = bus_of(z, &st);
+    if (!bus)
         return;
-    }
     shk_sbuf_printf(b, "  bus          %u slots, %llu large alerts through the slab\n",
-                    st->nslots, (unsigned long long)st->large);
+                    st.nslots, (unsigned long long)st.large);
     shk_sbuf_printf(b, "    %4s %7s %5s %6s %6s %9s %10s %10s %6s %6s %6s %8s %10s\n", "slot",
                     "pid", "gen", "depth", "high", "oldest_us", "sent", "received", "disc",
                     "rej", "skip", "rung", "coalesced");
-    for (unsigned i = 0; i < st->nslots; i++) {
-        const shk_bus_slot_stats_t *q = &st->slot[i];
+    for (unsigned i = 0; i < st.nslots; i++) {
+        shk_bus_slot_stats_t qs;
+        const shk_bus_slot_stats_t *q = &qs;
+        shk_bus_slot_stats(bus, i, &qs);
         shk_sbuf_printf(b, "    %4u %7d %5llu %6llu %6llu %9llu %10llu %10llu %6llu %6llu %6llu "
                            "%8llu %10llu\n",
                         i, q->state == SHK_BUS_SLOT_JOINED ? (int)q->pid : 0,
@@ -79,7 +81,7 @@ static void bus_text(shk_sbuf_t *b, shk_zone_t *z)
                         (unsigned long long)q->skipped, (unsigned long long)q->rung,
                         (unsigned long long)q->coalesced);
     }
-    free(st);
+    shk_bus_close(bus);
 }
 
 static void zone_json(shk_sbuf_t *b, shk_zone_t *z)

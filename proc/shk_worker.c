@@ -46,7 +46,7 @@ static int default_worker(shk_worker_t *w)
         int rc = shk_bus_wait(bus, -1);
         if (rc < 0 && rc != SHK_ETIMEDOUT)
             return 1;
-        shk_bus_dispatch(bus, 64);
+        shk_bus_dispatch(bus, SHK_BUS_BUDGET);
     }
     return 0;
 }

@@ -12,6 +12,8 @@
 #include "shmkit.h"
 #include "util_test.h"
 
+#include "shk_bus_internal.h" /* shk_bus_set_claim_hook, the layout for the damage tests */
+
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -182,11 +184,13 @@ START_TEST(four_workers_exchange)
     ck_assert_int_eq(shk_bus_stats(bus, &st), SHK_OK);
     uint64_t rung = 0, coalesced = 0, received = 0;
     for (int i = 0; i < W; i++) {
-        rung += st.slot[i].rung;
-        coalesced += st.slot[i].coalesced;
-        received += st.slot[i].received;
-        ck_assert_uint_eq(st.slot[i].depth, 0);
-        ck_assert_uint_eq(st.slot[i].skipped, 0);
+        shk_bus_slot_stats_t q;
+        ck_assert_int_eq(shk_bus_slot_stats(bus, (unsigned)i, &q), SHK_OK);
+        rung += q.rung;
+        coalesced += q.coalesced;
+        received += q.received;
+        ck_assert_uint_eq(q.depth, 0);
+        ck_assert_uint_eq(q.skipped, 0);
     }
     ck_assert_uint_eq(received, (uint64_t)W * (3 * n_uni + W * n_bc));
     printf("four_workers_exchange: %llu alerts, %llu doorbells written, %llu coalesced\n",
@@ -235,7 +239,7 @@ static int ponger(void *arg)
     tu_signal(ready);
     for (int i = 0; i < 3;) {
         shk_bus_wait(bus, -1);
-        i += shk_bus_dispatch(bus, 0);
+        i += shk_bus_dispatch(bus, SHK_BUS_BUDGET);
     }
     return 0;
 }
@@ -260,7 +264,7 @@ START_TEST(reply_and_sender)
         int before = pongs;
         while (pongs == before) {
             shk_bus_wait(bus, -1);
-            shk_bus_dispatch(bus, 0);
+            shk_bus_dispatch(bus, SHK_BUS_BUDGET);
         }
         char want[64];
         snprintf(want, sizeof want, "pong to %d: n%d", (int)getpid(), i);
@@ -309,6 +313,7 @@ START_TEST(errors_and_full_queue)
     ck_assert_int_eq(shk_bus_join(bus, 0), SHK_OK);
     ck_assert_int_eq(shk_bus_join(bus, 1), SHK_EBUSY);
     ck_assert_int_eq(shk_bus_on(bus, "c", on_count, NULL), SHK_OK);
+    ck_assert_int_eq(shk_bus_dispatch(bus, 0), SHK_EINVAL); /* a budget of 0 alerts */
     ck_assert_int_eq(shk_bus_send(bus, getpid(), "", "y", 1), SHK_EINVAL);
     ck_assert_int_eq(shk_bus_send(bus, getpid(), NULL, "y", 1), SHK_EINVAL);
     memset(name, 'n', sizeof name - 1);
@@ -322,10 +327,10 @@ START_TEST(errors_and_full_queue)
     ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", NULL, 5), SHK_EINVAL);
     ck_assert_int_eq(shk_bus_send(bus, 1, "c", "y", 1), SHK_ESRCH);
     ck_assert_int_eq(shk_bus_send(bus, 0, "c", "y", 1), SHK_ESRCH);
-    ck_assert_int_eq(shk_bus_dispatch(bus, 0), 1); /* the 254-byte name: no handler */
-    shk_bus_stats_t st;
-    shk_bus_stats(bus, &st);
-    ck_assert_uint_eq(st.slot[0].discarded, 1);
+    ck_assert_int_eq(shk_bus_dispatch(bus, SHK_BUS_BUDGET), 1); /* the 254-byte name: no handler */
+    shk_bus_slot_stats_t st;
+    shk_bus_slot_stats(bus, 0, &st);
+    ck_assert_uint_eq(st.discarded, 1);
 
     /* fill the queue to the first EAGAIN, nothing half-written remains */
     unsigned char data[1000];
@@ -336,15 +341,15 @@ START_TEST(errors_and_full_queue)
         accepted++;
     ck_assert_int_eq(rc, SHK_EAGAIN);
     ck_assert_int_gt(accepted, 5);
-    shk_bus_stats(bus, &st);
-    ck_assert_uint_eq(st.slot[0].depth, (uint64_t)accepted);
-    ck_assert_uint_eq(st.slot[0].rejected, 1);
+    shk_bus_slot_stats(bus, 0, &st);
+    ck_assert_uint_eq(st.depth, (uint64_t)accepted);
+    ck_assert_uint_eq(st.rejected, 1);
     received_count = 0;
     while (shk_bus_dispatch(bus, 3) > 0)
         ;
     ck_assert_int_eq(received_count, accepted);
     ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", data, sizeof data), SHK_OK);
-    ck_assert_int_eq(shk_bus_dispatch(bus, 0), 1);
+    ck_assert_int_eq(shk_bus_dispatch(bus, SHK_BUS_BUDGET), 1);
 
     /* a large alert in a zone with no room for it */
     size_t big = 8 * MB;
@@ -358,7 +363,7 @@ START_TEST(errors_and_full_queue)
     ck_assert_int_eq(shk_bus_on(bus, "c", NULL, NULL), SHK_OK);
     ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", "y", 1), SHK_OK);
     received_count = 0;
-    ck_assert_int_eq(shk_bus_dispatch(bus, 0), 1);
+    ck_assert_int_eq(shk_bus_dispatch(bus, SHK_BUS_BUDGET), 1);
     ck_assert_int_eq(received_count, 0);
     drop_bus();
 }
@@ -378,7 +383,7 @@ START_TEST(sizes_zero_1m_64m)
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         received_bytes = received_count = zero_len_seen = 0;
         ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", buf, sizes[i]), SHK_OK);
-        ck_assert_int_eq(shk_bus_dispatch(bus, 0), 1);
+        ck_assert_int_eq(shk_bus_dispatch(bus, SHK_BUS_BUDGET), 1);
         ck_assert_int_eq(received_count, 1);
         ck_assert_int_eq(received_bytes, (long)sizes[i]);
         if (sizes[i] == 0)
@@ -422,7 +427,7 @@ START_TEST(large_copies_exact)
             received_bytes = received_count = 0;
             expect_buf = buf + offs[j];
             ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", buf + offs[j], lens[i]), SHK_OK);
-            ck_assert_int_eq(shk_bus_dispatch(bus, 0), 1);
+            ck_assert_int_eq(shk_bus_dispatch(bus, SHK_BUS_BUDGET), 1);
             ck_assert_int_eq(received_count, 1);
             ck_assert_int_eq(received_bytes, (long)lens[i]);
         }
@@ -443,7 +448,7 @@ static int large_receiver(void *arg)
     sh->ready++;
     while (received_count < 2) {
         shk_bus_wait(bus, -1);
-        shk_bus_dispatch(bus, 0);
+        shk_bus_dispatch(bus, SHK_BUS_BUDGET);
     }
     TU_CHECK(received_bytes == (long)(2 * MB), "bytes %ld", received_bytes);
     return 0;
@@ -522,11 +527,11 @@ static pid_t start_dying_producer(void)
  * counted once, the queue is empty. */
 static void assert_hole_skipped(long received)
 {
-    shk_bus_stats_t st;
+    shk_bus_slot_stats_t st;
     ck_assert_int_eq(received_count, received);
-    shk_bus_stats(bus, &st);
-    ck_assert_uint_eq(st.slot[0].skipped, 1);
-    ck_assert_uint_eq(st.slot[0].depth, 0);
+    shk_bus_slot_stats(bus, 0, &st);
+    ck_assert_uint_eq(st.skipped, 1);
+    ck_assert_uint_eq(st.depth, 0);
     tu_pipe_close(&claimed);
 }
 
@@ -540,12 +545,13 @@ START_TEST(producer_killed_between_claim_and_publish)
     expect_pat = 'b';
     ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", "b", 1), SHK_OK);
     received_count = 0;
-    ck_assert_int_eq(shk_bus_dispatch(bus, 0), 1); /* stops at the live producer's record */
+    /* stops at the live producer's record */
+    ck_assert_int_eq(shk_bus_dispatch(bus, SHK_BUS_BUDGET), 1);
     kill(p, SIGKILL);
     ck_assert_int_eq(tu_wait(p), 128 + SIGKILL);
     ck_assert_int_eq(shk_bus_reap(bus, p), SHK_ESRCH); /* it held no slot */
     ck_assert_int_eq(shk_bus_wait(bus, 0), 1);           /* the reap rang */
-    ck_assert_int_eq(shk_bus_dispatch(bus, 0), 1);
+    ck_assert_int_eq(shk_bus_dispatch(bus, SHK_BUS_BUDGET), 1);
     assert_hole_skipped(2);
     drop_bus();
 }
@@ -563,7 +569,7 @@ START_TEST(hole_skipped_without_reap)
     expect_pat = 'b';
     ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", "b", 1), SHK_OK);
     received_count = 0;
-    ck_assert_int_eq(shk_bus_dispatch(bus, 0), 1);
+    ck_assert_int_eq(shk_bus_dispatch(bus, SHK_BUS_BUDGET), 1);
     assert_hole_skipped(1);
     drop_bus();
 }
@@ -578,7 +584,7 @@ START_TEST(stray_doorbell_drained)
     struct pollfd p = {shk_bus_fd(bus), POLLIN, 0};
     ck_assert_int_eq(shk_bus_reap(bus, 1), SHK_ESRCH); /* rings every joined slot */
     ck_assert_int_eq(poll(&p, 1, 0), 1);
-    ck_assert_int_eq(shk_bus_dispatch(bus, 0), 0);
+    ck_assert_int_eq(shk_bus_dispatch(bus, SHK_BUS_BUDGET), 0);
     ck_assert_int_eq(poll(&p, 1, 0), 0);
     /* asleep (announced), then an alert: it rings, and the byte goes */
     ck_assert_int_eq(shk_bus_wait(bus, 0), 0);
@@ -586,12 +592,12 @@ START_TEST(stray_doorbell_drained)
     ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", "b", 1), SHK_OK);
     ck_assert_int_eq(poll(&p, 1, 0), 1);
     received_count = 0;
-    ck_assert_int_eq(shk_bus_dispatch(bus, 0), 1);
+    ck_assert_int_eq(shk_bus_dispatch(bus, SHK_BUS_BUDGET), 1);
     ck_assert_int_eq(received_count, 1);
     ck_assert_int_eq(poll(&p, 1, 0), 0);
-    shk_bus_stats_t st;
-    shk_bus_stats(bus, &st);
-    ck_assert_uint_eq(st.slot[0].rung, 1);
+    shk_bus_slot_stats_t st;
+    shk_bus_slot_stats(bus, 0, &st);
+    ck_assert_uint_eq(st.rung, 1);
     drop_bus();
 }
 END_TEST
@@ -614,9 +620,9 @@ static int next_consumer(void *arg)
     received_count = 0;
     shk_bus_dispatch(bus, 100000);
     TU_CHECK(received_count == want, "received %ld, expected %ld", received_count, want);
-    shk_bus_stats_t st;
-    shk_bus_stats(bus, &st);
-    TU_CHECK(st.slot[1].stale == (uint64_t)want, "stale %llu", (unsigned long long)st.slot[1].stale);
+    shk_bus_slot_stats_t st;
+    shk_bus_slot_stats(bus, 1, &st);
+    TU_CHECK(st.stale == (uint64_t)want, "stale %llu", (unsigned long long)st.stale);
     return 0;
 }
 
@@ -670,7 +676,7 @@ static int sleepy_consumer(void *arg)
     sh->ready = 1;
     while (sl->got < total) {
         shk_bus_wait(bus, -1); /* a lost wake-up hangs here */
-        shk_bus_dispatch(bus, 0);
+        shk_bus_dispatch(bus, SHK_BUS_BUDGET);
     }
     return 0;
 }
@@ -702,12 +708,12 @@ START_TEST(sleepy_consumer_never_misses_a_wakeup)
             shk_cpu_relax();
     }
     tu_wait_ok(c);
-    shk_bus_stats_t st;
-    shk_bus_stats(bus, &st);
-    ck_assert_uint_eq(st.slot[0].received, (uint64_t)total);
+    shk_bus_slot_stats_t st;
+    shk_bus_slot_stats(bus, 0, &st);
+    ck_assert_uint_eq(st.received, (uint64_t)total);
     printf("sleepy_consumer: %ld alerts in %ld bursts, %llu doorbells\n", total, rounds,
-           (unsigned long long)st.slot[0].rung);
-    ck_assert_uint_ge(st.slot[0].rung, 1);
+           (unsigned long long)st.rung);
+    ck_assert_uint_ge(st.rung, 1);
     free(bursts);
     tu_unshare(sh, sizeof *sh);
     tu_unshare(sl, sizeof *sl);
@@ -723,13 +729,145 @@ START_TEST(open_read_only_for_stats)
     shk_bus_t *ro = shk_bus_open(zone, SHK_ZONE_RDONLY);
     ck_assert_ptr_nonnull(ro);
     shk_bus_stats_t st;
+    shk_bus_slot_stats_t q;
     ck_assert_int_eq(shk_bus_stats(ro, &st), SHK_OK);
     ck_assert_uint_eq(st.nslots, 3);
-    ck_assert_uint_eq(st.slot[0].queue_bytes, 8192);
+    ck_assert_int_eq(shk_bus_slot_stats(ro, 0, &q), SHK_OK);
+    ck_assert_uint_eq(q.queue_bytes, 8192);
+    ck_assert_uint_eq(st.queue_bytes, 8192);
+    ck_assert_uint_eq(st.joined, 0);
+    ck_assert_int_eq(shk_bus_slot_stats(ro, 2, &q), SHK_OK);
+    ck_assert_int_eq(shk_bus_slot_stats(ro, 3, &q), SHK_ENOENT); /* past the last slot */
+    ck_assert_int_eq(shk_bus_slot_stats(ro, 0, NULL), SHK_EINVAL);
+    ck_assert_int_eq(shk_bus_slot_stats(NULL, 0, &q), SHK_EINVAL);
+    ck_assert_int_eq(shk_bus_stats(ro, NULL), SHK_EINVAL);
     ck_assert_int_eq(shk_bus_send(ro, getpid(), "x", "", 0), SHK_EPERM);
     ck_assert_int_eq(shk_bus_join(ro, 0), SHK_EINVAL);
     shk_bus_close(ro);
     ck_assert_ptr_null(shk_bus_create(zone, 0, 8192));
+    drop_bus();
+}
+END_TEST
+
+/* ---- the zone a bus needs ------------------------------------------------------------------- */
+
+/* A zone of exactly shk_bus_zone_size() takes the bus; one a queue and 8
+ * pages smaller does not (the estimate is tight to a few pages). */
+START_TEST(zone_size_is_enough)
+{
+    static const struct {
+        unsigned slots;
+        size_t queue;
+    } shapes[] = {{1, 1}, {1, 4096}, {3, 8192}, {2, 100000}, {4, MB}, {16, 64 * 1024},
+                  {64, 4096}, {64, 64 * 1024}};
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        unsigned slots = shapes[k].slots;
+        size_t size = shk_bus_zone_size(slots, shapes[k].queue), ring = 4096;
+        while (ring < shapes[k].queue)
+            ring <<= 1;
+        ck_assert_uint_gt(size, (size_t)slots * ring);
+        make_bus(size, slots, shapes[k].queue);
+        ck_assert_int_eq(shk_slab_check(shk_zone_slab(zone)), SHK_OK);
+        drop_bus();
+        size_t small = size - SHK_ALIGN_UP(ring, ps) - 8 * ps;
+        if (small < 8 * ps)
+            continue;
+        reg = shk_zones_new(NULL);
+        zone = shk_zone_add(reg, "bus", small, "test");
+        ck_assert_ptr_nonnull(zone);
+        ck_assert_int_eq(shk_zones_create(reg, NULL), SHK_OK);
+        ck_assert_msg(shk_bus_create(zone, slots, shapes[k].queue) == NULL,
+                      "%u x %zu: a zone of %zu bytes took the bus (estimate %zu)", slots,
+                      shapes[k].queue, small, size);
+        ck_assert_int_eq(shk_last_error(), SHK_ENOMEM);
+        shk_zones_free(reg);
+        reg = NULL;
+    }
+    /* shapes shk_bus_create refuses */
+    ck_assert_uint_eq(shk_bus_zone_size(0, 4096), 0);
+    ck_assert_uint_eq(shk_bus_zone_size(SHK_BUS_MAX_SLOTS + 1, 4096), 0);
+    ck_assert_uint_eq(shk_bus_zone_size(1, 0), 0);
+    ck_assert_uint_eq(shk_bus_zone_size(1, ((size_t)2 << 30) + 1), 0);
+    ck_assert_uint_gt(shk_bus_zone_size(2, (size_t)2 << 30), (size_t)4 << 30);
+}
+END_TEST
+
+/* ---- a damaged mapping ------------------------------------------------------------------------ */
+
+/* Every field of the header is checked before shk_bus_open trusts it, and
+ * the error names the field. */
+START_TEST(open_refuses_damaged_header)
+{
+    make_bus(4 * MB, 2, 8192);
+    bus_hdr_t *b = shk_zone_root(zone, "bus");
+    ck_assert_ptr_nonnull(b);
+    struct {
+        void *field;
+        size_t len;
+        uint64_t bad;
+        const char *msg;
+    } cases[] = {
+        {&b->magic, 8, 0x1234, "bad magic"},
+        {&b->version, 4, 2, "layout version 2"},
+        {&b->size, 8, 64, "recorded size 64"},
+        {&b->nslots, 4, 3, "recorded size"},
+        {&b->queue_bytes, 8, 12345, "queue size 12345"},
+        {&b->slots[1].ring_off, 8, 1ull << 40, "queue 1 is out of bounds"},
+        {&b->slots[0].ring_size, 8, 4096, "queue 0 is out of bounds"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        unsigned char saved[8];
+        memcpy(saved, cases[k].field, cases[k].len);
+        memcpy(cases[k].field, &cases[k].bad, cases[k].len);
+        ck_assert_ptr_null(shk_bus_open(zone, SHK_ZONE_RDONLY));
+        ck_assert_int_eq(shk_last_error(), SHK_ECORRUPT);
+        ck_assert_msg(strstr(shk_last_errmsg(), cases[k].msg), "case %zu: %s", k,
+                      shk_last_errmsg());
+        memcpy(cases[k].field, saved, cases[k].len);
+    }
+    shk_bus_t *ro = shk_bus_open(zone, SHK_ZONE_RDONLY);
+    ck_assert_ptr_nonnull(ro);
+    shk_bus_close(ro);
+    drop_bus();
+}
+END_TEST
+
+/* A record header that no producer could have written (a name longer than
+ * the record, say) drops the queue, logged, instead of being read; the
+ * stats of a queue whose positions are garbage read nothing outside it. */
+START_TEST(damaged_queue_is_not_read)
+{
+    one_counting_slot();
+    bus_hdr_t *b = shk_zone_root(zone, "bus");
+    bus_queue_t *q = &b->slots[0];
+    char *ring = shk_slab_ptr(shk_zone_slab(zone), q->ring_off);
+    expect_pat = 'b';
+    ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", "b", 1), SHK_OK);
+    bus_rec_t *r = (bus_rec_t *)(ring + (atomic_load(&q->head) & (q->ring_size - 1)));
+    r->name_len = 4000; /* in a 64-byte record: would overrun the name buffer */
+    received_count = 0;
+    ck_assert_int_eq(shk_bus_dispatch(bus, SHK_BUS_BUDGET), 0);
+    ck_assert_int_eq(received_count, 0);
+    ck_assert_uint_eq(atomic_load(&q->head), atomic_load(&q->tail)); /* dropped */
+    /* the queue works again */
+    ck_assert_int_eq(shk_bus_send(bus, getpid(), "c", "b", 1), SHK_OK);
+    ck_assert_int_eq(shk_bus_dispatch(bus, SHK_BUS_BUDGET), 1);
+    ck_assert_int_eq(received_count, 1);
+
+    /* stats with head and tail anywhere: no crash, no age */
+    static const uint64_t pos[][2] = {{8, 72}, {16 * 1024 - 8, 16 * 1024 + 64},
+                                      {1ull << 63, 1}, {64, 1ull << 40}};
+    uint64_t h0 = atomic_load(&q->head), t0 = atomic_load(&q->tail);
+    for (size_t k = 0; k < sizeof pos / sizeof pos[0]; k++) {
+        shk_bus_slot_stats_t st;
+        atomic_store(&q->head, pos[k][0]);
+        atomic_store(&q->tail, pos[k][1]);
+        ck_assert_int_eq(shk_bus_slot_stats(bus, 0, &st), SHK_OK);
+        ck_assert_uint_eq(st.oldest_age_us, 0);
+    }
+    atomic_store(&q->head, h0);
+    atomic_store(&q->tail, t0);
     drop_bus();
 }
 END_TEST
@@ -751,6 +889,9 @@ int main(void)
     tcase_add_test(tc, consumer_killed_with_full_queue);
     tcase_add_test(tc, sleepy_consumer_never_misses_a_wakeup);
     tcase_add_test(tc, four_workers_exchange);
+    tcase_add_test(tc, zone_size_is_enough);
+    tcase_add_test(tc, open_refuses_damaged_header);
+    tcase_add_test(tc, damaged_queue_is_not_read);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

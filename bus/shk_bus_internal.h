@@ -1,0 +1,351 @@
+/*
+ * shk_bus_internal.h: what the bus's files share, never installed: the
+ * layout in shared memory (the bus header and its slot table, the records
+ * of each queue, the blocks of large alerts), the process-local handle, and
+ * the inline helpers the send and dispatch fast paths need (they stay
+ * inline: a call across files on every record would cost the hot paths).
+ *
+ * The files: shk_bus_create.c (create, open, close, join, the zone size),
+ * shk_bus_send.c (producing: claim, publish, the doorbell, broadcast, large
+ * alerts), shk_bus_dispatch.c (consuming: dispatch, wait, handlers, reply),
+ * shk_bus_reap.c (death and stats: reap, purge, policy, stats).
+ *
+ * Doorbell protocol (why no wake-up is lost). The consumer, before it goes
+ * back to sleep, announces it: stores sleeping = 1, issues a full fence, and
+ * then looks at the record at the head of its queue; if it is ready
+ * (published, padding, or the hole of a dead producer) it takes the
+ * announcement back and carries on. A producer publishes its record (release
+ * store of the record's header), issues a full fence, and then reads
+ * `sleeping`; if it is 1 and the producer is the one whose exchange turns it
+ * to 0, it writes one byte to the consumer's pipe. With both fences
+ * sequentially consistent, the two "store then load" sequences cannot both
+ * miss: in the fences' single total order, if the consumer's comes first,
+ * the producer's load sees sleeping == 1 (or a later 0 written by another
+ * producer's exchange, and that producer rang); if the producer's comes
+ * first, the consumer's look sees the published record and it does not
+ * sleep. Every look the consumer makes after its fence is ordered after its
+ * store, so an announcement that is still standing (sleeping still 1) needs
+ * no second store or fence before the next look (shk_bus_dispatch ends with
+ * an announcement; shk_bus_wait then only looks again). Taking an
+ * announcement back is an exchange too, so exactly one side turns each 1
+ * into 0: when the consumer's exchange returns 0, a producer rang, and the
+ * consumer drains its pipe before the next announcement (never after: a byte
+ * written for the new announcement must stay). A record whose producer dies
+ * before publishing is a hole: the consumer checks the producer's liveness
+ * (system calls) only when that record is still unpublished after its short
+ * spin, i.e. right before it would sleep on it, and it is found when the next
+ * alert rings, or when the master reaps the producer (shk_bus_reap rings
+ * every joined slot).
+ */
+#ifndef SHK_BUS_INTERNAL_H
+#define SHK_BUS_INTERNAL_H
+
+#include "shk_atomic_internal.h"
+#include "shk_bus.h"
+#include "shk_internal.h"
+#include "shk_shmtx.h"
+#include "shk_slab.h"
+
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BUS_MAGIC 0x0053554b4d4853ULL /* "SHMKUS" */
+/* 2: 64-byte aligned records, no coalesced counter; 3: the header records
+ * its size */
+#define BUS_VERSION 3u
+#define BUS_REC_HDR 48u
+#define BUS_REC_ALIGN 64u
+#define BUS_ST_CLAIMED 1u
+#define BUS_ST_PUBLISHED 2u
+#define BUS_ST_PAD 3u
+#define BUS_RF_LARGE 1u
+#define BUS_QUEUE_MIN 4096u
+#define BUS_QUEUE_MAX ((uint64_t)1 << 31)
+
+/* Header of every record in a ring; `word0` is written last for a
+ * published record (release), so a consumer that acquires it sees the rest. */
+typedef struct bus_rec_s {
+    _Atomic uint64_t word0; /* len (bits 0-31) | state (bits 32-39) */
+    int32_t pid;            /* the producer */
+    int32_t slot;           /* the producer's slot, -1 when not joined */
+    uint64_t gen;           /* the receiving slot's generation when queued */
+    uint64_t enq_ns;
+    uint32_t name_len;
+    uint32_t flags;
+    uint64_t data_len;
+    /* name bytes, then data bytes, or for BUS_RF_LARGE the blob's slab offset */
+} bus_rec_t;
+
+_Static_assert(sizeof(bus_rec_t) == BUS_REC_HDR, "a record header is 48 bytes (docs/bus.md)");
+
+/* A large alert's data, in the slab, shared by every receiver. */
+typedef struct bus_blob_s {
+    _Atomic uint32_t refs;
+    uint32_t pad;
+    uint64_t len;
+    /* data */
+} bus_blob_t;
+
+/* Fields are grouped by writer, one cache line per group, so that a producer
+ * and the consumer do not keep stealing each other's lines. */
+typedef struct bus_queue_s {
+    shk_shmtx_sh_t claim; /* producers' claim lock */
+    /* written by producers (under the claim lock, or by RMW) */
+    _Alignas(64) _Atomic uint64_t tail; /* next byte to claim (monotonic) */
+    _Atomic uint64_t enq, rejected, rung; /* coalesced = enq - rung */
+    /* written by the consumer, i.e. the process that holds the slot (`sent`
+     * too: what that process sent; it sat on the line every sender reads
+     * to find the slot, which each of its sends took from them). One writer
+     * each: updated with SHK_ADD_SOLE, no locked instruction (readers only
+     * want a snapshot). */
+    _Alignas(64) _Atomic uint64_t head; /* next byte to consume (monotonic) */
+    _Atomic uint64_t deq, high, received, discarded, skipped, stale, sent;
+    _Alignas(64) _Atomic uint32_t sleeping; /* written by both: the doorbell */
+    /* written when a worker joins or is reaped; read by every sender */
+    _Alignas(64) _Atomic int32_t pid;
+    _Atomic uint32_t state;
+    _Atomic uint64_t generation;
+    uint64_t ring_off; /* slab offset */
+    uint64_t ring_size;
+} bus_queue_t;
+
+/* The bus header, the zone's "bus" root. Every field is written before the
+ * magic, which is stored last (release); shk_bus_open acquires it first. */
+typedef struct bus_hdr_s {
+    _Atomic uint64_t magic;
+    uint32_t version;
+    uint32_t nslots;
+    uint64_t size; /* this header with its slot table, bytes (shk_bus_hdr_bytes) */
+    uint64_t queue_bytes;
+    uint64_t large_min; /* data at least this long goes to the slab */
+    _Atomic uint64_t large;
+    uint64_t pad[2];
+    bus_queue_t slots[];
+} bus_hdr_t;
+
+_Static_assert(sizeof(bus_hdr_t) % 64 == 0, "the slot table starts on a cache line");
+
+typedef struct bus_handler_s {
+    char *name;
+    shk_bus_handler_t fn;
+    void *ctx;
+} bus_handler_t;
+
+/* The process-local handle. nslots, qsize and large_min are copies of the
+ * header's, checked once (create, open), so that no later change to the
+ * mapping can send an index or a position out of bounds. */
+struct shk_bus_s {
+    shk_zone_t *zone;
+    shk_slab_t *slab;
+    bus_hdr_t *b;
+    unsigned nslots;
+    uint64_t qsize;     /* every queue's ring size: a power of two */
+    uint64_t large_min;
+    int rdonly;
+    int nopipes;
+    int (*fds)[2];
+    int slot;
+    pid_t slot_pid; /* the process that joined `slot` (a forked child has not) */
+    int policy;
+    bus_handler_t *h;
+    size_t nh, caph;
+    pid_t sender;
+    int in_handler;
+    int in_dispatch;
+    void (*claim_hook)(void *);
+    void *claim_ctx;
+    shk_shmtx_t claim[SHK_BUS_MAX_SLOTS];
+    uint64_t head_seen[SHK_BUS_MAX_SLOTS]; /* producer: last head read per queue */
+    uint64_t tail_seen;                    /* consumer: last tail read */
+    char *rings[SHK_BUS_MAX_SLOTS];        /* each queue's ring in this process */
+    size_t last_h;                         /* consumer: index of the last handler found */
+    int announced;    /* consumer: we stored sleeping = 1 and have not taken it back */
+    int bell;         /* consumer: a byte may be waiting in our pipe */
+    unsigned spin_us; /* consumer: how long shk_bus_wait polls before sleeping */
+    /* Pages of the slab this process has already mapped for large alerts (1
+     * bit each), so that a block reused by the next alert is not pre-faulted
+     * again (an madvise() over 1 MiB of mapped pages costs ~15 us here). Only
+     * a hint: a stale bit costs page faults inside the copy, nothing more.
+     * A forked child has none of the parent's page table entries for the
+     * zone (shared mappings are not copied at fork), so the bits belong to
+     * mapped_pid and start over in any other process. */
+    uint64_t *mapped;
+    size_t mapped_pages;
+    pid_t mapped_pid;
+};
+
+/* ---- shared between the files (SHK_HIDDEN) ------------------------------------- */
+
+/* Map the pages of [p, p + len) into this process now (shk_bus_create.c). */
+SHK_HIDDEN void shk_bus_prefault(void *p, size_t len);
+
+/* Test hook (shk_bus_send.c): when set, a producer stops between claiming
+ * its record and publishing it, calls fn(ctx), then goes on. Not part of
+ * the API: the tests reach it through this header and the static library. */
+SHK_HIDDEN void shk_bus_set_claim_hook(shk_bus_t *bus, void (*fn)(void *ctx), void *ctx);
+
+/* ---- inline helpers -------------------------------------------------------------- */
+
+/* Bytes of the bus header with a slot table of n slots. */
+static inline uint64_t shk_bus_hdr_bytes(uint64_t n)
+{
+    return sizeof(bus_hdr_t) + n * sizeof(bus_queue_t);
+}
+
+/* This process's slot, -1 if it has none (a child forked by a joined
+ * process inherits the handle but not the slot). */
+static inline int shk_bus_my_slot(const shk_bus_t *bus)
+{
+    return bus->slot >= 0 && bus->slot_pid == SHK_PID() ? bus->slot : -1;
+}
+
+/* Enqueue times come from the coarse monotonic clock: a few ns per read
+ * instead of ~25 (the precise clock was the largest single cost of a send),
+ * at the price of its resolution (a few ms, clock_getres) for the oldest
+ * alert's age. Stats use the same clock, so an age is never negative. */
+static inline uint64_t shk_bus_coarse_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Ask for a cache line with the intent to write it (exclusive), ahead of
+ * time. A read prefetch (what __builtin_prefetch(p, 1) becomes on a plain
+ * x86-64 target) brings it shared, and the store still waits for the other
+ * caches' copies to be invalidated. PREFETCHW is a NOP where unsupported. */
+static inline void shk_bus_prefetch_w(const void *p)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
+#else
+    __builtin_prefetch(p, 1);
+#endif
+}
+
+/* Queue q's ring in this process: the handle keeps each ring's address (set
+ * by create and open, after checking its bounds), so there is no call into
+ * the slab and no read of its shared header per record. */
+static inline char *shk_bus_ring_of(const shk_bus_t *bus, const bus_queue_t *q)
+{
+    return bus->rings[q - bus->b->slots];
+}
+
+/* An alert's name and data: SHK_EINVAL for an empty or too long name, data
+ * too long, or NULL data of nonzero length; *nl receives the name's length. */
+static inline int shk_bus_check_args(const char *name, const void *data, size_t len, size_t *nl)
+{
+    if (!name || !*name)
+        return shk_error(SHK_EINVAL, "alert name is empty");
+    *nl = strnlen(name, SHK_BUS_NAME_MAX + 1);
+    if (*nl > SHK_BUS_NAME_MAX)
+        return shk_error(SHK_EINVAL, "alert name is longer than %d bytes", SHK_BUS_NAME_MAX);
+    if ((unsigned long long)len > SHK_BUS_DATA_MAX)
+        return shk_error(SHK_EINVAL, "alert data of %zu bytes is longer than 4 GiB - 1", len);
+    if (len && !data)
+        return shk_error(SHK_EINVAL, "alert data is NULL");
+    return SHK_OK;
+}
+
+/* Drop n references to the blob at slab offset off; the last one frees it. */
+static inline void shk_bus_blob_unref(shk_bus_t *bus, uint64_t off, uint32_t n)
+{
+    bus_blob_t *bl = shk_slab_ptr(bus->slab, off);
+    if (!bl)
+        return;
+    /* acq_rel: the last one to drop a reference sees every reader done
+     * before it frees. */
+    if (SHK_FETCH_SUB(bl->refs, n, acq_rel) == n)
+        shk_slab_free(bus->slab, bl);
+}
+
+/* Drain a doorbell pipe (non-blocking). */
+static inline void shk_bus_drain_pipe(int fd)
+{
+    char c[64];
+    while (read(fd, c, sizeof c) > 0)
+        ;
+}
+
+enum { SHK_BUS_EMPTY, SHK_BUS_PENDING, SHK_BUS_READY };
+
+/* What is at the head of queue q: nothing, a record still being written, or
+ * something to take (record, padding). With `check_dead`, a record claimed by
+ * a producer that is gone is something to take too (a hole to skip); that
+ * check costs system calls (shk_pid_alive), so the hot paths leave it to the
+ * moment the consumer is about to give up and sleep. */
+static inline int shk_bus_head_state(const shk_bus_t *bus, bus_queue_t *q, bus_rec_t **rp,
+                                     uint64_t *hp, int check_dead)
+{
+    int own = shk_bus_my_slot(bus) >= 0 && q == &bus->b->slots[bus->slot];
+    uint64_t size = bus->qsize;
+    /* relaxed: head has one writer at a time, the caller (the slot's holder,
+     * or the master purging a dead holder's queue under its claim lock). */
+    uint64_t h = SHK_READ_ONCE(q->head);
+    /* The consumer's last view of tail is enough while it is ahead of head;
+     * otherwise acquire the shared one: pairs with the producer's release of
+     * tail, so the claimed header is visible. */
+    uint64_t t = own ? bus->tail_seen : h;
+    if (t <= h || t - h > size) {
+        /* the record at head, if any, is the next line we need: ask for it
+         * now so that its miss overlaps the tail's (a woken consumer pays
+         * both) */
+        __builtin_prefetch(shk_bus_ring_of(bus, q) + (h & (size - 1)), 0);
+        t = SHK_LOAD_ACQUIRE(q->tail);
+        if (own)
+            ((shk_bus_t *)bus)->tail_seen = t;
+    }
+    if (h == t)
+        return SHK_BUS_EMPTY;
+    char *ring = shk_bus_ring_of(bus, q);
+    bus_rec_t *r = (bus_rec_t *)(ring + (h & (size - 1)));
+    if (t - h > 2048) {
+        __builtin_prefetch(ring + ((h + 1024) & (size - 1)), 0);
+        __builtin_prefetch(ring + ((h + 1088) & (size - 1)), 0);
+    }
+    /* acquire: pairs with the publish (release) of the record. */
+    uint64_t w = SHK_LOAD_ACQUIRE(r->word0);
+    *rp = r;
+    *hp = h;
+    if ((w >> 32 & 0xff) == BUS_ST_CLAIMED && (!check_dead || shk_pid_alive(r->pid)))
+        return SHK_BUS_PENDING;
+    return SHK_BUS_READY;
+}
+
+/* The consumer is done with the record of `len` bytes at h. */
+static inline void shk_bus_release_head(bus_queue_t *q, uint64_t h, uint64_t len)
+{
+    /* release: we are done reading the bytes producers may now reuse. */
+    SHK_STORE_RELEASE(q->head, h + len);
+}
+
+/* The record header at h (its word0 is w) is one a producer could have
+ * written: a known state, 64-byte aligned, whole inside the ring, its name
+ * and body inside its length. Anything else means the queue is damaged:
+ * bytes read from the mapping are never trusted. For a large alert *blob
+ * receives the blob's offset (0 otherwise). */
+static inline int shk_bus_rec_sane(const shk_bus_t *bus, const bus_rec_t *r, uint64_t h,
+                                   uint64_t w, uint64_t *blob)
+{
+    uint64_t len = w & 0xffffffffu, pos = h & (bus->qsize - 1);
+    unsigned st = (unsigned)(w >> 32 & 0xff);
+    *blob = 0;
+    if ((h | len) % BUS_REC_ALIGN || len == 0 || len > bus->qsize - pos || st == 0 ||
+        st > BUS_ST_PAD)
+        return 0;
+    if (st == BUS_ST_PAD)
+        return 1;
+    if (r->name_len > SHK_BUS_NAME_MAX || len < BUS_REC_HDR + r->name_len)
+        return 0;
+    uint64_t room = len - BUS_REC_HDR - r->name_len;
+    if (r->flags & BUS_RF_LARGE) {
+        if (room < 8)
+            return 0;
+        memcpy(blob, (const char *)(r + 1) + r->name_len, 8);
+        return 1;
+    }
+    return r->data_len <= room;
+}
+
+#endif /* SHK_BUS_INTERNAL_H */
