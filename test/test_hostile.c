@@ -484,6 +484,93 @@ START_TEST(garbage_headers_of_ours)
 }
 END_TEST
 
+/* ---- two servers and one stale object ------------------------------------------------- */
+
+typedef struct {
+    tu_pipe_t go, rc, done;
+} racer_t;
+
+/* A child racing for zone "race": waits for the start, creates it, reports
+ * its status, and keeps the zone until told to end. */
+static int racer(void *arg)
+{
+    racer_t *r = arg;
+    if (tu_await(&r->go) != 0)
+        return 1;
+    shk_zones_t *reg = shk_zones_new(instance);
+    shk_zone_t *z = shk_zone_add(reg, "race", MB, NULL);
+    shk_zone_set_kind(z, SHK_ZONE_NAMED, 0);
+    int rc = shk_zones_create(reg, NULL);
+    unsigned char b = (unsigned char)-rc;
+    TU_CHECK(write(r->rc.wr, &b, 1) == 1, "write");
+    tu_await(&r->done);
+    shk_zones_free(reg);
+    return 0;
+}
+
+START_TEST(two_servers_one_stale_object)
+{
+    char path[256];
+    size_t len;
+    zpath(path, sizeof path, instance, "race");
+    long rounds = tu_scale(60, 10), wins[2] = {0, 0};
+    for (long round = 0; round < rounds; round++) {
+        char *img = zone_image("race", dead_pid(), &len);
+        put_file(path, img, len);
+        free(img);
+        racer_t r[2];
+        pid_t pid[2];
+        for (int k = 0; k < 2; k++) {
+            tu_pipe(&r[k].go);
+            tu_pipe(&r[k].rc);
+            tu_pipe(&r[k].done);
+            pid[k] = tu_fork(racer, &r[k]);
+        }
+        tu_signal(&r[0].go);
+        tu_signal(&r[1].go);
+        int ok = 0;
+        for (int k = 0; k < 2; k++) {
+            unsigned char b;
+            ck_assert_int_eq(read(r[k].rc.rd, &b, 1), 1);
+            int rc = -(int)b;
+            ck_assert_msg(rc == SHK_OK || rc == SHK_EEXIST, "round %ld: racer %d: %d", round, k,
+                          rc);
+            if (rc == SHK_OK) {
+                ok++;
+                wins[k]++;
+            }
+        }
+        /* both holding what they made: exactly one got the name */
+        ck_assert_msg(ok == 1, "round %ld: %d of 2 servers created the zone", round, ok);
+        for (int k = 0; k < 2; k++) {
+            tu_signal(&r[k].done);
+            tu_wait_ok(pid[k]);
+            tu_pipe_close(&r[k].go);
+            tu_pipe_close(&r[k].rc);
+            tu_pipe_close(&r[k].done);
+        }
+        ck_assert_int_ne(access(path, F_OK), 0); /* the winner removed it */
+    }
+    printf("two_servers_one_stale_object: %ld rounds, wins %ld / %ld\n", rounds, wins[0], wins[1]);
+}
+END_TEST
+
+/* The admin removed a live zone's object and someone planted a FIFO at the
+ * name: freeing the registry must not unlink what is not its own. */
+START_TEST(release_leaves_a_foreign_object)
+{
+    char path[256];
+    shk_zones_t *reg = real_zone(instance, "one");
+    zpath(path, sizeof path, instance, "one");
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    shk_zones_free(reg);
+    ck_assert_uint_eq(ltype(path), S_IFIFO);
+    ck_assert_msg(strstr(logbuf, "is no longer the object of shared memory zone \"one\""), "%s",
+                  logbuf);
+}
+END_TEST
+
 /* ---- header fields out of range ------------------------------------------------------- */
 
 typedef struct {
@@ -819,6 +906,8 @@ int main(void)
     tcase_add_test(tc, symlink_at_zone_name);
     tcase_add_test(tc, forged_header_naming_a_live_pid);
     tcase_add_test(tc, garbage_headers_of_ours);
+    tcase_add_test(tc, two_servers_one_stale_object);
+    tcase_add_test(tc, release_leaves_a_foreign_object);
     tcase_add_test(tc, corrupt_header_fields_at_attach);
     tcase_add_test(tc, accessors_after_header_damage);
     tcase_add_test(tc, second_user_plants_at_the_names);
