@@ -83,11 +83,15 @@ static int hdr_off_check(const char *zname, const char *field, uint64_t off, uin
 {
     if (!off && may_be_0)
         return SHK_OK;
-    if (!off || !shk_span_ok(off, len, slab_size))
-        return HDR_BAD("%s %llu (+%llu bytes) lies outside the slab pool (%llu bytes)",
-                       zname, field, (unsigned long long)off, (unsigned long long)len,
-                       (unsigned long long)slab_size);
-    return SHK_OK;
+    if (off && shk_span_ok(off, len, slab_size))
+        return SHK_OK;
+    if (len == 1 || !shk_span_ok(off, 1, slab_size))
+        return HDR_BAD("%s %llu lies outside the slab pool (%llu bytes)", zname, field,
+                       (unsigned long long)off, (unsigned long long)slab_size);
+    return HDR_BAD("%s %llu: a %llu-byte record there would end outside the slab pool (%llu "
+                   "bytes)",
+                   zname, field, (unsigned long long)off, (unsigned long long)len,
+                   (unsigned long long)slab_size);
 }
 
 int shk_zone_hdr_check(const shk_zone_hdr_t *h, size_t real, const char *instance,
