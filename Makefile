@@ -90,7 +90,13 @@ TOOL_BIN    := $(if $(TOOL_SRCS),$(B)/shmkit)
 # (directives, the request limiter) need no libevent and are shared with the
 # shmkit command (shmkit check knows the demo's directives) and the tests.
 DEMO_MAIN   := demo/demo.c
-DEMO_LIB_SRCS := $(filter-out $(DEMO_MAIN),$(wildcard demo/*.c))
+# The demo's HTTP/1.1 and WebSocket layer (demo/http*.c, docs/http.md) on
+# libevent, with Debian's http_parser, wslay and nettle: its own archive,
+# linked by what uses it (test_http; the demo server).
+HTTP_SRCS   := $(wildcard demo/http*.c)
+HTTP_LIB    := $(if $(HTTP_SRCS),$(B)/libdemohttp.a)
+HTTP_LIBS    = $(EVENT_LIBS) -lhttp_parser -lwslay -lnettle
+DEMO_LIB_SRCS := $(filter-out $(DEMO_MAIN) $(HTTP_SRCS),$(wildcard demo/*.c))
 DEMO_LIB    := $(if $(DEMO_LIB_SRCS),$(B)/libdemo.a)
 HAVE_EVENT  := $(shell pkg-config --exists libevent 2>/dev/null && echo yes)
 DEMO_BIN    := $(if $(and $(wildcard $(DEMO_MAIN)),$(HAVE_EVENT)),$(B)/shmkit-demo)
@@ -141,6 +147,20 @@ $(B)/libdemo.a: $(patsubst %.c,$(B)/obj/%.o,$(DEMO_LIB_SRCS))
 	@mkdir -p $(dir $@)
 	rm -f $@
 	ar rcs $@ $^
+
+$(patsubst %.c,$(B)/obj/%.o,$(HTTP_SRCS)): $(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(EVENT_CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/libdemohttp.a: $(patsubst %.c,$(B)/obj/%.o,$(HTTP_SRCS))
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(B)/test/test_http: $(B)/obj/test/test_http.o $(TEST_UTIL) $(HTTP_LIB) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $< $(TEST_UTIL) $(HTTP_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) $(HTTP_LIBS) \
+	    $(CHECK_LIBS) -lrt -lm
 
 $(B)/obj/demo/demo.o: demo/demo.c
 	@mkdir -p $(dir $@)
