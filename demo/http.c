@@ -26,6 +26,9 @@
  * which the layer checks itself with exact replies; it only backs them up. */
 static uint32_t parser_head_max;
 
+static void accept_cb(evutil_socket_t fd, short what, void *arg);
+static void done_cb(evutil_socket_t fd, short what, void *arg);
+
 static int fill_limits(http_limits_t *l, const http_limits_t *in)
 {
     if (in)
@@ -121,13 +124,11 @@ static void accept_pause(http_server_t *srv, int err)
         srv->in_episode = 1;
         srv->st.accept_episodes++;
         http_srv_log(srv, SHK_LOG_WARN,
-                     "http: accept() failed: %s, with %u connections open; not accepting "
-                     "for %d ms at a time until it succeeds again",
+                     "http: accept() failed: %s, with %u connections open; pausing "
+                     "accept() for %d ms at a time until it catches up",
                      strerror(err), srv->st.conns, srv->lim.accept_pause_ms);
     }
 }
-
-static void accept_cb(evutil_socket_t fd, short what, void *arg);
 
 /* Try at once rather than wait for a client: with nobody waiting, accept()
  * still fails while descriptors lack, and EAGAIN ends the episode. */
@@ -142,8 +143,6 @@ static void pause_end(evutil_socket_t fd, short what, void *arg)
         if (srv->ls[i]->ev)
             accept_cb(srv->ls[i]->fd, EV_READ, srv->ls[i]);
 }
-
-static void done_cb(evutil_socket_t fd, short what, void *arg);
 
 static void accept_cb(evutil_socket_t fd, short what, void *arg)
 {

@@ -128,7 +128,9 @@ void http_server_drain(http_server_t *srv, void (*done)(void *ctx), void *ctx);
 
 /* Fast stop: close every connection now, calling on_close of each request
  * or WebSocket the app holds, free them and the server. Listening sockets
- * stay open. After it no pointer from this server is valid. NULL is a no-op. */
+ * stay open. After it no pointer from this server is valid (detached
+ * requests excepted: finishing them only frees them). Not from inside one of
+ * the server's callbacks, but drain's done. NULL is a no-op. */
 void http_server_free(http_server_t *srv);
 
 /* Counters since the server was created. */
