@@ -180,9 +180,9 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg)
             return;
         }
         srv->st.accepted++;
-        if (!http_conn_new(srv, cfd, (struct sockaddr *)&ss, sl))
-            continue; /* it closed cfd */
+        http_conn_new(srv, cfd, (struct sockaddr *)&ss, sl); /* on failure it closed cfd */
     }
+    srv->st.accept_full++; /* the rest wait for the next wake-up, after other events */
 }
 
 http_server_t *http_server_new(struct event_base *base, const http_limits_t *lim,

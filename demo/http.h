@@ -137,6 +137,7 @@ void http_server_free(http_server_t *srv);
 typedef struct http_stats_s {
     unsigned conns;          /* open now (lingering ones included) */
     uint64_t accepted;       /* connections accepted */
+    uint64_t accept_full;    /* wake-ups that stopped at accept_batch accepts */
     uint64_t requests;       /* requests handed to the handler */
     uint64_t refused;        /* requests the layer answered itself (400, 408, 413, ...) */
     uint64_t accept_pauses;  /* times accepting was paused (EMFILE and the like) */

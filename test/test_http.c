@@ -53,6 +53,7 @@ typedef struct {
     http_limits_t lim;
     int nofile_extra; /* > 0: RLIMIT_NOFILE leaves this many descriptors free */
     int exec_native;  /* run the server as a new program through /usr/bin/env */
+    int listen_late;  /* listen only on the command 'l' */
 } srv_conf_t;
 
 typedef struct held_s {
@@ -67,7 +68,7 @@ enum { H_HOLD, H_STREAM, H_WAIT, H_FLOOD };
 static struct {
     struct event_base *base;
     http_server_t *srv;
-    int ctl, evw;
+    int ctl, evw, lfd;
     struct event *ctl_ev;
 } app;
 
@@ -290,11 +291,14 @@ static void ctl_cb(evutil_socket_t fd, short what, void *arg)
     switch (cmd) {
     case 's':
         http_server_stats(app.srv, &st);
-        emit("stats conns=%u accepted=%llu requests=%llu refused=%llu pauses=%llu "
+        emit("stats conns=%u accepted=%llu full=%llu requests=%llu refused=%llu pauses=%llu "
              "episodes=%llu dropped=%llu starved=%u",
-             st.conns, (unsigned long long)st.accepted, (unsigned long long)st.requests,
+             st.conns, (unsigned long long)st.accepted, (unsigned long long)st.accept_full, (unsigned long long)st.requests,
              (unsigned long long)st.refused, (unsigned long long)st.accept_pauses,
              (unsigned long long)st.accept_episodes, (unsigned long long)st.dropped, st.starved);
+        break;
+    case 'l':
+        emit("listen %d", http_server_listen(app.srv, app.lfd));
         break;
     case 'd':
         http_server_drain(app.srv, drain_done, NULL);
@@ -345,7 +349,9 @@ static int server_main(const srv_conf_t *conf, int lfd)
     app.srv = http_server_new(app.base, &conf->lim, on_request, NULL);
     TU_CHECK(app.srv != NULL, "http_server_new: %s", shk_last_errmsg());
     http_server_set_log(app.srv, srv_log, NULL);
-    TU_CHECK(http_server_listen(app.srv, lfd) == SHK_OK, "listen: %s", shk_last_errmsg());
+    app.lfd = lfd;
+    if (!conf->listen_late)
+        TU_CHECK(http_server_listen(app.srv, lfd) == SHK_OK, "listen: %s", shk_last_errmsg());
     app.ctl_ev = event_new(app.base, app.ctl, EV_READ | EV_PERSIST, ctl_cb, NULL);
     event_add(app.ctl_ev, NULL);
     if (conf->nofile_extra > 0)
@@ -481,12 +487,13 @@ static void srv_stats(srv_t *s, http_stats_t *st)
     char *p = s->ev, *last = NULL;
     while ((p = strstr(p, "stats ")))
         last = p++;
-    unsigned long long acc, req, ref, pau, epi, dro;
-    ck_assert_int_eq(sscanf(last, "stats conns=%u accepted=%llu requests=%llu refused=%llu "
-                                  "pauses=%llu episodes=%llu dropped=%llu starved=%u",
-                            &st->conns, &acc, &req, &ref, &pau, &epi, &dro, &st->starved),
-                     8);
+    unsigned long long acc, full, req, ref, pau, epi, dro;
+    ck_assert_int_eq(sscanf(last, "stats conns=%u accepted=%llu full=%llu requests=%llu "
+                                  "refused=%llu pauses=%llu episodes=%llu dropped=%llu starved=%u",
+                            &st->conns, &acc, &full, &req, &ref, &pau, &epi, &dro, &st->starved),
+                     9);
     st->accepted = acc;
+    st->accept_full = full;
     st->requests = req;
     st->refused = ref;
     st->accept_pauses = pau;
@@ -1278,6 +1285,32 @@ START_TEST(emfile_pauses_accepting_and_logs_once)
 }
 END_TEST
 
+START_TEST(accepts_in_bounded_batches)
+{
+    enum { N = 20, BATCH = 4 };
+    srv_t s;
+    srv_conf_t conf = conf_default();
+    cli_t c[N];
+    int got[N] = {0};
+    http_stats_t st;
+    conf.lim.accept_batch = BATCH;
+    conf.listen_late = 1;
+    srv_start(&s, &conf);
+    ck_assert(srv_wait(&s, "ready", 5000));
+    for (int i = 0; i < N; i++)
+        hello_client(&c[i], s.port); /* all in the backlog before the server listens */
+    srv_cmd(&s, 'l');
+    ck_assert(srv_wait(&s, "listen 0", 5000));
+    ck_assert_int_eq(await_replies(c, got, N, N, 5000), N);
+    srv_stats(&s, &st);
+    ck_assert_uint_eq(st.accepted, N);
+    ck_assert_uint_eq(st.accept_full, N / BATCH);
+    for (int i = 0; i < N; i++)
+        cli_close(&c[i]);
+    srv_quit(&s);
+}
+END_TEST
+
 START_TEST(max_conns_send_timeout_linger)
 {
     srv_t s;
@@ -1707,6 +1740,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, every_limit);
     tcase_add_test(tc, huge_request_line_refused_quickly);
     tcase_add_test(tc, emfile_pauses_accepting_and_logs_once);
+    tcase_add_test(tc, accepts_in_bounded_batches);
     tcase_add_test(tc, max_conns_send_timeout_linger);
     tcase_add_test(tc, slow_readers);
     tcase_add_test(tc, graceful_drain_under_load);
