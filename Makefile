@@ -166,8 +166,8 @@ $(B)/obj/demo/demo.o: demo/demo.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Idemo $(EVENT_CFLAGS) -MMD -MP -c $< -o $@
 
-$(B)/shmkit-demo: $(B)/obj/demo/demo.o $(DEMO_LIB) $(STATIC_LIB)
-	$(CC) -o $@ $< $(DEMO_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) $(EVENT_LIBS) -lrt -lm
+$(B)/shmkit-demo: $(B)/obj/demo/demo.o $(HTTP_LIB) $(DEMO_LIB) $(STATIC_LIB)
+	$(CC) -o $@ $< $(HTTP_LIB) $(DEMO_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) $(HTTP_LIBS) -lrt -lm
 
 $(B)/bench/%: $(B)/obj/bench/%.o $(BENCH_UTIL) $(STATIC_LIB)
 	@mkdir -p $(dir $@)
