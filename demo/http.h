@@ -118,7 +118,9 @@ int http_server_listen(http_server_t *srv, int listen_fd);
  * each watched request's on_drain (a held or streaming request: the app
  * answers or writes a last event and ends the stream); end streams nobody
  * watches for drain; send a WebSocket close (1001) after its on_drain. A
- * request whose bytes are still arriving is read and answered in full.
+ * request whose bytes are still arriving is read and answered in full, and
+ * so is the first request of a connection accepted but silent so far, if it
+ * comes within linger_ms.
  * Then, from the event loop, done(ctx) once no connection is left (lingering
  * closes included, so at most linger_ms after the last response). Requests
  * held without on_drain keep their connection until the app answers them:

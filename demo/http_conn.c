@@ -211,6 +211,13 @@ void http_conn_drain(http_conn_t *c)
             c->close_after = 1;
             return;
         }
+        /* Accepted, but its first request is still on its way: it is
+         * answered if it comes within linger_ms. */
+        if (c->nreq == 0) {
+            c->close_after = 1;
+            http_conn_set_timer(c, c->srv->lim.linger_ms);
+            return;
+        }
         http_conn_close_after_output(c);
         return;
     case HC_BUSY:

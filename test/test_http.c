@@ -1449,7 +1449,7 @@ START_TEST(graceful_drain_under_load)
     tu_pipe_t ready;
     loader_t l[LOADERS];
     pid_t kids[LOADERS];
-    cli_t stream, poll_c, idle, half;
+    cli_t stream, poll_c, idle, half, fresh;
     resp_t r;
     tu_pipe(&ready);
     srv_start(&s, &conf);
@@ -1469,11 +1469,12 @@ START_TEST(graceful_drain_under_load)
     resp_free(&r);
     ck_assert_int_eq(cli_open(&half, s.port), 0);
     ck_assert_int_eq(cli_sendf(&half, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nab"), 0);
+    ck_assert_int_eq(cli_open(&fresh, s.port), 0); /* its request comes after the drain began */
     for (int i = 0; i < LOADERS; i++)
         ck_assert_int_eq(tu_await(&ready), 0);
     while (!strstr(stream.buf ? stream.buf : "", "chunk 2"))
         ck_assert_int_eq(cli_more(&stream, bound_ms(5000)), 1);
-    ck_assert(srv_conns(&s, LOADERS + 4, 5000));
+    ck_assert(srv_conns(&s, LOADERS + 5, 5000));
 
     srv_cmd(&s, 'd');
     ck_assert(srv_wait(&s, "draining", 5000));
@@ -1488,6 +1489,14 @@ START_TEST(graceful_drain_under_load)
     resp_free(&r);
     ck_assert(cli_sees_eof(&half, 5000));
     cli_close(&half);
+    /* a connection accepted before the drain has its first request answered */
+    ck_assert_int_eq(cli_sendf(&fresh, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    ck_assert_int_eq(cli_resp(&fresh, &r, 0, 5000), 0);
+    ck_assert_str_eq(r.body, "hello\n");
+    ck_assert(r.close);
+    resp_free(&r);
+    ck_assert(cli_sees_eof(&fresh, 5000));
+    cli_close(&fresh);
     /* the long poll is answered by its on_drain, the stream ends with a footer */
     ck_assert_int_eq(cli_resp(&poll_c, &r, 0, 5000), 0);
     ck_assert_str_eq(r.body, "drained\n");
