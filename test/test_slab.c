@@ -52,6 +52,13 @@ static shk_slab_t *new_pool(void *mem, size_t size)
     return s;
 }
 
+static shk_slab_class_stat_t class_stat(shk_slab_t *s, unsigned c)
+{
+    shk_slab_class_stat_t cs;
+    ck_assert_int_eq(shk_slab_class_stats(s, c, &cs), SHK_OK);
+    return cs;
+}
+
 static void assert_all_free(shk_slab_t *s)
 {
     shk_slab_stats_t st;
@@ -60,7 +67,7 @@ static void assert_all_free(shk_slab_t *s)
     ck_assert_uint_eq(st.pages_free, st.pages_total);
     ck_assert_uint_eq(st.largest_free_run, st.pages_total);
     for (unsigned c = 0; c < st.nclasses; c++)
-        ck_assert_uint_eq(st.cls[c].used, 0);
+        ck_assert_uint_eq(class_stat(s, c).used, 0);
 }
 
 typedef struct {
@@ -501,8 +508,8 @@ START_TEST(size_classes_cover_every_size)
     shk_slab_stats(s, &st);
     ck_assert_uint_ge(st.nclasses, 20);
     for (unsigned c = 1; c < st.nclasses; c++)
-        ck_assert_uint_gt(st.cls[c].size, st.cls[c - 1].size);
-    ck_assert_uint_eq(st.cls[st.nclasses - 1].size, 2048);
+        ck_assert_uint_gt(class_stat(s, c).size, class_stat(s, c - 1).size);
+    ck_assert_uint_eq(class_stat(s, st.nclasses - 1).size, 2048);
     for (size_t sz = 0; sz <= 3 * 4096 + 1; sz += sz < 2100 ? 1 : 509) {
         unsigned char *p = shk_slab_alloc(s, sz);
         ck_assert_ptr_nonnull(p);
@@ -531,8 +538,9 @@ static uint64_t sum_cached(shk_slab_t *s, uint64_t *used)
     uint64_t c = 0, u = 0;
     ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
     for (unsigned i = 0; i < st.nclasses; i++) {
-        c += st.cls[i].cached;
-        u += st.cls[i].used;
+        shk_slab_class_stat_t cs = class_stat(s, i);
+        c += cs.cached;
+        u += cs.used;
     }
     if (used)
         *used = u;
