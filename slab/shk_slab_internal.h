@@ -349,6 +349,35 @@ SLAB_HOT int shk_slab_chunk_at(const shk_slab_t *s, uint64_t off, unsigned c, ui
     return (int)cl;
 }
 
+/* The doubly linked page lists (free runs, partly used slabs), lock held.
+ * Inline: in a steady churn most frees turn a full slab partly used and
+ * the next allocation fills it again, so a slab joins and leaves its list
+ * on most calls. */
+SLAB_HOT void shk_slab_list_push(shk_slab_t *s, _Atomic uint32_t *headp, uint32_t i)
+{
+    slab_desc_t *d = &s->desc[i];
+    uint32_t old = SHK_READ_ONCE(*headp);
+    SHK_WRITE_ONCE(d->prev, SLAB_NIL);
+    SHK_WRITE_ONCE(d->next, old);
+    if (old != SLAB_NIL)
+        SHK_WRITE_ONCE(s->desc[old].prev, i);
+    SHK_WRITE_ONCE(*headp, i);
+}
+
+SLAB_HOT void shk_slab_list_remove(shk_slab_t *s, _Atomic uint32_t *headp, uint32_t i)
+{
+    slab_desc_t *d = &s->desc[i];
+    uint32_t next = SHK_READ_ONCE(d->next), prev = SHK_READ_ONCE(d->prev);
+    if (prev != SLAB_NIL)
+        SHK_WRITE_ONCE(s->desc[prev].next, next);
+    else
+        SHK_WRITE_ONCE(*headp, next);
+    if (next != SLAB_NIL)
+        SHK_WRITE_ONCE(s->desc[next].prev, prev);
+    SHK_WRITE_ONCE(d->next, SLAB_NIL);
+    SHK_WRITE_ONCE(d->prev, SLAB_NIL);
+}
+
 /* The lowest free chunk of the partly used slab h of class c, marked in use
  * (lock held). NULL only on a broken pool: a partly used slab has a free
  * chunk. */
@@ -366,8 +395,13 @@ SLAB_HOT char *shk_slab_take(shk_slab_t *s, unsigned c, uint32_t h)
     SHK_WRITE_ONCE(d->bits[w], bits | 1ULL << (idx % 64));
     uint16_t nfree = (uint16_t)(SHK_READ_ONCE(d->nfree) - 1);
     SHK_WRITE_ONCE(d->nfree, nfree);
-    if (nfree == 0)
-        shk_slab_unlist(s, c, h);
+    if (nfree == 0) {
+        /* full: off its list, the shared one here, a cache's out of line */
+        if (SHK_LIKELY(!SHK_READ_ONCE(d->own)))
+            shk_slab_list_remove(s, &s->p->cls[c].partial, h);
+        else
+            shk_slab_unlist(s, c, h);
+    }
     SHK_ADD_SOLE(s->p->cls[c].used, 1);
     return shk_slab_page_addr(s, h) + (size_t)idx * s->csize[c];
 }
@@ -380,9 +414,16 @@ SLAB_HOT void shk_slab_chunk_release(shk_slab_t *s, unsigned c, uint32_t h, uint
     uint16_t nfree = (uint16_t)(SHK_READ_ONCE(d->nfree) + 1);
     SHK_WRITE_ONCE(d->bits[idx / 64], SHK_READ_ONCE(d->bits[idx / 64]) & ~(1ULL << (idx % 64)));
     SHK_ADD_SOLE(s->p->cls[c].used, -1);
+    uint16_t nchunks = SHK_READ_ONCE(d->nchunks);
     SHK_WRITE_ONCE(d->nfree, nfree);
-    if (SHK_UNLIKELY(nfree == 1 || nfree == SHK_READ_ONCE(d->nchunks)))
-        shk_slab_relist(s, h);
+    if (nfree == 1 || nfree == nchunks) {
+        /* its first free chunk: onto the shared list here; a cache's list,
+         * or all chunks free, out of line */
+        if (nfree != nchunks && !SHK_READ_ONCE(d->own))
+            shk_slab_list_push(s, &s->p->cls[c].partial, h);
+        else
+            shk_slab_relist(s, h);
+    }
 }
 
 /* The tag a parked chunk carries in its first 8 bytes. */

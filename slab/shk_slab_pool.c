@@ -142,31 +142,6 @@ static inline unsigned list_of(uint32_t n)
     return n < SLAB_NLISTS ? n - 1 : SLAB_NLISTS - 1;
 }
 
-static void list_push(shk_slab_t *s, _Atomic uint32_t *headp, uint32_t i)
-{
-    slab_desc_t *d = &s->desc[i];
-    uint32_t old = SHK_READ_ONCE(*headp);
-    SHK_WRITE_ONCE(d->prev, SLAB_NIL);
-    SHK_WRITE_ONCE(d->next, old);
-    if (old != SLAB_NIL)
-        SHK_WRITE_ONCE(s->desc[old].prev, i);
-    SHK_WRITE_ONCE(*headp, i);
-}
-
-static void list_remove(shk_slab_t *s, _Atomic uint32_t *headp, uint32_t i)
-{
-    slab_desc_t *d = &s->desc[i];
-    uint32_t next = SHK_READ_ONCE(d->next), prev = SHK_READ_ONCE(d->prev);
-    if (prev != SLAB_NIL)
-        SHK_WRITE_ONCE(s->desc[prev].next, next);
-    else
-        SHK_WRITE_ONCE(*headp, next);
-    if (next != SLAB_NIL)
-        SHK_WRITE_ONCE(s->desc[next].prev, prev);
-    SHK_WRITE_ONCE(d->next, SLAB_NIL);
-    SHK_WRITE_ONCE(d->prev, SLAB_NIL);
-}
-
 /* Insert the free run [start, start+n): mark its ends and index it. */
 static void run_insert(shk_slab_t *s, uint32_t start, uint32_t n)
 {
@@ -178,7 +153,7 @@ static void run_insert(shk_slab_t *s, uint32_t start, uint32_t n)
     SHK_WRITE_ONCE(h->head, start);
     SHK_WRITE_ONCE(last->kind, SLAB_K_FREE);
     SHK_WRITE_ONCE(last->head, start);
-    list_push(s, &p->free_head[li], start);
+    shk_slab_list_push(s, &p->free_head[li], start);
     SHK_WRITE_ONCE(p->nonempty, SHK_READ_ONCE(p->nonempty) | 1ULL << li);
 }
 
@@ -186,7 +161,7 @@ static void run_unlink(shk_slab_t *s, uint32_t start)
 {
     slab_pool_t *p = s->p;
     unsigned li = list_of(SHK_READ_ONCE(s->desc[start].npages));
-    list_remove(s, &p->free_head[li], start);
+    shk_slab_list_remove(s, &p->free_head[li], start);
     if (SHK_READ_ONCE(p->free_head[li]) == SLAB_NIL)
         SHK_WRITE_ONCE(p->nonempty, SHK_READ_ONCE(p->nonempty) & ~(1ULL << li));
 }
@@ -266,7 +241,7 @@ void shk_slab_pages_free(shk_slab_t *s, uint32_t start, uint32_t n)
 /* ---- slab lists and ownership --------------------------------------------------- */
 
 /* The list a partly used slab of class c with owner own is on. */
-static _Atomic uint32_t *partial_list(const shk_slab_t *s, unsigned c, uint32_t own)
+SLAB_HOT _Atomic uint32_t *partial_list(const shk_slab_t *s, unsigned c, uint32_t own)
 {
     if (own)
         return &shk_slab_bhdr(s, SHK_READ_ONCE(s->p->caches[own - 1].body))->partial[c];
@@ -290,9 +265,9 @@ static void slab_adopt(shk_slab_t *s, uint32_t h, uint32_t own)
 {
     slab_desc_t *d = &s->desc[h];
     unsigned c = SHK_READ_ONCE(d->cls);
-    list_remove(s, partial_list(s, c, SHK_READ_ONCE(d->own)), h);
+    shk_slab_list_remove(s, partial_list(s, c, SHK_READ_ONCE(d->own)), h);
     SHK_WRITE_ONCE(d->own, own);
-    list_push(s, partial_list(s, c, own), h);
+    shk_slab_list_push(s, partial_list(s, c, own), h);
 }
 
 /* A partly used slab of class c on some cache's list, NIL if none: taken
@@ -316,9 +291,9 @@ void shk_slab_disown(shk_slab_t *s, unsigned i)
         uint32_t h, guard = 0;
         while ((h = SHK_READ_ONCE(bh->partial[c])) != SLAB_NIL && h < s->npages &&
                guard++ <= s->npages) {
-            list_remove(s, &bh->partial[c], h);
+            shk_slab_list_remove(s, &bh->partial[c], h);
             SHK_WRITE_ONCE(s->desc[h].own, 0);
-            list_push(s, &p->cls[c].partial, h);
+            shk_slab_list_push(s, &p->cls[c].partial, h);
         }
         SHK_WRITE_ONCE(bh->partial[c], SLAB_NIL);
     }
@@ -326,7 +301,7 @@ void shk_slab_disown(shk_slab_t *s, unsigned i)
 
 void shk_slab_unlist(shk_slab_t *s, unsigned c, uint32_t h)
 {
-    list_remove(s, partial_list(s, c, SHK_READ_ONCE(s->desc[h].own)), h);
+    shk_slab_list_remove(s, partial_list(s, c, SHK_READ_ONCE(s->desc[h].own)), h);
 }
 
 void shk_slab_relist(shk_slab_t *s, uint32_t h)
@@ -335,9 +310,9 @@ void shk_slab_relist(shk_slab_t *s, uint32_t h)
     unsigned c = SHK_READ_ONCE(d->cls);
     uint32_t nfree = SHK_READ_ONCE(d->nfree), nchunks = SHK_READ_ONCE(d->nchunks);
     if (nfree == 1)
-        list_push(s, partial_list(s, c, slab_owner(s, d)), h);
+        shk_slab_list_push(s, partial_list(s, c, slab_owner(s, d)), h);
     if (nfree == nchunks) {
-        list_remove(s, partial_list(s, c, SHK_READ_ONCE(d->own)), h);
+        shk_slab_list_remove(s, partial_list(s, c, SHK_READ_ONCE(d->own)), h);
         SHK_ADD_SOLE(s->p->cls[c].total, -(uint64_t)nchunks);
         shk_slab_pages_free(s, h, SHK_READ_ONCE(d->npages));
     }
@@ -365,7 +340,7 @@ void *shk_slab_alloc_chunk(shk_slab_t *s, unsigned c, uint32_t own)
             SHK_WRITE_ONCE(d->bits[w], 0);
         for (uint32_t i = h; i < h + k->pages; i++)
             SHK_WRITE_ONCE(s->desc[i].cls, (uint16_t)c);
-        list_push(s, mine, h);
+        shk_slab_list_push(s, mine, h);
         SHK_ADD_SOLE(k->total, k->nchunks);
     }
     if (h == SLAB_NIL && (h = slab_steal(s, c)) != SLAB_NIL)
