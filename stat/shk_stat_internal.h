@@ -129,11 +129,11 @@ typedef struct shk_stat_field_s {
 #define SHK_STAT_SIGNED(x)                                                                     \
     _Generic((x), signed char: 1, short: 1, int: 1, long: 1, long long: 1, default: 0)
 #define SHK_STAT_NUM(T, m)                                                                     \
-    .off = offsetof(T, m), .size = sizeof(((T *)0)->m),                                        \
-    .kind = SHK_STAT_SIGNED(((T *)0)->m) ? SHK_STAT_INT : SHK_STAT_UINT
-#define SHK_STAT_BOOLF(T, m) .off = offsetof(T, m), .size = sizeof(((T *)0)->m), .kind = SHK_STAT_BOOL
-#define SHK_STAT_CHARSF(T, m) .off = offsetof(T, m), .size = sizeof(((T *)0)->m), .kind = SHK_STAT_CHARS
-#define SHK_STAT_CSTRF(T, m) .off = offsetof(T, m), .size = sizeof(const char *), .kind = SHK_STAT_CSTR
+    SHK_STAT_PLACE(T, m), .kind = SHK_STAT_SIGNED(((T *)0)->m) ? SHK_STAT_INT : SHK_STAT_UINT
+#define SHK_STAT_PLACE(T, m) .off = offsetof(T, m), .size = sizeof(((T *)0)->m)
+#define SHK_STAT_BOOLF(T, m) SHK_STAT_PLACE(T, m), .kind = SHK_STAT_BOOL
+#define SHK_STAT_CHARSF(T, m) SHK_STAT_PLACE(T, m), .kind = SHK_STAT_CHARS
+#define SHK_STAT_CSTRF(T, m) SHK_STAT_PLACE(T, m), .kind = SHK_STAT_CSTR
 
 /* How a section is written as text. */
 enum {
@@ -143,6 +143,7 @@ enum {
 
 typedef struct shk_stat_section_s {
     const char *name; /* what the section describes, for messages and docs */
+    size_t rec_size;  /* sizeof the record its fields are read from */
     const char *key;  /* JSON: the member that holds it (an object, or an array of rows) */
     unsigned style;   /* SHK_STAT_LINES or SHK_STAT_TABLE */
     const char *indent;

@@ -22,8 +22,8 @@ static const shk_stat_field_t doc_fields[] = {
 };
 
 const shk_stat_section_t shk_stat_doc_sec = {
-    .name = "document", .style = SHK_STAT_LINES, .indent = "", .fields = doc_fields,
-    .nfields = N_FIELDS(doc_fields)};
+    .rec_size = sizeof(shk_stat_doc_t), .name = "document", .style = SHK_STAT_LINES, .indent = "",
+    .fields = doc_fields, .nfields = N_FIELDS(doc_fields)};
 
 /* ---- a zone --------------------------------------------------------------------------- */
 
@@ -48,8 +48,9 @@ static const shk_stat_field_t zone_fields[] = {
 };
 
 const shk_stat_section_t shk_stat_zone_sec = {
-    .name = "zone", .key = "zones", .style = SHK_STAT_LINES, .indent = "  ",
-    .label_width = LABEL_W, .fields = zone_fields, .nfields = N_FIELDS(zone_fields)};
+    .rec_size = sizeof(shk_stat_zone_t), .name = "zone", .key = "zones", .style = SHK_STAT_LINES,
+    .indent = "  ", .label_width = LABEL_W, .fields = zone_fields,
+    .nfields = N_FIELDS(zone_fields)};
 
 /* ---- the slab pool: totals, then one row per size class -------------------------------- */
 
@@ -67,8 +68,9 @@ static const shk_stat_field_t slab_fields[] = {
 };
 
 const shk_stat_section_t shk_stat_slab_sec = {
-    .name = "slab pool", .key = "slab", .style = SHK_STAT_LINES, .indent = "  ",
-    .label_width = LABEL_W, .fields = slab_fields, .nfields = N_FIELDS(slab_fields)};
+    .rec_size = sizeof(shk_slab_stats_t), .name = "slab pool", .key = "slab",
+    .style = SHK_STAT_LINES, .indent = "  ", .label_width = LABEL_W, .fields = slab_fields,
+    .nfields = N_FIELDS(slab_fields)};
 
 /* The zone's "slab" is null and this says why. */
 static const shk_stat_field_t slab_fault_fields[] = {
@@ -77,8 +79,9 @@ static const shk_stat_field_t slab_fault_fields[] = {
 };
 
 const shk_stat_section_t shk_stat_slab_fault_sec = {
-    .name = "slab pool (unreadable)", .style = SHK_STAT_LINES, .indent = "  ",
-    .label_width = LABEL_W, .fields = slab_fault_fields, .nfields = N_FIELDS(slab_fault_fields)};
+    .rec_size = sizeof(shk_stat_fault_t), .name = "slab pool (unreadable)",
+    .style = SHK_STAT_LINES, .indent = "  ", .label_width = LABEL_W, .fields = slab_fault_fields,
+    .nfields = N_FIELDS(slab_fault_fields)};
 
 #define CLASS(k, m, lbl, w) NUMF(shk_slab_class_stat_t, k, m, .label = lbl, .width = w)
 
@@ -97,8 +100,9 @@ static int class_shown(const void *rec)
 }
 
 const shk_stat_section_t shk_stat_class_sec = {
-    .name = "size class", .key = "classes", .style = SHK_STAT_TABLE, .indent = "  ",
-    .shown = class_shown, .fields = class_fields, .nfields = N_FIELDS(class_fields)};
+    .rec_size = sizeof(shk_slab_class_stat_t), .name = "size class", .key = "classes",
+    .style = SHK_STAT_TABLE, .indent = "  ", .shown = class_shown, .fields = class_fields,
+    .nfields = N_FIELDS(class_fields)};
 
 /* ---- the zone's locks ------------------------------------------------------------------- */
 
@@ -116,8 +120,8 @@ static const shk_stat_field_t lock_fields[] = {
 };
 
 const shk_stat_section_t shk_stat_lock_sec = {
-    .name = "lock", .key = "locks", .style = SHK_STAT_TABLE, .indent = "    ",
-    .title = "  locks", .fields = lock_fields, .nfields = N_FIELDS(lock_fields)};
+    .rec_size = sizeof(shk_zone_lock_t), .name = "lock", .key = "locks", .style = SHK_STAT_TABLE,
+    .indent = "    ", .title = "  locks", .fields = lock_fields, .nfields = N_FIELDS(lock_fields)};
 
 /* A lock table entry that could not be read (its record outside the pool):
  * a row of its own in the locks. */
@@ -127,8 +131,8 @@ static const shk_stat_field_t lock_fault_fields[] = {
 };
 
 const shk_stat_section_t shk_stat_lock_fault_sec = {
-    .name = "lock (unreadable)", .style = SHK_STAT_TABLE, .indent = "    ",
-    .fields = lock_fault_fields, .nfields = N_FIELDS(lock_fault_fields)};
+    .rec_size = sizeof(shk_stat_fault_t), .name = "lock (unreadable)", .style = SHK_STAT_TABLE,
+    .indent = "    ", .fields = lock_fault_fields, .nfields = N_FIELDS(lock_fault_fields)};
 
 /* ---- the bus, when the zone holds one: totals, then one row per slot --------------------- */
 
@@ -140,8 +144,8 @@ static const shk_stat_field_t bus_fields[] = {
 };
 
 const shk_stat_section_t shk_stat_bus_sec = {
-    .name = "bus", .key = "bus", .style = SHK_STAT_LINES, .indent = "  ",
-    .label_width = LABEL_W, .fields = bus_fields, .nfields = N_FIELDS(bus_fields)};
+    .rec_size = sizeof(shk_bus_stats_t), .name = "bus", .key = "bus", .style = SHK_STAT_LINES,
+    .indent = "  ", .label_width = LABEL_W, .fields = bus_fields, .nfields = N_FIELDS(bus_fields)};
 
 /* The zone's "bus" root is set but the bus does not open: "bus" is null. */
 static const shk_stat_field_t bus_fault_fields[] = {
@@ -150,8 +154,9 @@ static const shk_stat_field_t bus_fault_fields[] = {
 };
 
 const shk_stat_section_t shk_stat_bus_fault_sec = {
-    .name = "bus (unreadable)", .style = SHK_STAT_LINES, .indent = "  ",
-    .label_width = LABEL_W, .fields = bus_fault_fields, .nfields = N_FIELDS(bus_fault_fields)};
+    .rec_size = sizeof(shk_stat_fault_t), .name = "bus (unreadable)", .style = SHK_STAT_LINES,
+    .indent = "  ", .label_width = LABEL_W, .fields = bus_fault_fields,
+    .nfields = N_FIELDS(bus_fault_fields)};
 
 #define SLOT(k, m, lbl, w) NUMF(shk_stat_slot_t, k, m, .label = lbl, .width = w)
 
@@ -176,8 +181,9 @@ static const shk_stat_field_t slot_fields[] = {
 };
 
 const shk_stat_section_t shk_stat_slot_sec = {
-    .name = "bus slot", .key = "slots", .style = SHK_STAT_TABLE, .indent = "    ",
-    .fields = slot_fields, .nfields = N_FIELDS(slot_fields)};
+    .rec_size = sizeof(shk_stat_slot_t), .name = "bus slot", .key = "slots",
+    .style = SHK_STAT_TABLE, .indent = "    ", .fields = slot_fields,
+    .nfields = N_FIELDS(slot_fields)};
 
 /* A slot whose stats could not be read: its index and why. */
 static const shk_stat_field_t slot_fault_fields[] = {
@@ -187,8 +193,8 @@ static const shk_stat_field_t slot_fault_fields[] = {
 };
 
 const shk_stat_section_t shk_stat_slot_fault_sec = {
-    .name = "bus slot (unreadable)", .style = SHK_STAT_TABLE, .indent = "    ",
-    .fields = slot_fault_fields, .nfields = N_FIELDS(slot_fault_fields)};
+    .rec_size = sizeof(shk_stat_fault_t), .name = "bus slot (unreadable)", .style = SHK_STAT_TABLE,
+    .indent = "    ", .fields = slot_fault_fields, .nfields = N_FIELDS(slot_fault_fields)};
 
 /* ---- the zones list (shmkit zones) ----------------------------------------------------- */
 
@@ -207,8 +213,8 @@ static const shk_stat_field_t list_fields[] = {
 };
 
 const shk_stat_section_t shk_stat_list_sec = {
-    .name = "listed zone", .key = "zones", .style = SHK_STAT_TABLE, .indent = "",
-    .fields = list_fields, .nfields = N_FIELDS(list_fields)};
+    .rec_size = sizeof(shk_stat_listed_t), .name = "listed zone", .key = "zones",
+    .style = SHK_STAT_TABLE, .indent = "", .fields = list_fields, .nfields = N_FIELDS(list_fields)};
 
 /* An object of the listing that does not attach: its names and why. */
 static const shk_stat_field_t list_fault_fields[] = {
@@ -220,8 +226,9 @@ static const shk_stat_field_t list_fault_fields[] = {
 };
 
 const shk_stat_section_t shk_stat_list_fault_sec = {
-    .name = "listed zone (invalid)", .style = SHK_STAT_TABLE, .indent = "",
-    .fields = list_fault_fields, .nfields = N_FIELDS(list_fault_fields)};
+    .rec_size = sizeof(shk_stat_listed_t), .name = "listed zone (invalid)",
+    .style = SHK_STAT_TABLE, .indent = "", .fields = list_fault_fields,
+    .nfields = N_FIELDS(list_fault_fields)};
 
 const shk_stat_section_t *const shk_stat_sections[] = {
     &shk_stat_doc_sec,       &shk_stat_zone_sec,       &shk_stat_slab_sec,
