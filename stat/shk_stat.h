@@ -51,8 +51,8 @@ SHK_API char *shk_stat_render(shk_zone_t *const *zones, unsigned n, const char *
 
 /*
  * Describe the named zones of a list from shk_zones_list(): each is
- * attached read-only (shk_zone_attach), described and detached; one that
- * does not attach is reported with the reason. Returns a NUL-terminated
+ * attached read-only (shk_zone_attach), described and detached, taking no
+ * lock; one that does not attach is reported with the reason. Returns a NUL-terminated
  * string the caller frees with free(), or NULL with SHK_EINVAL (a flag
  * other than SHK_STAT_JSON, NULL list with n > 0) or SHK_ENOMEM.
  *
