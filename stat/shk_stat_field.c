@@ -68,6 +68,28 @@ int shk_stat_value_zero(const shk_stat_val_t *v)
     }
 }
 
+/* A number in decimal (the reports write many: no printf for each). */
+static void put_u64(shk_stat_w_t *w, uint64_t u)
+{
+    char d[20];
+    size_t n = sizeof d;
+    do {
+        d[--n] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    shk_stat_put(w, d + n, sizeof d - n);
+}
+
+static void put_num(shk_stat_w_t *w, const shk_stat_val_t *v)
+{
+    if (v->kind != SHK_STAT_INT || v->i >= 0) {
+        put_u64(w, v->kind == SHK_STAT_INT ? (uint64_t)v->i : v->u);
+        return;
+    }
+    shk_stat_put(w, "-", 1);
+    put_u64(w, (uint64_t)0 - (uint64_t)v->i); /* INT64_MIN too */
+}
+
 /* names[v] when the value has a name there, else NULL. */
 static const char *value_name(const char *const *names, const shk_stat_val_t *v)
 {
@@ -93,14 +115,12 @@ static void value_text(shk_stat_w_t *w, const shk_stat_field_t *f, const shk_sta
     const char *name = value_name(f->tnames ? f->tnames : f->names, v);
     if (name)
         shk_stat_puts(w, name);
-    else if (v->kind == SHK_STAT_INT)
-        shk_stat_printf(w, "%" PRId64, v->i);
     else if (v->kind == SHK_STAT_BOOL)
         shk_stat_puts(w, v->u ? "true" : "false");
     else if (v->kind == SHK_STAT_CHARS || v->kind == SHK_STAT_CSTR)
         shk_stat_text_str(w, v->s, v->n);
     else
-        shk_stat_printf(w, "%" PRIu64, v->u);
+        put_num(w, v);
 }
 
 void shk_stat_field_text(shk_stat_w_t *w, const shk_stat_field_t *f, const void *rec)
@@ -135,14 +155,12 @@ static void field_json(shk_stat_w_t *w, const shk_stat_field_t *f, const void *r
             name = num;
         }
         shk_stat_json_str(w, name, strlen(name));
-    } else if (v.kind == SHK_STAT_INT) {
-        shk_stat_printf(w, "%" PRId64, v.i);
     } else if (v.kind == SHK_STAT_BOOL) {
         shk_stat_puts(w, v.u ? "true" : "false");
     } else if (v.kind == SHK_STAT_CHARS || v.kind == SHK_STAT_CSTR) {
         shk_stat_json_str(w, v.s, v.n);
     } else {
-        shk_stat_printf(w, "%" PRIu64, v.u);
+        put_num(w, &v);
     }
 }
 
