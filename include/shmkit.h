@@ -8,7 +8,8 @@
  *   slab   slab allocator inside a zone
  *   shm    named, tagged zones; reload reuse; attach
  *   bus    per-worker alert queues with a pipe doorbell
- *   proc   master/worker supervisor, zone reports
+ *   stat   reports on zones and the zones list (text, JSON)
+ *   proc   master/worker supervisor
  */
 #ifndef SHMKIT_H
 #define SHMKIT_H
