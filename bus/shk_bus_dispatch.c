@@ -136,6 +136,8 @@ static int take_one(shk_bus_t *bus, bus_queue_t *q, bus_rec_t *r, uint64_t h)
             hd = &bus->h[i];
             bus->last_h = i;
         }
+    if (blob)
+        SHK_BUS_STEP(bus, SHK_BUS_STEP_TAKEN);
     if (hd) {
         bus->sender = r->pid;
         bus->in_handler = 1;
@@ -145,9 +147,13 @@ static int take_one(shk_bus_t *bus, bus_queue_t *q, bus_rec_t *r, uint64_t h)
     } else {
         SHK_ADD_SOLE(q->discarded, 1);
     }
-    shk_bus_release_head(q, h, len);
     if (blob)
+        SHK_BUS_STEP(bus, SHK_BUS_STEP_HANDLED);
+    shk_bus_release_head(q, h, len);
+    if (blob) {
+        SHK_BUS_STEP(bus, SHK_BUS_STEP_RELEASED);
         shk_bus_blob_unref(bus, blob, 1);
+    }
     return 1;
 }
 

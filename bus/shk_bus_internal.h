@@ -155,6 +155,8 @@ struct shk_bus_s {
     int in_dispatch;
     void (*claim_hook)(void *);
     void *claim_ctx;
+    void (*step_hook)(void *, int);
+    void *step_ctx;
     shk_shmtx_t claim[SHK_BUS_MAX_SLOTS];
     uint64_t head_seen[SHK_BUS_MAX_SLOTS]; /* producer: last head read per queue */
     uint64_t tail_seen;                    /* consumer: last tail read */
@@ -184,6 +186,31 @@ SHK_HIDDEN void shk_bus_prefault(void *p, size_t len);
  * its record and publishing it, calls fn(ctx), then goes on. Not part of
  * the API: the tests reach it through this header and the static library. */
 SHK_HIDDEN void shk_bus_set_claim_hook(shk_bus_t *bus, void (*fn)(void *ctx), void *ctx);
+
+/* Test hook: the numbered steps of a large alert's life (and of a reap) at
+ * which a process can die, each a place where the references to the alert's
+ * block must come out right whatever happens next. When the hook is set,
+ * fn(ctx, step) is called at each (a test kills the process there). Not
+ * part of the API, like the claim hook. */
+enum {
+    SHK_BUS_STEP_BLOB = 1, /* sender: the block is allocated, no record names it yet */
+    SHK_BUS_STEP_FANOUT,   /* sender: one target's record is published, more may follow */
+    SHK_BUS_STEP_SENT,     /* sender: every target's record is published */
+    SHK_BUS_STEP_TAKEN,    /* receiver: the record is taken, its handler not called yet */
+    SHK_BUS_STEP_HANDLED,  /* receiver: the handler returned, head has not moved */
+    SHK_BUS_STEP_RELEASED, /* receiver: head moved past the record, the block not let go */
+    SHK_BUS_STEP_FREEING,  /* whoever frees a block: inside the pool's lock, not yet freed */
+    SHK_BUS_STEP_PURGE,    /* reaper: in the middle of purging a record */
+    SHK_BUS_STEP_SWEEP,    /* reaper: in the middle of the sweep of blocks */
+    SHK_BUS_STEP_MAX
+};
+SHK_HIDDEN void shk_bus_set_step_hook(shk_bus_t *bus, void (*fn)(void *ctx, int step), void *ctx);
+
+#define SHK_BUS_STEP(bus, step)                                                                \
+    do {                                                                                       \
+        if (SHK_UNLIKELY((bus)->step_hook))                                                    \
+            (bus)->step_hook((bus)->step_ctx, (step));                                         \
+    } while (0)
 
 /* ---- inline helpers -------------------------------------------------------------- */
 

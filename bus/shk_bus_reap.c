@@ -25,8 +25,10 @@ static void purge(shk_bus_t *bus, unsigned i)
         if (!shk_bus_rec_sane(bus, r, h, w, &blob))
             break;
         if ((w >> 32 & 0xff) != BUS_ST_PAD) {
-            if (blob)
+            if (blob) {
                 shk_bus_blob_unref(bus, blob, 1);
+                SHK_BUS_STEP(bus, SHK_BUS_STEP_PURGE);
+            }
             /* the holder is dead and producers never write deq: a sole writer */
             SHK_ADD_SOLE(q->deq, 1);
         }

@@ -129,6 +129,14 @@ void shk_bus_set_claim_hook(shk_bus_t *bus, void (*fn)(void *ctx), void *ctx)
     bus->claim_ctx = ctx;
 }
 
+void shk_bus_set_step_hook(shk_bus_t *bus, void (*fn)(void *ctx, int step), void *ctx)
+{
+    if (!bus)
+        return;
+    bus->step_hook = fn;
+    bus->step_ctx = ctx;
+}
+
 /* ---- large alerts ------------------------------------------------------------------- */
 
 /* A block on zone pages this process has not touched yet would take a page
@@ -249,8 +257,11 @@ int shk_bus_send(shk_bus_t *bus, pid_t pid, const char *name, const void *data, 
         if (!blob)
             return shk_error(SHK_ENOMEM, "no room in zone \"%s\" for an alert of %zu bytes",
                              shk_zone_name(bus->zone), len);
+        SHK_BUS_STEP(bus, SHK_BUS_STEP_BLOB);
     }
     rc = enqueue(bus, (unsigned)i, name, nl, data, len, blob);
+    if (blob)
+        SHK_BUS_STEP(bus, SHK_BUS_STEP_SENT);
     if (rc == SHK_OK && shk_bus_my_slot(bus) >= 0)
         SHK_ADD_SOLE(bus->b->slots[bus->slot].sent, 1); /* only the slot's holder writes it */
     else if (rc != SHK_OK && blob)
@@ -282,6 +293,7 @@ int shk_bus_broadcast(shk_bus_t *bus, const char *name, const void *data, size_t
         if (!blob)
             return shk_error(SHK_ENOMEM, "no room in zone \"%s\" for an alert of %zu bytes",
                              shk_zone_name(bus->zone), len);
+        SHK_BUS_STEP(bus, SHK_BUS_STEP_BLOB);
     }
     for (unsigned i = 0; i < bus->nslots; i++) {
         if (!(targets >> i & 1))
@@ -289,6 +301,8 @@ int shk_bus_broadcast(shk_bus_t *bus, const char *name, const void *data, size_t
         rc = enqueue(bus, i, name, nl, data, len, blob);
         if (rc == SHK_OK) {
             r.delivered++;
+            if (blob)
+                SHK_BUS_STEP(bus, SHK_BUS_STEP_FANOUT);
         } else {
             r.failed |= 1ULL << i;
             if (!r.error)
@@ -297,6 +311,8 @@ int shk_bus_broadcast(shk_bus_t *bus, const char *name, const void *data, size_t
                 shk_bus_blob_unref(bus, blob, 1);
         }
     }
+    if (blob)
+        SHK_BUS_STEP(bus, SHK_BUS_STEP_SENT);
     if (r.delivered && shk_bus_my_slot(bus) >= 0)
         SHK_ADD_SOLE(bus->b->slots[bus->slot].sent, r.delivered); /* only the holder writes it */
     if (res)
