@@ -16,6 +16,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/wait.h>
 
@@ -654,6 +655,283 @@ START_TEST(consumer_killed_with_full_queue)
 }
 END_TEST
 
+/* ---- a death at every step of a large alert's life ------------------------------------------ */
+
+/* Three workers take large alerts (unicast and broadcast) from the master;
+ * the one in slot KV dies (kill -9, through the test-only step hook) at one
+ * step of an alert's life, or while its alerts sit in its queue, or while
+ * it is the sender of a broadcast half-way through the fan-out, or while
+ * the master that reaps it dies half-way through the reap. The master
+ * reaps it, a respawned worker takes its slot (and, with SHK_BUS_KEEP,
+ * what is queued there), and then: every large block went back to the slab
+ * (pages and shk_slab_check agree), nothing was freed twice (the slab says
+ * so in its log), the other workers got each of their alerts exactly once,
+ * and the victim's slot at least once (KEEP: one may come twice, the one
+ * whose handler was running) or at most once (PURGE). */
+
+#define KS 3              /* slots */
+#define KV 1              /* the victim's slot */
+#define KN 32             /* alert ids; KN - 1 is the victim's own broadcast */
+#define KLEN (20 * 1024)  /* large: the queues are 64 KiB, large from 16 KiB */
+
+enum { K_RECV, K_IDLE, K_SEND, K_REAP };
+
+typedef struct {
+    _Atomic int ready;
+    _Atomic int bad;         /* payloads that did not check */
+    _Atomic int slab_errors; /* errors the slab logged, in any process */
+    _Atomic unsigned got[KS][KN];
+} kill_sh_t;
+
+static kill_sh_t *ks;
+static int die_step, die_nth, die_count;
+
+static void die_at(void *ctx, int step)
+{
+    (void)ctx;
+    if (step == die_step && ++die_count == die_nth)
+        raise(SIGKILL);
+}
+
+static void kill_log(void *ctx, int level, const char *msg)
+{
+    (void)ctx;
+    if (level == SHK_LOG_ERR && strstr(msg, "slab pool") && !strstr(msg, "out of memory"))
+        ks->slab_errors++;
+}
+
+static void k_fill(unsigned char *p, uint32_t id)
+{
+    memcpy(p, &id, 4);
+    for (size_t i = 4; i < KLEN; i++)
+        p[i] = (unsigned char)(id * 31 + i);
+}
+
+static void on_big(shk_bus_t *b, const char *name, const void *data, size_t len, void *ctx)
+{
+    const unsigned char *d = data;
+    uint32_t id;
+    (void)b, (void)name;
+    if (len != KLEN) {
+        ks->bad++;
+        return;
+    }
+    memcpy(&id, d, 4);
+    for (size_t i = 4; i < len && id < KN; i++)
+        if (d[i] != (unsigned char)(id * 31 + i))
+            id = KN;
+    if (id >= KN) {
+        ks->bad++;
+        return;
+    }
+    ks->got[(intptr_t)ctx][id]++;
+}
+
+static int k_stopped;
+
+static void on_kstop(shk_bus_t *b, const char *name, const void *data, size_t len, void *ctx)
+{
+    (void)b, (void)name, (void)data, (void)len, (void)ctx;
+    k_stopped = 1;
+}
+
+/* The victim's own broadcast, asked for by the master (only the victim:
+ * under KEEP its respawn gets the request again, and ignores it). */
+static int k_may_bc;
+
+static void on_bc(shk_bus_t *b, const char *name, const void *data, size_t len, void *ctx)
+{
+    (void)name, (void)data, (void)len, (void)ctx;
+    if (!k_may_bc)
+        return;
+    unsigned char *buf = malloc(KLEN);
+    k_fill(buf, KN - 1);
+    shk_bus_broadcast(b, "big", buf, KLEN, NULL);
+    free(buf);
+}
+
+/* A worker in slot (arg & 0xff); with 0x100 it sets the step hook, with
+ * 0x200 it never dispatches (its alerts sit in its queue until it is
+ * killed). It stops once a "stop" came and its queue is empty. */
+static int k_worker(void *arg)
+{
+    int slot = (int)((intptr_t)arg & 0xff);
+    TU_CHECK(shk_bus_join(bus, (unsigned)slot) == SHK_OK, "join: %s", shk_last_errmsg());
+    shk_bus_on(bus, "big", on_big, (void *)(intptr_t)slot);
+    shk_bus_on(bus, "stop", on_kstop, NULL);
+    shk_bus_on(bus, "bc", on_bc, NULL);
+    k_may_bc = ((intptr_t)arg & 0x100) != 0;
+    if (k_may_bc)
+        shk_bus_set_step_hook(bus, die_at, NULL);
+    ks->ready++;
+    if ((intptr_t)arg & 0x200)
+        for (;;)
+            pause();
+    bus_queue_t *q = &bus->b->slots[slot];
+    k_stopped = 0;
+    while (!k_stopped || atomic_load(&q->tail) != atomic_load(&q->head)) {
+        shk_bus_wait(bus, 100);
+        shk_bus_dispatch(bus, SHK_BUS_BUDGET);
+    }
+    return 0;
+}
+
+/* The master dying half-way through a reap: a child that reaps with the
+ * step hook set. */
+static int k_reaper(void *arg)
+{
+    shk_bus_set_step_hook(bus, die_at, NULL);
+    shk_bus_reap(bus, (pid_t)(intptr_t)arg);
+    return 0;
+}
+
+static void k_wait_ready(int n)
+{
+    while (ks->ready < n)
+        shk_cpu_relax();
+}
+
+/* Wait for pid to end (exit or signal) without reaping it (a zombie keeps
+ * its pid, as the supervisor's WNOWAIT does). */
+static void k_wait_dead(pid_t pid)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    ck_assert_int_eq(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+}
+
+typedef struct {
+    const char *name;
+    int kind, step, nth;
+} kcase_t;
+
+static void k_run(const kcase_t *c, int policy)
+{
+    unsigned expect[KS][KN];
+    unsigned char *buf = malloc(KLEN);
+    pid_t w[KS];
+    shk_slab_stats_t before, after;
+
+    memset(expect, 0, sizeof expect);
+    memset(ks, 0, sizeof *ks);
+    make_bus(8 * MB, KS, 64 * 1024);
+    shk_bus_set_policy(bus, policy);
+    shk_log_set(kill_log, NULL, SHK_LOG_ERR);
+    shk_slab_stats(shk_zone_slab(zone), &before);
+    die_step = c->step;
+    die_nth = c->nth;
+    die_count = 0;
+    for (int s = 0; s < KS; s++) {
+        intptr_t a = s;
+        if (s == KV && (c->kind == K_RECV || c->kind == K_SEND))
+            a |= 0x100;
+        if (s == KV && (c->kind == K_IDLE || c->kind == K_REAP))
+            a |= 0x200;
+        w[s] = tu_fork(k_worker, (void *)a);
+    }
+    k_wait_ready(KS);
+    /* broadcasts and unicasts, several of each to the victim */
+    for (uint32_t id = 0; id < 12; id++) {
+        k_fill(buf, id);
+        if (id % 3 == 0) {
+            shk_bus_bcast_t res;
+            ck_assert_int_eq(shk_bus_broadcast(bus, "big", buf, KLEN, &res), SHK_OK);
+            for (int s = 0; s < KS; s++)
+                expect[s][id] = 1;
+        } else {
+            int s = id % 4 == 1 ? KV : (int)(id % KS);
+            ck_assert_int_eq(shk_bus_send(bus, w[s], "big", buf, KLEN), SHK_OK);
+            expect[s][id] = 1;
+        }
+    }
+    if (c->kind == K_SEND) {
+        /* the others stay until the victim's broadcast is in their queues */
+        ck_assert_int_eq(shk_bus_send(bus, w[KV], "bc", "", 0), SHK_OK);
+        k_wait_dead(w[KV]);
+    }
+    for (int s = 0; s < KS; s++)
+        if (s != KV || c->kind != K_SEND)
+            ck_assert_int_eq(shk_bus_send(bus, w[s], "stop", "", 0), SHK_OK);
+    for (int s = 0; s < KS; s++)
+        if (s != KV)
+            tu_wait_ok(w[s]);
+    if (c->kind == K_IDLE || c->kind == K_REAP)
+        kill(w[KV], SIGKILL);
+    k_wait_dead(w[KV]);
+    if (c->kind == K_REAP) {
+        die_count = 0;
+        pid_t r = tu_fork_raw();
+        if (r == 0)
+            tu_exit(k_reaper((void *)(intptr_t)w[KV]));
+        k_wait_dead(r);
+        ck_assert_int_ge(shk_zone_recover(zone, r), 0);
+        ck_assert_int_eq(shk_bus_reap(bus, r), SHK_ESRCH); /* it held no slot */
+        int st = tu_wait(r);
+        ck_assert_msg(st == 0 || st == 128 + SIGKILL, "reaper status %d", st);
+    }
+    ck_assert_int_ge(shk_zone_recover(zone, w[KV]), 0);
+    ck_assert_int_eq(shk_bus_reap(bus, w[KV]), SHK_OK);
+    int vst = tu_wait(w[KV]);
+    ck_assert_msg(vst == 0 || vst == 128 + SIGKILL, "victim status %d", vst);
+    /* the respawned worker: its own stop, whatever is left in the queue */
+    ks->ready = 0;
+    pid_t n = tu_fork(k_worker, (void *)(intptr_t)KV);
+    k_wait_ready(1);
+    ck_assert_int_eq(shk_bus_send(bus, n, "stop", "", 0), SHK_OK);
+    tu_wait_ok(n);
+
+    ck_assert_int_eq(ks->bad, 0);
+    ck_assert_msg(ks->slab_errors == 0, "%s/%s: the slab logged %d errors (double free?)",
+                  c->name, policy ? "purge" : "keep", ks->slab_errors);
+    for (int s = 0; s < KS; s++)
+        for (int id = 0; id < KN - 1; id++) {
+            unsigned g = ks->got[s][id], e = expect[s][id];
+            if (s != KV)
+                ck_assert_msg(g == e, "%s: slot %d got alert %d %u times, not %u", c->name, s,
+                              id, g, e);
+            else if (policy == SHK_BUS_KEEP)
+                ck_assert_msg(g >= e && g <= e + 1, "%s: victim's slot got alert %d %u times",
+                              c->name, id, g);
+            else
+                ck_assert_msg(g <= e, "%s: victim's slot got alert %d %u times", c->name, id, g);
+        }
+    for (int s = 0; s < KS; s++)
+        ck_assert_uint_le(ks->got[s][KN - 1], 1);
+    ck_assert_int_eq(shk_slab_check(shk_zone_slab(zone)), SHK_OK);
+    shk_slab_stats(shk_zone_slab(zone), &after);
+    ck_assert_msg(after.pages_free == before.pages_free,
+                  "%s/%s: %zu pages of large alerts were never freed", c->name,
+                  policy ? "purge" : "keep", before.pages_free - after.pages_free);
+    shk_log_set(NULL, NULL, SHK_LOG_ERR);
+    free(buf);
+    drop_bus();
+}
+
+static const kcase_t kcases[] = {
+    {"idle with its alerts queued", K_IDLE, 0, 0},
+    {"record taken, before the handler", K_RECV, SHK_BUS_STEP_TAKEN, 3},
+    {"handler returned, head not moved", K_RECV, SHK_BUS_STEP_HANDLED, 3},
+    {"head moved, block not let go", K_RECV, SHK_BUS_STEP_RELEASED, 3},
+    {"freeing the block", K_RECV, SHK_BUS_STEP_FREEING, 2},
+    {"sender: block allocated, no record", K_SEND, SHK_BUS_STEP_BLOB, 1},
+    {"sender: half-way through a broadcast", K_SEND, SHK_BUS_STEP_FANOUT, 1},
+    {"reaper: half-way through the purge", K_REAP, SHK_BUS_STEP_PURGE, 2},
+    {"reaper: half-way through the sweep", K_REAP, SHK_BUS_STEP_SWEEP, 1},
+};
+
+START_TEST(killed_at_every_step_frees_every_block)
+{
+    const kcase_t *c = &kcases[_i / 2];
+    int policy = _i % 2 ? SHK_BUS_PURGE : SHK_BUS_KEEP;
+    if (c->kind == K_REAP && c->step == SHK_BUS_STEP_PURGE && policy != SHK_BUS_PURGE)
+        return; /* nothing is purged under KEEP */
+    printf("killed_at_every_step: %s, %s\n", c->name, policy ? "purge" : "keep");
+    ks = tu_shared(sizeof *ks);
+    k_run(c, policy);
+    tu_unshare(ks, sizeof *ks);
+}
+END_TEST
+
 /* ---- sleepy consumers ---------------------------------------------------------------------- */
 
 typedef struct {
@@ -887,6 +1165,8 @@ int main(void)
     tcase_add_test(tc, hole_skipped_without_reap);
     tcase_add_test(tc, stray_doorbell_drained);
     tcase_add_test(tc, consumer_killed_with_full_queue);
+    tcase_add_loop_test(tc, killed_at_every_step_frees_every_block, 0,
+                        (int)(2 * sizeof kcases / sizeof kcases[0]));
     tcase_add_test(tc, sleepy_consumer_never_misses_a_wakeup);
     tcase_add_test(tc, four_workers_exchange);
     tcase_add_test(tc, zone_size_is_enough);
