@@ -162,7 +162,12 @@ typedef struct shk_bus_stats_s {
     unsigned nslots;      /* slots (queues); shk_bus_slot_stats() takes 0..nslots-1 */
     unsigned joined;      /* slots joined now */
     uint64_t queue_bytes; /* each queue's ring */
-    uint64_t large;       /* alerts sent through the slab */
+    uint64_t large;       /* alerts sent through the slab (cumulative) */
+    uint64_t large_live;  /* their blocks in the zone now */
+    uint64_t large_bytes; /* the zone bytes those blocks take */
+    uint64_t large_sending; /* of them, blocks their sender has not finished
+                               sending (a fan-out under way, or a sender that
+                               died during it and was not reaped yet) */
 } shk_bus_stats_t;
 
 /* One slot and its queue. */
@@ -182,6 +187,10 @@ typedef struct shk_bus_slot_stats_s {
     uint64_t stale;     /* received alerts queued for an older generation */
     uint64_t rung, coalesced; /* doorbells written / alerts that needed none
                                  (queued minus rung) */
+    uint64_t large_refs;      /* large alerts' blocks this queue still holds (its
+                                 records of them not consumed yet) */
+    uint64_t large_ref_bytes; /* the zone bytes of those blocks (a broadcast's
+                                 block counts in every queue that holds it) */
 } shk_bus_slot_stats_t;
 
 /* The bus's totals, without locks. Works on a read-only bus (shmkit stat).
