@@ -43,8 +43,11 @@ static bus_blob_t *blob_at(const shk_bus_t *bus, uint64_t off)
         return NULL;
     bus_blob_t *bl = shk_slab_ptr(bus->slab, off);
     size_t usable = bl ? shk_slab_usable(bus->slab, bl) : 0;
-    if (usable < sizeof *bl)
+    if (usable < sizeof *bl || (void *)bl == (void *)bus->b)
         return NULL;
+    for (unsigned i = 0; i < bus->nslots; i++) /* a damaged record naming a ring */
+        if ((char *)bl == bus->rings[i])
+            return NULL;
     uint64_t targets = bl->targets, len = bl->len;
     if (bus->nslots < 64 && targets >> bus->nslots)
         return NULL;

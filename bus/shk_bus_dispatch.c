@@ -79,13 +79,30 @@ int shk_bus_reply(shk_bus_t *bus, const char *name, const void *data, size_t len
 
 /* ---- taking records ------------------------------------------------------------------- */
 
+const char *shk_bus_rec_why(const bus_rec_view_t *v, char *buf, size_t size)
+{
+    static const char *const why[] = {
+        [BUS_BAD_POS] = "head and tail are more than a ring apart (or head is past tail)",
+        [BUS_BAD_ALIGN] = "head or record length not a multiple of 64",
+        [BUS_BAD_LEN] = "record length 0, or past the ring's end or the tail",
+        [BUS_BAD_STATE] = "record state unknown",
+        [BUS_BAD_NAME] = "name length 0, above 254, or past the record",
+        [BUS_BAD_DATA] = "data length past the record",
+        [BUS_BAD_LARGE] = "large alert's body too short, or no block named",
+    };
+    snprintf(buf, size, "%s (length %llu, state %u, name length %u, data length %llu)",
+             v->bad > 0 && v->bad <= BUS_BAD_LARGE ? why[v->bad] : "?",
+             (unsigned long long)v->len, v->st, v->name_len, (unsigned long long)v->data_len);
+    return buf;
+}
+
 /* The queue is damaged (what `what` says): drop everything queued rather
  * than read garbage. The blocks the dropped records named are nobody's now:
  * the sweep frees them. */
-static void drop_queue(shk_bus_t *bus, bus_queue_t *q, uint64_t h, const char *what)
+static void drop_queue(shk_bus_t *bus, bus_queue_t *q, uint64_t h, uint64_t t, const char *what)
 {
-    shk_log(SHK_LOG_ERR, "bus queue %d: %s at position %llu; dropping the queue", bus->slot,
-            what, (unsigned long long)h);
+    shk_log(SHK_LOG_ERR, "bus queue %d: record at head %llu (tail %llu): %s; dropping the queue",
+            bus->slot, (unsigned long long)h, (unsigned long long)t, what);
     /* acquire of tail, release of head: as for any record taken */
     SHK_STORE_RELEASE(q->head, SHK_LOAD_ACQUIRE(q->tail));
     shk_bus_blob_sweep(bus, 0, -1);
@@ -102,9 +119,8 @@ static int take_one(shk_bus_t *bus, bus_queue_t *q, bus_rec_t *r, uint64_t h, ui
 
     if (SHK_UNLIKELY(!shk_bus_rec_read(bus, r, h, t, w, &v))) {
         /* never written this way by a producer */
-        char what[64];
-        snprintf(what, sizeof what, "damaged record header %#llx", (unsigned long long)w);
-        drop_queue(bus, q, h, what);
+        char what[256];
+        drop_queue(bus, q, h, t, shk_bus_rec_why(&v, what, sizeof what));
         return 0;
     }
     if (v.st == BUS_ST_PAD) {
@@ -128,7 +144,7 @@ static int take_one(shk_bus_t *bus, bus_queue_t *q, bus_rec_t *r, uint64_t h, ui
         const bus_blob_t *bl =
             shk_bus_blob_for(bus, v.blob, v.blob_id, (unsigned)bus->slot, h, v.data_len);
         if (SHK_UNLIKELY(!bl)) {
-            drop_queue(bus, q, h, shk_last_errmsg());
+            drop_queue(bus, q, h, t, shk_last_errmsg());
             return 0;
         }
         data = (const char *)bl + shk_bus_blob_hdr((unsigned)__builtin_popcountll(bl->targets));

@@ -438,6 +438,17 @@ static inline void shk_bus_release_head(bus_queue_t *q, uint64_t h, uint64_t len
     SHK_STORE_RELEASE(q->head, h + len);
 }
 
+/* Why a record was refused (bus_rec_view_t.bad); shk_bus_rec_why names it. */
+enum {
+    BUS_BAD_POS = 1, /* head and tail more than a ring apart, or head past tail */
+    BUS_BAD_ALIGN,   /* head or the record's length not a multiple of 64 */
+    BUS_BAD_LEN,     /* length 0, past the end of the ring, or past the tail */
+    BUS_BAD_STATE,   /* not claimed, published or padding */
+    BUS_BAD_NAME,    /* name length 0, above 254, or past the record */
+    BUS_BAD_DATA,    /* data length past the record */
+    BUS_BAD_LARGE    /* a large alert's body too short, or no block named */
+};
+
 /* A record header as checked: each field read from the mapping once. */
 typedef struct bus_rec_view_s {
     uint64_t len;      /* the record's bytes */
@@ -447,7 +458,11 @@ typedef struct bus_rec_view_s {
     uint64_t gen;
     uint64_t data_len;
     uint64_t blob, blob_id; /* a large alert's block (offset 0: none) */
+    int bad;                /* BUS_BAD_*, when refused */
 } bus_rec_view_t;
+
+/* What was wrong with a refused record, for the log (shk_bus_dispatch.c). */
+SHK_HIDDEN const char *shk_bus_rec_why(const bus_rec_view_t *v, char *buf, size_t size);
 
 /* Read the record header r at position h (its word0 is w) of a queue whose
  * tail is t, and check that a producer could have written it: positions a
@@ -469,28 +484,44 @@ static inline int shk_bus_rec_read(const shk_bus_t *bus, const bus_rec_t *r, uin
     v->len = len;
     v->st = (unsigned)(w >> 32 & 0xff);
     v->blob = v->blob_id = 0;
-    if (t - h > bus->qsize || (h | len) % BUS_REC_ALIGN || len == 0 || len > bus->qsize - pos ||
-        len > t - h || v->st == 0 || v->st > BUS_ST_PAD)
-        return 0;
-    if (v->st == BUS_ST_PAD)
-        return 1;
+    v->name_len = 0;
+    v->data_len = 0;
+    v->bad = 0;
+    if (t - h > bus->qsize)
+        v->bad = BUS_BAD_POS;
+    else if ((h | len) % BUS_REC_ALIGN)
+        v->bad = BUS_BAD_ALIGN;
+    else if (len == 0 || len > bus->qsize - pos || len > t - h)
+        v->bad = BUS_BAD_LEN;
+    else if (v->st == 0 || v->st > BUS_ST_PAD)
+        v->bad = BUS_BAD_STATE;
+    if (v->bad || v->st == BUS_ST_PAD)
+        return !v->bad;
     _Static_assert(sizeof f == BUS_REC_HDR - 8, "the header after word0");
     memcpy(&f, (const char *)r + 8, sizeof f);
     v->pid = f.pid;
     v->gen = f.gen;
     v->name_len = f.name_len;
     v->data_len = f.data_len;
-    if (f.name_len == 0 || f.name_len > SHK_BUS_NAME_MAX || len < BUS_REC_HDR + f.name_len)
+    if (f.name_len == 0 || f.name_len > SHK_BUS_NAME_MAX || len < BUS_REC_HDR + f.name_len) {
+        v->bad = BUS_BAD_NAME;
         return 0;
+    }
     uint64_t room = len - BUS_REC_HDR - f.name_len;
     if (f.flags & BUS_RF_LARGE) {
-        if (room < BUS_LARGE_BODY || f.data_len > SHK_BUS_DATA_MAX)
+        if (room < BUS_LARGE_BODY || f.data_len > SHK_BUS_DATA_MAX) {
+            v->bad = BUS_BAD_LARGE;
             return 0;
+        }
         memcpy(&v->blob, (const char *)(r + 1) + f.name_len, 8);
         memcpy(&v->blob_id, (const char *)(r + 1) + f.name_len + 8, 8);
-        return v->blob != 0;
+        if (!v->blob)
+            v->bad = BUS_BAD_LARGE;
+        return !v->bad;
     }
-    return f.data_len <= room;
+    if (f.data_len > room)
+        v->bad = BUS_BAD_DATA;
+    return !v->bad;
 }
 
 #endif /* SHK_BUS_INTERNAL_H */

@@ -15,9 +15,12 @@
 static void purge(shk_bus_t *bus, unsigned i)
 {
     bus_queue_t *q = &bus->b->slots[i];
-    int rc = shk_shmtx_lock(&bus->claim[i]);
-    if (!shk_shmtx_held(rc))
+    /* bounded: the master must not stall behind a live producer */
+    int rc = shk_shmtx_timedlock(&bus->claim[i], SHK_SLAB_REAP_WAIT_MS);
+    if (!shk_shmtx_held(rc)) {
+        shk_log(SHK_LOG_WARN, "bus queue %u: not purged, its claim lock is busy", i);
         return;
+    }
     /* every step moves head forward by a record, within a ring */
     for (uint64_t guard = bus->qsize / BUS_REC_ALIGN + 1; guard; guard--) {
         bus_rec_t *r;
@@ -28,8 +31,10 @@ static void purge(shk_bus_t *bus, unsigned i)
         /* acquire: pairs with the publish (release) of the record */
         uint64_t w = SHK_LOAD_ACQUIRE(r->word0);
         if (!shk_bus_rec_read(bus, r, h, t, w, &v)) {
-            shk_log(SHK_LOG_ERR, "bus queue %u: damaged record header %#llx at %llu; dropping "
-                    "the rest", i, (unsigned long long)w, (unsigned long long)h);
+            char what[256];
+            shk_log(SHK_LOG_ERR, "bus queue %u: record at head %llu (tail %llu): %s; dropping "
+                    "the rest", i, (unsigned long long)h, (unsigned long long)t,
+                    shk_bus_rec_why(&v, what, sizeof what));
             /* release, as every move of head */
             SHK_STORE_RELEASE(q->head, t);
             break;

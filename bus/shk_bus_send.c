@@ -65,6 +65,13 @@ static int enqueue(shk_bus_t *bus, unsigned i, const char *name, size_t nl, cons
         return rc;
     /* relaxed: tail is written only under the claim lock, which we hold */
     uint64_t t = SHK_READ_ONCE(q->tail);
+    if (SHK_UNLIKELY(t % BUS_REC_ALIGN)) {
+        /* every claim moves tail by a multiple of 64: a damaged queue, whose
+         * records we would write across the ring's end */
+        shk_shmtx_unlock(&bus->claim[i]);
+        return shk_error(SHK_ECORRUPT, "the bus queue of slot %u is damaged: tail %llu is not a "
+                         "multiple of 64", i, (unsigned long long)t);
+    }
     uint64_t pos = t & (size - 1), pad = 0;
     if (pos + need > size)
         pad = size - pos;
