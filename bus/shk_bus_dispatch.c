@@ -103,8 +103,11 @@ static void drop_queue(shk_bus_t *bus, bus_queue_t *q, uint64_t h, uint64_t t, c
 {
     shk_log(SHK_LOG_ERR, "bus queue %d: record at head %llu (tail %llu): %s; dropping the queue",
             bus->slot, (unsigned long long)h, (unsigned long long)t, what);
-    /* acquire of tail, release of head: as for any record taken */
-    SHK_STORE_RELEASE(q->head, SHK_LOAD_ACQUIRE(q->tail));
+    /* acquire of tail, release of head: as for any record taken; our view
+     * of tail may be one the mapping no longer holds (a tail moved back) */
+    uint64_t t2 = SHK_LOAD_ACQUIRE(q->tail);
+    SHK_STORE_RELEASE(q->head, t2);
+    bus->tail_seen = t2;
     shk_bus_blob_sweep(bus, 0, -1);
 }
 
@@ -276,6 +279,10 @@ int shk_bus_dispatch(shk_bus_t *bus, unsigned budget)
      * (no byte was written) there is no read() at all. */
     unannounce(bus, q);
     int sampled = 0, looked = 0;
+    /* Records that are not alerts (padding, holes) do not count against the
+     * budget; each moves head forward, so a ring's worth of them past the
+     * budget means the positions lie: come back later, like at the budget. */
+    uint64_t steps = 0, max_steps = bus->qsize / BUS_REC_ALIGN + budget;
     for (;;) {
         bus_rec_t *r;
         uint64_t h, t;
@@ -299,7 +306,7 @@ int shk_bus_dispatch(shk_bus_t *bus, unsigned budget)
             st = shk_bus_head_state(bus, q, &r, &h, &t, 1);
         }
         if (st == SHK_BUS_READY) {
-            if ((unsigned)n >= budget) {
+            if ((unsigned)n >= budget || ++steps > max_steps) {
                 /* more to do: come back through the event loop */
                 ssize_t w = write(bus->fds[bus->slot][1], "!", 1);
                 (void)w;
