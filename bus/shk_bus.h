@@ -127,6 +127,7 @@ typedef struct shk_bus_bcast_s {
     unsigned delivered; /* how many took the alert */
     uint64_t failed;    /* bit i: slot i did not take it */
     int error;          /* the first failure's status */
+    uint64_t took;      /* bit i: slot i took it */
 } shk_bus_bcast_t;
 
 /* Send to every joined worker, the sender included. A large alert is stored

@@ -310,6 +310,7 @@ int shk_bus_broadcast(shk_bus_t *bus, const char *name, const void *data, size_t
         rc = enqueue(bus, i, name, nl, data, len, bl, blob, k);
         if (rc == SHK_OK) {
             r.delivered++;
+            r.took |= 1ULL << i;
             if (bl)
                 SHK_BUS_STEP(bus, SHK_BUS_STEP_FANOUT);
         } else {

@@ -472,6 +472,7 @@ START_TEST(large_broadcast_stored_once)
         ck_assert_int_eq(shk_bus_broadcast(bus, "c", buf, MB, &res), SHK_OK);
         ck_assert_uint_eq(res.targets, 2);
         ck_assert_uint_eq(res.delivered, 2);
+        ck_assert_uint_eq(res.took, 0x6); /* slots 1 and 2 */
     }
     free(buf);
     tu_wait_ok(a);
