@@ -33,21 +33,33 @@ static uint64_t max_blobs(const shk_bus_t *bus)
     return bus->slab_size / (sizeof(bus_blob_t) + bus->large_min) + 1;
 }
 
-/* The block at slab offset off, if one can be there: inside the slab,
- * aligned, allocated, its header and data inside the block, its targets
- * slots of this bus. A lock-free snapshot unless the caller holds the pool's
- * lock: another process may free it right after. NULL otherwise. */
-static bus_blob_t *blob_at(const shk_bus_t *bus, uint64_t off)
+/* An allocated block of the slab at offset off that may be a large
+ * alert's: inside the slab, aligned, the start of a block of at least a
+ * block header, and not the bus header or a ring. *usable receives its
+ * size. A lock-free snapshot unless the caller holds the pool's lock:
+ * another process may free it right after. NULL otherwise. */
+static bus_blob_t *block_at(const shk_bus_t *bus, uint64_t off, size_t *usable)
 {
     if (off == 0 || off % 16 || !shk_span_ok(off, sizeof(bus_blob_t), bus->slab_size))
         return NULL;
     bus_blob_t *bl = shk_slab_ptr(bus->slab, off);
-    size_t usable = bl ? shk_slab_usable(bus->slab, bl) : 0;
-    if (usable < sizeof *bl || (void *)bl == (void *)bus->b)
+    *usable = bl ? shk_slab_usable(bus->slab, bl) : 0;
+    if (*usable < sizeof *bl || (void *)bl == (void *)bus->b)
         return NULL;
     for (unsigned i = 0; i < bus->nslots; i++) /* a damaged record naming a ring */
         if ((char *)bl == bus->rings[i])
             return NULL;
+    return bl;
+}
+
+/* The block at slab offset off, if one can be there (block_at), with its
+ * header and data inside the block and its targets slots of this bus. */
+static bus_blob_t *blob_at(const shk_bus_t *bus, uint64_t off)
+{
+    size_t usable;
+    bus_blob_t *bl = block_at(bus, off, &usable);
+    if (!bl)
+        return NULL;
     uint64_t targets = bl->targets, len = bl->len;
     if (bus->nslots < 64 && targets >> bus->nslots)
         return NULL;
@@ -189,7 +201,10 @@ static void repair_locked(shk_bus_t *bus)
     }
     SHK_WRITE_ONCE(b->blob_count, n);
     SHK_WRITE_ONCE(b->blob_bytes, bytes);
-    bus_blob_t *bl = blob_at(bus, joff);
+    /* the block the journal names: its header may be anything (not written
+     * yet, or filled by a debug build's free) */
+    size_t usable;
+    bus_blob_t *bl = block_at(bus, joff, &usable);
     if (op == BUS_JOP_NEW && !joff) {
         shk_log(SHK_LOG_WARN, "bus: a process died allocating a large alert's block (a block "
                 "may be lost, as in any allocation killed inside the pool's lock)");
@@ -202,9 +217,10 @@ static void repair_locked(shk_bus_t *bus)
         SHK_WRITE_ONCE(b->blob_count, n - 1);
         SHK_WRITE_ONCE(b->blob_bytes, bytes - bl->size);
         shk_slab_free_locked(bus->slab, bl);
-    } else if (op == BUS_JOP_FREE && !found && bl && SHK_READ_ONCE(bl->magic) == 0) {
+    } else if (op == BUS_JOP_FREE && !found && bl) {
         /* unlinked, not freed yet (nothing else allocates from the zone, and
-         * every allocation for the bus repairs first: it is still ours) */
+         * every allocation for the bus repairs first: it is still ours; its
+         * magic may be gone, a debug build fills a block it frees first) */
         shk_slab_free_locked(bus->slab, bl);
     }
     if (op)
@@ -296,8 +312,10 @@ bus_blob_t *shk_bus_blob_new(shk_bus_t *bus, size_t len, uint64_t targets, uint6
     }
     journal(b, BUS_JOP_NEW, 0);
     bus_blob_t *bl = shk_slab_alloc_locked(bus->slab, (size_t)(hdr + len));
-    if (!bl && sweep_locked(bus, 0) > 0) /* a dead sender's block may be in the way */
+    if (!bl && sweep_locked(bus, 0) > 0) { /* a dead sender's block may be in the way */
+        journal(b, BUS_JOP_NEW, 0);           /* the sweep's frees used the journal */
         bl = shk_slab_alloc_locked(bus->slab, (size_t)(hdr + len));
+    }
     if (!bl) {
         journal_done(b);
         shk_slab_unlock(bus->slab);

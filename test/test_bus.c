@@ -675,7 +675,7 @@ END_TEST
 #define KN 32             /* alert ids; KN - 1 is the victim's own broadcast */
 #define KLEN (20 * 1024)  /* large: the queues are 64 KiB, large from 16 KiB */
 
-enum { K_RECV, K_IDLE, K_SEND, K_REAP };
+enum { K_RECV, K_IDLE, K_SEND, K_REAP, K_RECV_SCRUB };
 
 typedef struct {
     _Atomic int ready;
@@ -685,7 +685,7 @@ typedef struct {
 } kill_sh_t;
 
 static kill_sh_t *ks;
-static int die_step, die_nth, die_count;
+static int die_step, die_nth, die_count, die_scrub;
 static tu_pipe_t kgo[KS]; /* the first workers take nothing before every alert is sent */
 static tu_pipe_t kdie;    /* pids for the killer */
 
@@ -704,6 +704,12 @@ static void die_at(void *ctx, int step)
 {
     (void)ctx;
     if (step == die_step && ++die_count == die_nth) {
+        if (die_scrub) {
+            /* as if it died inside the slab's free, after a debug build's
+             * fill of the block: the journal names it, its header is gone */
+            TU_CHECK(atomic_load(&bus->b->jop) == BUS_JOP_FREE, "journal");
+            memset(shk_slab_ptr(shk_zone_slab(zone), atomic_load(&bus->b->joff)), 0x5a, 256);
+        }
         /* stop right here and have the killer send SIGKILL (one we sent
          * ourselves would run memcheck's leak check on this heap) */
         pid_t me = getpid();
@@ -846,10 +852,11 @@ static void k_run(const kcase_t *c, int policy)
     die_step = c->step;
     die_nth = c->nth;
     die_count = 0;
+    die_scrub = c->kind == K_RECV_SCRUB;
     for (int s = 0; s < KS; s++) {
         intptr_t a = s | 0x400;
         tu_pipe(&kgo[s]);
-        if (s == KV && (c->kind == K_RECV || c->kind == K_SEND))
+        if (s == KV && (c->kind == K_RECV || c->kind == K_SEND || c->kind == K_RECV_SCRUB))
             a |= 0x100;
         if (s == KV && (c->kind == K_IDLE || c->kind == K_REAP))
             a |= 0x200;
@@ -976,6 +983,7 @@ static const kcase_t kcases[] = {
     {"handler returned, head not moved", K_RECV, SHK_BUS_STEP_HANDLED, 3},
     {"head moved, block not let go", K_RECV, SHK_BUS_STEP_RELEASED, 3},
     {"freeing the block", K_RECV, SHK_BUS_STEP_FREEING, 1},
+    {"freeing the block, its header scrubbed", K_RECV_SCRUB, SHK_BUS_STEP_FREEING, 1},
     {"sender: block allocated, no record", K_SEND, SHK_BUS_STEP_BLOB, 1},
     {"sender: half-way through a broadcast", K_SEND, SHK_BUS_STEP_FANOUT, 1},
     {"reaper: half-way through the purge", K_REAP, SHK_BUS_STEP_PURGE, 2},
