@@ -96,7 +96,13 @@ TOOL_BIN    := $(if $(TOOL_SRCS),$(B)/shmkit)
 # command checks the library's directives only, the demo checks its own
 # with shmkit-demo -t.
 DEMO_MAIN   := demo/demo.c
-DEMO_LIB_SRCS := $(filter-out $(DEMO_MAIN),$(wildcard demo/*.c))
+# The demo's HTTP/1.1 and WebSocket layer (demo/http*.c, docs/http.md) on
+# libevent, with Debian's http_parser, wslay and nettle: its own archive,
+# linked by what uses it (test_demo_http; the demo server).
+HTTP_SRCS   := $(wildcard demo/http*.c)
+HTTP_LIB    := $(if $(HTTP_SRCS),$(B)/libdemohttp.a)
+HTTP_LIBS    = $(EVENT_LIBS) -lhttp_parser -lwslay -lnettle
+DEMO_LIB_SRCS := $(filter-out $(DEMO_MAIN) $(HTTP_SRCS),$(wildcard demo/*.c))
 DEMO_LIB    := $(if $(DEMO_LIB_SRCS),$(B)/libdemo.a)
 HAVE_EVENT  := $(shell pkg-config --exists libevent 2>/dev/null && echo yes)
 DEMO_BIN    := $(if $(and $(wildcard $(DEMO_MAIN)),$(HAVE_EVENT)),$(B)/shmkit-demo)
@@ -157,12 +163,26 @@ $(B)/libdemo.a: $(patsubst %.c,$(B)/obj/%.o,$(DEMO_LIB_SRCS))
 	rm -f $@
 	ar rcs $@ $^
 
+$(patsubst %.c,$(B)/obj/%.o,$(HTTP_SRCS)): $(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(EVENT_CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/libdemohttp.a: $(patsubst %.c,$(B)/obj/%.o,$(HTTP_SRCS))
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(B)/test/test_demo_http: $(B)/obj/test/test_demo_http.o $(TEST_UTIL) $(HTTP_LIB) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $< $(TEST_UTIL) $(HTTP_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) $(HTTP_LIBS) \
+	    $(CHECK_LIBS) -lrt -lm
+
 $(B)/obj/demo/demo.o: demo/demo.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(DEMO_INC) $(EVENT_CFLAGS) -MMD -MP -c $< -o $@
 
-$(B)/shmkit-demo: $(B)/obj/demo/demo.o $(DEMO_LIB) $(STATIC_LIB)
-	$(CC) -o $@ $< $(DEMO_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) $(EVENT_LIBS) -lrt -lm
+$(B)/shmkit-demo: $(B)/obj/demo/demo.o $(HTTP_LIB) $(DEMO_LIB) $(STATIC_LIB)
+	$(CC) -o $@ $< $(HTTP_LIB) $(DEMO_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) $(HTTP_LIBS) -lrt -lm
 
 $(B)/bench/%: $(B)/obj/bench/%.o $(BENCH_UTIL) $(STATIC_LIB)
 	@mkdir -p $(dir $@)

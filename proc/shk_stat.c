@@ -107,15 +107,14 @@ static void zone_json(shk_sbuf_t *b, shk_zone_t *z)
                         "\"cache_pages\":%zu,\"classes\":[",
                         st.page_size, st.pages_total, st.pages_free, st.largest_free_run,
                         (unsigned long long)st.fails, st.caches, st.cache_pages);
-        for (unsigned i = 0; i < st.nclasses && i < SHK_SLAB_MAX_CLASSES; i++)
+        shk_slab_class_stat_t cs;
+        for (unsigned i = 0; shk_slab_class_stats(shk_zone_slab(z), i, &cs) == SHK_OK; i++)
             shk_sbuf_printf(b,
                             "%s{\"size\":%zu,\"used\":%llu,\"cached\":%llu,\"total\":%llu,"
                             "\"reqs\":%llu,\"fails\":%llu}",
-                            i ? "," : "", st.cls[i].size, (unsigned long long)st.cls[i].used,
-                            (unsigned long long)st.cls[i].cached,
-                            (unsigned long long)st.cls[i].total,
-                            (unsigned long long)st.cls[i].reqs,
-                            (unsigned long long)st.cls[i].fails);
+                            i ? "," : "", cs.size, (unsigned long long)cs.used,
+                            (unsigned long long)cs.cached, (unsigned long long)cs.total,
+                            (unsigned long long)cs.reqs, (unsigned long long)cs.fails);
         shk_sbuf_printf(b, "]}");
     } else {
         shk_sbuf_printf(b, ",\"slab\":null,\"slab_error\":");
@@ -166,16 +165,16 @@ static void zone_text(shk_sbuf_t *b, shk_zone_t *z)
                             st.cache_pages);
         shk_sbuf_printf(b, "  %10s %21s %10s %12s %10s\n", "size", "used/total", "cached",
                         "requests", "failures");
-        for (unsigned i = 0; i < st.nclasses && i < SHK_SLAB_MAX_CLASSES; i++) {
+        shk_slab_class_stat_t cs;
+        for (unsigned i = 0; shk_slab_class_stats(shk_zone_slab(z), i, &cs) == SHK_OK; i++) {
             char ut[48];
-            if (!st.cls[i].total && !st.cls[i].reqs && !st.cls[i].fails)
+            if (!cs.total && !cs.reqs && !cs.fails)
                 continue;
-            snprintf(ut, sizeof ut, "%llu/%llu", (unsigned long long)st.cls[i].used,
-                     (unsigned long long)st.cls[i].total);
-            shk_sbuf_printf(b, "  %10zu %21s %10llu %12llu %10llu\n", st.cls[i].size, ut,
-                            (unsigned long long)st.cls[i].cached,
-                            (unsigned long long)st.cls[i].reqs,
-                            (unsigned long long)st.cls[i].fails);
+            snprintf(ut, sizeof ut, "%llu/%llu", (unsigned long long)cs.used,
+                     (unsigned long long)cs.total);
+            shk_sbuf_printf(b, "  %10zu %21s %10llu %12llu %10llu\n", cs.size, ut,
+                            (unsigned long long)cs.cached, (unsigned long long)cs.reqs,
+                            (unsigned long long)cs.fails);
         }
     } else {
         shk_sbuf_printf(b, "  slab         unreadable: %s\n", shk_last_errmsg());

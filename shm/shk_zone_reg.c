@@ -112,6 +112,10 @@ shk_zone_t *shk_zone_add(shk_zones_t *reg, const char *name, size_t size, const 
                   SHK_ZONE_TAG_MAX);
         return NULL;
     }
+    if (!shk_zone_tag_printable(tag)) {
+        shk_error(SHK_EINVAL, "tag of shared memory zone \"%s\" holds a control character", name);
+        return NULL;
+    }
     if (size) {
         if (size > SIZE_MAX - ps) {
             shk_error(SHK_ERANGE, "the size %zu of shared memory zone \"%s\" is too large", size,
@@ -289,6 +293,10 @@ int shk_zones_create(shk_zones_t *reg, shk_zones_t *old)
             z->base = o->base;
             z->map_size = o->map_size;
             z->hdr = o->hdr;
+            z->slab_off = o->slab_off;
+            z->slab_size = o->slab_size;
+            z->dev = o->dev;
+            z->ino = o->ino;
             z->slab = o->slab;
             z->created_here = o->created_here;
             o->adopted = 1;

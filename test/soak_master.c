@@ -450,11 +450,10 @@ static void final_checks(shk_zone_t *bz, shk_zone_t *az)
     }
     /* the application pool: no churn block left but those of workers
      * killed inside an allocation and its free */
-    shk_slab_stats_t st;
-    shk_slab_stats(as, &st);
-    for (unsigned c = 0; c < st.nclasses; c++)
-        if (st.cls[c].size == CHURN)
-            S->app_churn_left = st.cls[c].used;
+    shk_slab_class_stat_t cs;
+    for (unsigned c = 0; shk_slab_class_stats(as, c, &cs) == SHK_OK; c++)
+        if (cs.size == CHURN)
+            S->app_churn_left = cs.used;
     count_locks(bz);
     count_locks(az);
 }

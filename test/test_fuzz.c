@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 int shk_fuzz_conf(const uint8_t *data, size_t size);
+int shk_fuzz_zone(const uint8_t *data, size_t size);
 int shk_fuzz_bus(const uint8_t *data, size_t size);
 
 typedef struct {
@@ -23,6 +24,7 @@ typedef struct {
 
 static const target_t targets[] = {
     {"conf", shk_fuzz_conf},
+    {"zone", shk_fuzz_zone},
     {"bus", shk_fuzz_bus},
 };
 
