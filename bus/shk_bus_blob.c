@@ -52,38 +52,49 @@ static bus_blob_t *block_at(const shk_bus_t *bus, uint64_t off, size_t *usable)
     return bl;
 }
 
+/* A block as checked: its fields that size it, read once, so that what was
+ * checked is what is used (another process may change the block, or free
+ * and reuse it, while a lock-free reader looks). */
+typedef struct blob_view_s {
+    bus_blob_t *bl;
+    uint64_t targets; /* below the slot count */
+    uint64_t len;     /* the data's bytes */
+    uint64_t hdr;     /* the header's bytes (the data starts there) */
+} blob_view_t;
+
 /* The block at slab offset off, if one can be there (block_at), with its
- * header and data inside the block and its targets slots of this bus. */
-static bus_blob_t *blob_at(const shk_bus_t *bus, uint64_t off)
+ * targets slots of this bus and its header and data inside the block. */
+static bus_blob_t *blob_at(const shk_bus_t *bus, uint64_t off, blob_view_t *v)
 {
     size_t usable;
     bus_blob_t *bl = block_at(bus, off, &usable);
     if (!bl)
         return NULL;
-    uint64_t targets = bl->targets, len = bl->len;
-    if (bus->nslots < 64 && targets >> bus->nslots)
+    v->targets = bl->targets;
+    v->len = bl->len;
+    if (bus->nslots < 64 && v->targets >> bus->nslots)
         return NULL;
-    uint64_t hdr = shk_bus_blob_hdr((unsigned)__builtin_popcountll(targets));
-    if (len > usable || hdr > usable - len)
+    v->hdr = shk_bus_blob_hdr((unsigned)__builtin_popcountll(v->targets));
+    if (v->len > usable || v->hdr > usable - v->len)
         return NULL;
+    v->bl = bl;
     return bl;
 }
 
 /* Nobody holds the block: it is sealed and every target's head has passed
  * its record (or the target has none). */
-static int blob_unheld(const shk_bus_t *bus, const bus_blob_t *bl)
+static int blob_unheld(const shk_bus_t *bus, const blob_view_t *v)
 {
     /* acquire: pairs with the sealer's release, so the positions it wrote
      * are the ones read below */
-    if (!SHK_LOAD_ACQUIRE(((bus_blob_t *)bl)->sealed))
+    if (!SHK_LOAD_ACQUIRE(v->bl->sealed))
         return 0;
-    uint64_t targets = bl->targets;
     unsigned k = 0;
     for (unsigned i = 0; i < bus->nslots && i < 64; i++) {
-        if (!(targets >> i & 1))
+        if (!(v->targets >> i & 1))
             continue;
         /* relaxed: ordered by the acquire above (or by the caller's fence) */
-        uint64_t p = SHK_READ_ONCE(((bus_blob_t *)bl)->pos[k++]);
+        uint64_t p = SHK_READ_ONCE(v->bl->pos[k++]);
         if (p == BUS_POS_NONE)
             continue;
         /* acquire: pairs with the receiver's release of head, so every read
@@ -125,14 +136,15 @@ static void unlink_locked(shk_bus_t *bus, bus_blob_t *bl, uint64_t off)
     /* relaxed everywhere: the list changes under the pool's lock; the
      * lock-free readers (stats) take any snapshot */
     uint64_t nx = SHK_READ_ONCE(bl->next), pv = SHK_READ_ONCE(bl->prev);
-    bus_blob_t *n = blob_at(bus, nx), *p = blob_at(bus, pv);
+    blob_view_t vn, vp;
+    bus_blob_t *n = blob_at(bus, nx, &vn), *p = blob_at(bus, pv, &vp);
     if (pv == 0 ? SHK_READ_ONCE(b->blobs) != off : !p || SHK_READ_ONCE(p->next) != off) {
         /* the back link is wrong (a damaged mapping): find who points here */
         uint64_t cur = SHK_READ_ONCE(b->blobs), guard = max_blobs(bus);
         p = NULL;
         pv = 0;
         while (cur && cur != off && guard--) {
-            bus_blob_t *c = blob_at(bus, cur);
+            bus_blob_t *c = blob_at(bus, cur, &vp);
             if (!c)
                 break;
             pv = cur;
@@ -181,7 +193,8 @@ static void repair_locked(shk_bus_t *bus)
     int found = 0;
 
     for (uint64_t off = SHK_READ_ONCE(b->blobs); off;) {
-        bus_blob_t *bl = blob_at(bus, off);
+        blob_view_t v;
+        bus_blob_t *bl = blob_at(bus, off, &v);
         /* the block being freed has magic 0 already */
         int ours = bl && (SHK_READ_ONCE(bl->magic) == BUS_BLOB_MAGIC ||
                           (op == BUS_JOP_FREE && off == joff));
@@ -249,12 +262,12 @@ static int blob_lock(shk_bus_t *bus, int timeout_ms)
 /* Seal the block of a sender that is gone: the positions it never wrote,
  * and those whose record it never made visible (it died inside the claim
  * lock, tail not moved past it), have no record. */
-static void seal_dead_locked(shk_bus_t *bus, bus_blob_t *bl)
+static void seal_dead_locked(shk_bus_t *bus, const blob_view_t *v)
 {
-    uint64_t targets = bl->targets;
+    bus_blob_t *bl = v->bl;
     unsigned k = 0;
     for (unsigned i = 0; i < bus->nslots && i < 64; i++) {
-        if (!(targets >> i & 1))
+        if (!(v->targets >> i & 1))
             continue;
         /* relaxed: the sender is dead, nobody else writes them */
         uint64_t p = SHK_READ_ONCE(bl->pos[k]);
@@ -274,7 +287,8 @@ static int sweep_locked(shk_bus_t *bus, pid_t dead)
     uint64_t guard = max_blobs(bus);
     int freed = 0;
     for (uint64_t off = SHK_READ_ONCE(bus->b->blobs); off && guard--;) {
-        bus_blob_t *bl = blob_at(bus, off);
+        blob_view_t v;
+        bus_blob_t *bl = blob_at(bus, off, &v);
         if (!bl || SHK_READ_ONCE(bl->magic) != BUS_BLOB_MAGIC) {
             repair_locked(bus); /* a broken list: cut, and stop here */
             break;
@@ -283,8 +297,8 @@ static int sweep_locked(shk_bus_t *bus, pid_t dead)
         /* relaxed: the sender's release is what blob_unheld acquires; here
          * only "not yet" matters */
         if (!SHK_READ_ONCE(bl->sealed) && (bl->pid == dead || !shk_pid_alive(bl->pid)))
-            seal_dead_locked(bus, bl);
-        if (blob_unheld(bus, bl)) {
+            seal_dead_locked(bus, &v);
+        if (blob_unheld(bus, &v)) {
             free_locked(bus, bl, off);
             freed++;
         }
@@ -339,7 +353,8 @@ bus_blob_t *shk_bus_blob_new(shk_bus_t *bus, size_t len, uint64_t targets, uint6
         SHK_WRITE_ONCE(bl->pos[k], BUS_POS_UNSET);
     SHK_WRITE_ONCE(bl->magic, BUS_BLOB_MAGIC);
     uint64_t first = SHK_READ_ONCE(b->blobs);
-    bus_blob_t *f = blob_at(bus, first);
+    blob_view_t vf;
+    bus_blob_t *f = blob_at(bus, first, &vf);
     SHK_WRITE_ONCE(bl->next, f ? first : 0);
     SHK_WRITE_ONCE(bl->prev, 0);
     if (f)
@@ -367,18 +382,18 @@ static void let_go(shk_bus_t *bus, uint64_t off, uint64_t id)
      * unheld: it is never left allocated with nobody to free it. Two may
      * both find it so; the lock below decides. */
     SHK_FENCE(seq_cst);
-    const bus_blob_t *bl = blob_at(bus, off);
+    blob_view_t v;
+    bus_blob_t *bl = blob_at(bus, off, &v);
     /* relaxed: a first look, done again under the lock */
-    if (!bl || SHK_READ_ONCE(((bus_blob_t *)bl)->magic) != BUS_BLOB_MAGIC || bl->id != id ||
-        !blob_unheld(bus, bl))
+    if (!bl || SHK_READ_ONCE(bl->magic) != BUS_BLOB_MAGIC || bl->id != id || !blob_unheld(bus, &v))
         return;
     if (blob_lock(bus, -1) != SHK_OK)
         return; /* the master's sweep will */
     /* under the lock nobody frees it under us: if it is still (off, id) and
      * still unheld (it cannot become held again), it is ours to free */
-    bus_blob_t *b2 = blob_at(bus, off);
-    if (b2 && SHK_READ_ONCE(b2->magic) == BUS_BLOB_MAGIC && b2->id == id && blob_unheld(bus, b2))
-        free_locked(bus, b2, off);
+    bl = blob_at(bus, off, &v);
+    if (bl && SHK_READ_ONCE(bl->magic) == BUS_BLOB_MAGIC && bl->id == id && blob_unheld(bus, &v))
+        free_locked(bus, bl, off);
     shk_slab_unlock(bus->slab);
 }
 
@@ -396,10 +411,11 @@ void shk_bus_blob_done(shk_bus_t *bus, uint64_t off, uint64_t id)
     let_go(bus, off, id);
 }
 
-const bus_blob_t *shk_bus_blob_for(const shk_bus_t *bus, uint64_t off, uint64_t id, unsigned i,
-                                   uint64_t h, uint64_t data_len)
+const void *shk_bus_blob_for(const shk_bus_t *bus, uint64_t off, uint64_t id, unsigned i,
+                             uint64_t h, uint64_t data_len)
 {
-    const bus_blob_t *bl = blob_at(bus, off);
+    blob_view_t v;
+    bus_blob_t *bl = blob_at(bus, off, &v);
     if (!bl) {
         shk_error(SHK_ECORRUPT, "block offset %llu is not a block in the slab",
                   (unsigned long long)off);
@@ -407,24 +423,24 @@ const bus_blob_t *shk_bus_blob_for(const shk_bus_t *bus, uint64_t off, uint64_t 
     }
     /* relaxed: the record's publish (release, acquired by the consumer)
      * ordered the block's fields and our position before it */
-    if (SHK_READ_ONCE(((bus_blob_t *)bl)->magic) != BUS_BLOB_MAGIC || bl->id != id) {
+    if (SHK_READ_ONCE(bl->magic) != BUS_BLOB_MAGIC || bl->id != id) {
         shk_error(SHK_ECORRUPT, "block %llu is not the alert's (magic or id)",
                   (unsigned long long)off);
         return NULL;
     }
-    if (!(bl->targets >> i & 1) ||
-        SHK_READ_ONCE(((bus_blob_t *)bl)->pos[shk_bus_blob_index(bl->targets, i)]) != h) {
+    if (i >= 64 || !(v.targets >> i & 1) ||
+        SHK_READ_ONCE(bl->pos[shk_bus_blob_index(v.targets, i)]) != h) {
         shk_error(SHK_ECORRUPT, "block %llu does not name this record (slot %u, position "
                   "%llu)", (unsigned long long)off, i, (unsigned long long)h);
         return NULL;
     }
-    if (bl->len != data_len) {
+    if (v.len != data_len) {
         shk_error(SHK_ECORRUPT, "block %llu holds %llu bytes, the record says %llu",
-                  (unsigned long long)off, (unsigned long long)bl->len,
+                  (unsigned long long)off, (unsigned long long)v.len,
                   (unsigned long long)data_len);
         return NULL;
     }
-    return bl;
+    return (const char *)bl + v.hdr;
 }
 
 int shk_bus_blob_sweep(shk_bus_t *bus, pid_t dead, int timeout_ms)
@@ -444,14 +460,15 @@ void shk_bus_blob_count(const shk_bus_t *bus, int i, uint64_t *sending, uint64_t
     uint64_t head = i >= 0 ? SHK_READ_ONCE(bus->b->slots[i].head) : 0;
     /* acquire: pairs with the list's release when a block is added */
     for (uint64_t off = SHK_LOAD_ACQUIRE(bus->b->blobs); off && guard--;) {
-        bus_blob_t *bl = blob_at(bus, off);
+        blob_view_t v;
+        bus_blob_t *bl = blob_at(bus, off, &v);
         /* relaxed everywhere: a snapshot */
         if (!bl || SHK_READ_ONCE(bl->magic) != BUS_BLOB_MAGIC)
             break;
         if (!SHK_READ_ONCE(bl->sealed))
             s++;
-        if (i >= 0 && i < 64 && (bl->targets >> i & 1)) {
-            uint64_t p = SHK_READ_ONCE(bl->pos[shk_bus_blob_index(bl->targets, (unsigned)i)]);
+        if (i >= 0 && i < 64 && (v.targets >> i & 1)) {
+            uint64_t p = SHK_READ_ONCE(bl->pos[shk_bus_blob_index(v.targets, (unsigned)i)]);
             if (p < BUS_POS_NONE && head <= p) {
                 n++;
                 bytes += bl->size;

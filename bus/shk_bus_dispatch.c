@@ -144,13 +144,11 @@ static int take_one(shk_bus_t *bus, bus_queue_t *q, bus_rec_t *r, uint64_t h, ui
     const void *data = (char *)(r + 1) + v.name_len;
     size_t dlen = (size_t)v.data_len;
     if (v.blob) {
-        const bus_blob_t *bl =
-            shk_bus_blob_for(bus, v.blob, v.blob_id, (unsigned)bus->slot, h, v.data_len);
-        if (SHK_UNLIKELY(!bl)) {
+        data = shk_bus_blob_for(bus, v.blob, v.blob_id, (unsigned)bus->slot, h, v.data_len);
+        if (SHK_UNLIKELY(!data)) {
             drop_queue(bus, q, h, t, shk_last_errmsg());
             return 0;
         }
-        data = (const char *)bl + shk_bus_blob_hdr((unsigned)__builtin_popcountll(bl->targets));
     }
     SHK_ADD_SOLE(q->deq, 1);
     memcpy(name, r + 1, v.name_len);

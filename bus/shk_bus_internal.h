@@ -259,11 +259,12 @@ SHK_HIDDEN void shk_bus_blob_seal(shk_bus_t *bus, bus_blob_t *bl, uint64_t off);
  * frees the block if nobody holds it any more. */
 SHK_HIDDEN void shk_bus_blob_done(shk_bus_t *bus, uint64_t off, uint64_t id);
 
-/* The block a large record at position h of slot i's queue names, checked
- * (every field read from the mapping): NULL, with the reason in the last
- * error, if it is not one the sender made for that record. */
-SHK_HIDDEN const bus_blob_t *shk_bus_blob_for(const shk_bus_t *bus, uint64_t off, uint64_t id,
-                                              unsigned i, uint64_t h, uint64_t data_len);
+/* The data of the block a large record at position h of slot i's queue
+ * names (data_len bytes), checked (every field read from the mapping once):
+ * NULL, with the reason in the last error, if it is not one the sender made
+ * for that record. */
+SHK_HIDDEN const void *shk_bus_blob_for(const shk_bus_t *bus, uint64_t off, uint64_t id,
+                                        unsigned i, uint64_t h, uint64_t data_len);
 
 /* Seal the blocks of dead senders (`dead`, or any sender that is gone) and
  * free every block nobody holds. Waits for the pool's lock at most

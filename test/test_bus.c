@@ -7,7 +7,9 @@
  * killed between claim and publish (found at a reap, and found with no reap);
  * a consumer killed with a full queue; consumers that sleep between bursts
  * (a lost wake-up would hang the test); a doorbell byte with no alert behind
- * it is drained.
+ * it is drained; a worker killed at every step of a large alert's life (and
+ * its sender and its reaper), with both policies, leaving no block behind;
+ * a mapped bus that lies (headers, positions, records, blocks, the list).
  */
 #include "shmkit.h"
 #include "util_test.h"
