@@ -577,12 +577,26 @@ int main(int argc, char **argv)
     while (now_ms() < end) {
         unsigned slot = (unsigned)(rnd(&rs) % W);
         pid_t victim = S->pid[slot];
-        if (victim > 0 && kill(victim, SIGKILL) == 0) {
-            S->pid[slot] = 0;
+        /* forget it first, and only if it is still the slot's: its
+         * successor may be quick enough to have written its own pid */
+        if (victim > 0 && atomic_compare_exchange_strong(&S->pid[slot], &victim, 0) &&
+            kill(victim, SIGKILL) == 0)
             S->kills++;
-        }
         if (!all_ready(now_ms() + 10000)) {
-            fprintf(stderr, "soak: a worker was not respawned\n");
+            fprintf(stderr, "soak: a worker was not respawned within 10 s:");
+            for (unsigned i = 0; i < W; i++)
+                fprintf(stderr, " slot %u pid %d (%s, incarnation %u)", i, (int)S->pid[i],
+                        S->pid[i] > 0 && shk_pid_alive(S->pid[i]) ? "alive" : "gone",
+                        (unsigned)S->incarn[i]);
+            fprintf(stderr, "\n");
+            if (getenv("SOAK_DEBUG")) {
+                char cmd[128];
+                snprintf(cmd, sizeof cmd, "ps -o pid,ppid,stat,wchan:24,cmd --ppid %d >&2",
+                         (int)master);
+                if (system(cmd) != 0)
+                    fprintf(stderr, "soak: ps failed\n");
+                pause();
+            }
             fail = 1;
             break;
         }
