@@ -6,6 +6,7 @@
 #   make tsan            the thread-applicable suites under ThreadSanitizer (build/tsan)
 #   make clang           the whole tree with clang, -Werror (build/clang)
 #   make fuzz            every libFuzzer target for FUZZ_S seconds (default 60)
+#   make soak            a master and 4 workers killed at random for SOAK_S seconds (default 60)
 #   make bench           every benchmark; make bench-<name> runs one (bench/bench_<name>.c)
 #   make demo            the demo walk-through (issue 6); make run: demo server in foreground
 #   make install         PREFIX=/usr/local DESTDIR= ; headers under include/shmkit/
@@ -109,7 +110,7 @@ DEMO_TESTS  := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/test_demo*.c))
 DEMO_BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_demo*.c))
 
 .PHONY: all lib tests benches test test-run asan tsan clang bench bench-% install uninstall \
-        clean deps-test deps-demo fuzz check-layers check-exports check-docs check-install docs demo run
+        clean deps-test deps-demo fuzz soak check-layers check-exports check-docs check-install docs demo run
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -259,6 +260,19 @@ fuzz:
 	@mk/deps.sh fuzz
 	@$(MAKE) --no-print-directory VARIANT=fuzz CC=clang $(FUZZ_BINS)
 	@mk/run-fuzz.sh build/fuzz $(FUZZ_S) $(FUZZ_BINS)
+
+# The soak (test/soak_master.c): a real master with 4 workers exchanging
+# alerts, taking a zone lock and churning a slab, SIGKILLed at random for
+# SOAK_S seconds; prints SOAK lines and fails on any loss, corruption or leak.
+SOAK_S      ?= 60
+
+$(B)/test/soak_%: $(B)/obj/test/soak_%.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $< $(STATIC_LIB) $(ALL_LDFLAGS) -lrt -lm
+
+soak:
+	@$(MAKE) --no-print-directory VARIANT=dbg build/dbg/test/soak_master
+	@build/dbg/test/soak_master $(SOAK_S)
 
 # ---- benchmarks --------------------------------------------------------------
 

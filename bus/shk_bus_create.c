@@ -43,6 +43,7 @@ static shk_bus_t *shk_bus_handle_new(shk_zone_t *zone)
     }
     bus->zone = zone;
     bus->slab = shk_zone_slab(zone);
+    bus->slab_size = shk_slab_size(bus->slab);
     bus->slot = -1;
     return bus;
 }

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* ---- handlers ------------------------------------------------------------------------- */
@@ -78,53 +79,82 @@ int shk_bus_reply(shk_bus_t *bus, const char *name, const void *data, size_t len
 
 /* ---- taking records ------------------------------------------------------------------- */
 
-/* Take the record at the head (SHK_BUS_READY). Returns 1 if it was an alert. */
-static int take_one(shk_bus_t *bus, bus_queue_t *q, bus_rec_t *r, uint64_t h)
+const char *shk_bus_rec_why(const bus_rec_view_t *v, char *buf, size_t size)
+{
+    static const char *const why[] = {
+        [BUS_BAD_POS] = "head and tail are more than a ring apart (or head is past tail)",
+        [BUS_BAD_ALIGN] = "head or record length not a multiple of 64",
+        [BUS_BAD_LEN] = "record length 0, or past the ring's end or the tail",
+        [BUS_BAD_STATE] = "record state unknown",
+        [BUS_BAD_NAME] = "name length 0, above 254, or past the record",
+        [BUS_BAD_DATA] = "data length past the record",
+        [BUS_BAD_LARGE] = "large alert's body too short, or no block named",
+    };
+    snprintf(buf, size, "%s (length %llu, state %u, name length %u, data length %llu)",
+             v->bad > 0 && v->bad <= BUS_BAD_LARGE ? why[v->bad] : "?",
+             (unsigned long long)v->len, v->st, v->name_len, (unsigned long long)v->data_len);
+    return buf;
+}
+
+/* The queue is damaged (what `what` says): drop everything queued rather
+ * than read garbage. The blocks the dropped records named are nobody's now:
+ * the sweep frees them. */
+static void drop_queue(shk_bus_t *bus, bus_queue_t *q, uint64_t h, uint64_t t, const char *what)
+{
+    shk_log(SHK_LOG_ERR, "bus queue %d: record at head %llu (tail %llu): %s; dropping the queue",
+            bus->slot, (unsigned long long)h, (unsigned long long)t, what);
+    /* acquire of tail, release of head: as for any record taken; our view
+     * of tail may be one the mapping no longer holds (a tail moved back) */
+    uint64_t t2 = SHK_LOAD_ACQUIRE(q->tail);
+    SHK_STORE_RELEASE(q->head, t2);
+    bus->tail_seen = t2;
+    shk_bus_blob_sweep(bus, 0, -1);
+}
+
+/* Take the record at the head (SHK_BUS_READY), at position h of a queue
+ * whose tail is t. Returns 1 if it was an alert. */
+static int take_one(shk_bus_t *bus, bus_queue_t *q, bus_rec_t *r, uint64_t h, uint64_t t)
 {
     /* acquire: pairs with the publish (release) of the record */
     uint64_t w = SHK_LOAD_ACQUIRE(r->word0);
-    uint64_t len = w & 0xffffffffu, blob;
-    unsigned st = (unsigned)(w >> 32 & 0xff);
+    bus_rec_view_t v;
     char name[SHK_BUS_NAME_MAX + 1];
 
-    if (SHK_UNLIKELY(!shk_bus_rec_sane(bus, r, h, w, &blob))) {
-        /* never written this way by a producer: the queue is damaged; drop
-         * everything queued rather than read garbage */
-        shk_log(SHK_LOG_ERR, "bus queue %d: damaged record header %#llx at %llu; dropping "
-                "the queue", bus->slot, (unsigned long long)w, (unsigned long long)h);
-        /* acquire of tail, release of head: as for any record taken */
-        SHK_STORE_RELEASE(q->head, SHK_LOAD_ACQUIRE(q->tail));
+    if (SHK_UNLIKELY(!shk_bus_rec_read(bus, r, h, t, w, &v))) {
+        /* never written this way by a producer */
+        char what[256];
+        drop_queue(bus, q, h, t, shk_bus_rec_why(&v, what, sizeof what));
         return 0;
     }
-    if (st == BUS_ST_PAD) {
-        shk_bus_release_head(q, h, len);
+    if (v.st == BUS_ST_PAD) {
+        shk_bus_release_head(q, h, v.len);
         return 0;
     }
-    SHK_ADD_SOLE(q->deq, 1); /* consumer counters: only the slot's holder writes them */
-    if (st != BUS_ST_PUBLISHED) {
+    if (v.st != BUS_ST_PUBLISHED) {
         /* a producer died between claim and publish */
+        SHK_ADD_SOLE(q->deq, 1); /* consumer counters: only the slot's holder writes them */
         shk_log(SHK_LOG_WARN, "bus: skipping an alert left unfinished by dead process %d",
-                (int)r->pid);
+                (int)v.pid);
         SHK_ADD_SOLE(q->skipped, 1);
-        shk_bus_release_head(q, h, len);
-        if (blob)
-            shk_bus_blob_unref(bus, blob, 1);
+        shk_bus_release_head(q, h, v.len);
+        if (v.blob)
+            shk_bus_blob_done(bus, v.blob, v.blob_id);
         return 0;
     }
-    memcpy(name, r + 1, r->name_len);
-    name[r->name_len] = '\0';
-    const void *data = (char *)(r + 1) + r->name_len;
-    size_t dlen = (size_t)r->data_len;
-    if (blob) {
-        bus_blob_t *bl = shk_slab_ptr(bus->slab, blob);
-        /* the blob lies in the slab, whole (its length is untrusted too) */
-        if (bl && !shk_span_ok(blob + sizeof *bl, bl->len, shk_slab_size(bus->slab)))
-            bl = NULL;
-        data = bl ? (const void *)(bl + 1) : "";
-        dlen = bl ? (size_t)bl->len : 0;
+    const void *data = (char *)(r + 1) + v.name_len;
+    size_t dlen = (size_t)v.data_len;
+    if (v.blob) {
+        data = shk_bus_blob_for(bus, v.blob, v.blob_id, (unsigned)bus->slot, h, v.data_len);
+        if (SHK_UNLIKELY(!data)) {
+            drop_queue(bus, q, h, t, shk_last_errmsg());
+            return 0;
+        }
     }
+    SHK_ADD_SOLE(q->deq, 1);
+    memcpy(name, r + 1, v.name_len);
+    name[v.name_len] = '\0';
     /* relaxed: only a join changes the generation, and the holder is us */
-    if (r->gen < SHK_READ_ONCE(q->generation))
+    if (v.gen < SHK_READ_ONCE(q->generation))
         SHK_ADD_SOLE(q->stale, 1);
     SHK_ADD_SOLE(q->received, 1);
     /* the handler found last time first: a queue mostly carries one name */
@@ -136,8 +166,10 @@ static int take_one(shk_bus_t *bus, bus_queue_t *q, bus_rec_t *r, uint64_t h)
             hd = &bus->h[i];
             bus->last_h = i;
         }
+    if (v.blob)
+        SHK_BUS_STEP(bus, SHK_BUS_STEP_TAKEN);
     if (hd) {
-        bus->sender = r->pid;
+        bus->sender = v.pid;
         bus->in_handler = 1;
         hd->fn(bus, name, dlen ? data : "", dlen, hd->ctx);
         bus->in_handler = 0;
@@ -145,9 +177,16 @@ static int take_one(shk_bus_t *bus, bus_queue_t *q, bus_rec_t *r, uint64_t h)
     } else {
         SHK_ADD_SOLE(q->discarded, 1);
     }
-    shk_bus_release_head(q, h, len);
-    if (blob)
-        shk_bus_blob_unref(bus, blob, 1);
+    if (v.blob)
+        SHK_BUS_STEP(bus, SHK_BUS_STEP_HANDLED);
+    /* Moving head past the record is what lets go of its block (if any):
+     * a death before it leaves the record, and the block, to the slot's
+     * next owner; a death after it, to the sweep. */
+    shk_bus_release_head(q, h, v.len);
+    if (v.blob) {
+        SHK_BUS_STEP(bus, SHK_BUS_STEP_RELEASED);
+        shk_bus_blob_done(bus, v.blob, v.blob_id);
+    }
     return 1;
 }
 
@@ -164,11 +203,11 @@ static int take_one(shk_bus_t *bus, bus_queue_t *q, bus_rec_t *r, uint64_t h)
 static int spin_for_work(shk_bus_t *bus, bus_queue_t *q, unsigned us)
 {
     bus_rec_t *r;
-    uint64_t h;
+    uint64_t h, t;
     if (shk_ncpu() < 2)
         return 0;
     for (unsigned i = 0, n = us * shk_spin_per_us(); i < n; i++) {
-        if (i % 64 == 63 && shk_bus_head_state(bus, q, &r, &h, 0) == SHK_BUS_READY)
+        if (i % 64 == 63 && shk_bus_head_state(bus, q, &r, &h, &t, 0) == SHK_BUS_READY)
             return 1;
         shk_cpu_relax();
     }
@@ -194,7 +233,7 @@ static void unannounce(shk_bus_t *bus, bus_queue_t *q)
 static int prepare_sleep(shk_bus_t *bus, bus_queue_t *q)
 {
     bus_rec_t *r;
-    uint64_t h;
+    uint64_t h, t;
     if (bus->announced) {
         /* Announced earlier (end of dispatch, then shk_bus_wait): if the
          * flag is still up, that store and its fence already precede the
@@ -212,7 +251,7 @@ static int prepare_sleep(shk_bus_t *bus, bus_queue_t *q)
         bus->announced = 1;
         SHK_FENCE(seq_cst);
     }
-    if (shk_bus_head_state(bus, q, &r, &h, 1) != SHK_BUS_READY)
+    if (shk_bus_head_state(bus, q, &r, &h, &t, 1) != SHK_BUS_READY)
         return 1;
     unannounce(bus, q);
     return 0;
@@ -238,9 +277,13 @@ int shk_bus_dispatch(shk_bus_t *bus, unsigned budget)
      * (no byte was written) there is no read() at all. */
     unannounce(bus, q);
     int sampled = 0, looked = 0;
+    /* Records that are not alerts (padding, holes) do not count against the
+     * budget; each moves head forward, so a ring's worth of them past the
+     * budget means the positions lie: come back later, like at the budget. */
+    uint64_t steps = 0, max_steps = bus->qsize / BUS_REC_ALIGN + budget;
     for (;;) {
         bus_rec_t *r;
-        uint64_t h;
+        uint64_t h, t;
         /* Caught up, after taking something, with the tail we last read: do
          * not read it again at once but after the spin's first pause, so that
          * a busy producer writes a few records undisturbed and we take them
@@ -250,7 +293,7 @@ int shk_bus_dispatch(shk_bus_t *bus, unsigned budget)
          * we write it.) */
         int st = looked && SHK_READ_ONCE(q->head) == bus->tail_seen
                      ? SHK_BUS_EMPTY
-                     : shk_bus_head_state(bus, q, &r, &h, 0);
+                     : shk_bus_head_state(bus, q, &r, &h, &t, 0);
         looked = 1;
         if (st != SHK_BUS_READY) {
             /* a record being written is usually published within the spin */
@@ -258,17 +301,17 @@ int shk_bus_dispatch(shk_bus_t *bus, unsigned budget)
                 continue;
             /* nothing after the spin: look again, and if the head is still
              * being written, ask whether its producer is gone */
-            st = shk_bus_head_state(bus, q, &r, &h, 1);
+            st = shk_bus_head_state(bus, q, &r, &h, &t, 1);
         }
         if (st == SHK_BUS_READY) {
-            if ((unsigned)n >= budget) {
+            if ((unsigned)n >= budget || ++steps > max_steps) {
                 /* more to do: come back through the event loop */
                 ssize_t w = write(bus->fds[bus->slot][1], "!", 1);
                 (void)w;
                 bus->bell = 1;
                 break;
             }
-            n += take_one(bus, q, r, h);
+            n += take_one(bus, q, r, h, t);
             if (!sampled) {
                 /* high-water mark, sampled once per dispatch, after the first
                  * record (relaxed: statistics; `enq` is on the producers'

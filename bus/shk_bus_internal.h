@@ -7,8 +7,21 @@
  *
  * The files: shk_bus_create.c (create, open, close, join, the zone size),
  * shk_bus_send.c (producing: claim, publish, the doorbell, broadcast, large
- * alerts), shk_bus_dispatch.c (consuming: dispatch, wait, handlers, reply),
- * shk_bus_reap.c (death and stats: reap, purge, policy, stats).
+ * alerts' copies), shk_bus_dispatch.c (consuming: dispatch, wait, handlers,
+ * reply), shk_bus_blob.c (large alerts' blocks: who holds them, their list,
+ * freeing, the sweep after a death), shk_bus_reap.c (death and stats: reap,
+ * purge, policy, stats).
+ *
+ * References to a large alert's block (the rule shk_bus_blob.c keeps). The
+ * block lists, per target slot, the position of the record that names it in
+ * that slot's queue. Slot i holds the block while its queue's head has not
+ * passed that position: a receiver lets go by moving its head, which it
+ * does anyway, so whatever step it dies at, its queue says exactly what it
+ * still holds. The sender holds the block until it seals it (every
+ * position final). A block is freed once it is sealed and no head is
+ * before its record: by whoever sees that last, or by the sweep that
+ * shk_bus_reap runs after a death (which also seals the block of a sender
+ * that died before sealing it).
  *
  * Doorbell protocol (why no wake-up is lost). The consumer, before it goes
  * back to sleep, announces it: stores sleeping = 1, issues a full fence, and
@@ -52,14 +65,15 @@
 
 #define BUS_MAGIC 0x0053554b4d4853ULL /* "SHMKUS" */
 /* 2: 64-byte aligned records, no coalesced counter; 3: the header records
- * its size */
-#define BUS_VERSION 3u
+ * its size; 4: large alerts' blocks held by record position and listed */
+#define BUS_VERSION 4u
 #define BUS_REC_HDR 48u
 #define BUS_REC_ALIGN 64u
 #define BUS_ST_CLAIMED 1u
 #define BUS_ST_PUBLISHED 2u
 #define BUS_ST_PAD 3u
 #define BUS_RF_LARGE 1u
+#define BUS_LARGE_BODY 16u /* a large record's body: its block's offset and id */
 #define BUS_QUEUE_MIN 4096u
 #define BUS_QUEUE_MAX ((uint64_t)1 << 31)
 
@@ -74,18 +88,48 @@ typedef struct bus_rec_s {
     uint32_t name_len;
     uint32_t flags;
     uint64_t data_len;
-    /* name bytes, then data bytes, or for BUS_RF_LARGE the blob's slab offset */
+    /* name bytes, then data bytes, or for BUS_RF_LARGE the block's slab
+     * offset and id (BUS_LARGE_BODY bytes) */
 } bus_rec_t;
 
 _Static_assert(sizeof(bus_rec_t) == BUS_REC_HDR, "a record header is 48 bytes (docs/bus.md)");
 
-/* A large alert's data, in the slab, shared by every receiver. */
+#define BUS_BLOB_MAGIC 0x424f4c424b4853ULL /* "SHKBLOB" */
+#define BUS_POS_UNSET UINT64_MAX        /* the sender has not queued that record yet */
+#define BUS_POS_NONE (UINT64_MAX - 1u)  /* no record: the queue refused it, or the sender
+                                            died before queuing it */
+
+/* A large alert's data, stored once in the slab for all its receivers (a
+ * "block"); what holds it is said at the top of this file. Listed in the
+ * bus header; magic, id, next and prev change under the slab pool's lock
+ * only, the positions under the target queue's claim lock (by the sender)
+ * or the pool's lock (by the sweep, for a dead sender). */
 typedef struct bus_blob_s {
-    _Atomic uint32_t refs;
-    uint32_t pad;
-    uint64_t len;
-    /* data */
+    _Atomic uint64_t magic;      /* BUS_BLOB_MAGIC while listed, 0 once being freed */
+    uint64_t id;                 /* unique in the bus; records name (offset, id) */
+    uint64_t len;                /* data bytes */
+    uint64_t size;               /* the block's bytes in the slab */
+    _Atomic uint64_t next, prev; /* the list (slab offsets, 0 ends it) */
+    uint64_t targets;            /* bit i: slot i is a target */
+    int32_t pid;                 /* the sender */
+    _Atomic uint32_t sealed;     /* 1 once every position is final */
+    _Atomic uint64_t pos[];      /* per target, in slot order: the position of its
+                                    record, BUS_POS_UNSET or BUS_POS_NONE */
 } bus_blob_t;
+
+_Static_assert(sizeof(bus_blob_t) == 64, "a block's header is one cache line and its positions");
+
+/* Bytes of a block's header with n targets; the data follows, 64-byte aligned. */
+static inline uint64_t shk_bus_blob_hdr(unsigned n)
+{
+    return SHK_ALIGN_UP(sizeof(bus_blob_t) + 8u * (uint64_t)n, (uint64_t)64);
+}
+
+/* The index of slot i's position in a block sent to `targets`. */
+static inline unsigned shk_bus_blob_index(uint64_t targets, unsigned i)
+{
+    return (unsigned)__builtin_popcountll(targets & ((1ULL << i) - 1));
+}
 
 /* Fields are grouped by writer, one cache line per group, so that a producer
  * and the consumer do not keep stealing each other's lines. */
@@ -119,10 +163,24 @@ typedef struct bus_hdr_s {
     uint64_t size; /* this header with its slot table, bytes (shk_bus_hdr_bytes) */
     uint64_t queue_bytes;
     uint64_t large_min; /* data at least this long goes to the slab */
-    _Atomic uint64_t large;
-    uint64_t pad[2];
+    _Atomic uint64_t large; /* alerts sent through the slab (cumulative) */
+    /* Large alerts' blocks (shk_bus_blob.c), changed under the slab pool's
+     * lock; the stats read the first three without it. */
+    _Atomic uint64_t blobs;      /* the first listed block (slab offset), 0: none */
+    _Atomic uint64_t blob_count; /* blocks listed */
+    _Atomic uint64_t blob_bytes; /* their bytes in the slab */
+    uint64_t blob_seq;           /* the last id given */
+    _Atomic uint32_t jop;        /* the list change in progress (BUS_JOP_*), 0: none */
+    uint32_t pad32;
+    _Atomic uint64_t joff;       /* the block it is about */
+    uint64_t pad[4];
     bus_queue_t slots[];
 } bus_hdr_t;
+
+/* The journal of list changes: a process killed inside the pool's lock in
+ * the middle of one leaves it set, and the next to take the lock for the
+ * bus finishes or undoes the change (shk_bus_blob.c). */
+enum { BUS_JOP_NEW = 1, BUS_JOP_FREE = 2 };
 
 _Static_assert(sizeof(bus_hdr_t) % 64 == 0, "the slot table starts on a cache line");
 
@@ -142,6 +200,8 @@ struct shk_bus_s {
     unsigned nslots;
     uint64_t qsize;     /* every queue's ring size: a power of two */
     uint64_t large_min;
+    uint64_t slab_size; /* the slab's bytes: every offset read from the mapping is
+                           checked against it */
     int rdonly;
     int nopipes;
     int (*fds)[2];
@@ -155,6 +215,8 @@ struct shk_bus_s {
     int in_dispatch;
     void (*claim_hook)(void *);
     void *claim_ctx;
+    void (*step_hook)(void *, int);
+    void *step_ctx;
     shk_shmtx_t claim[SHK_BUS_MAX_SLOTS];
     uint64_t head_seen[SHK_BUS_MAX_SLOTS]; /* producer: last head read per queue */
     uint64_t tail_seen;                    /* consumer: last tail read */
@@ -180,10 +242,71 @@ struct shk_bus_s {
 /* Map the pages of [p, p + len) into this process now (shk_bus_create.c). */
 SHK_HIDDEN void shk_bus_prefault(void *p, size_t len);
 
+/* ---- large alerts' blocks (shk_bus_blob.c) ---- */
+
+/* Allocate and list a block for `len` bytes of data sent to the slots of
+ * `targets`, held by its sender (not sealed, every position BUS_POS_UNSET);
+ * its offset goes to *off. NULL with SHK_ENOMEM (no room, even after a
+ * sweep) or the pool lock's error. */
+SHK_HIDDEN bus_blob_t *shk_bus_blob_new(shk_bus_t *bus, size_t len, uint64_t targets,
+                                        uint64_t *off);
+
+/* The sender is done: every position is final (BUS_POS_NONE where no record
+ * was queued). Frees the block if no receiver holds it any more. */
+SHK_HIDDEN void shk_bus_blob_seal(shk_bus_t *bus, bus_blob_t *bl, uint64_t off);
+
+/* A receiver moved its head past the record that names block (off, id):
+ * frees the block if nobody holds it any more. */
+SHK_HIDDEN void shk_bus_blob_done(shk_bus_t *bus, uint64_t off, uint64_t id);
+
+/* The data of the block a large record at position h of slot i's queue
+ * names (data_len bytes), checked (every field read from the mapping once):
+ * NULL, with the reason in the last error, if it is not one the sender made
+ * for that record. */
+SHK_HIDDEN const void *shk_bus_blob_for(const shk_bus_t *bus, uint64_t off, uint64_t id,
+                                        unsigned i, uint64_t h, uint64_t data_len);
+
+/* Seal the blocks of dead senders (`dead`, or any sender that is gone) and
+ * free every block nobody holds. Waits for the pool's lock at most
+ * timeout_ms (negative: no limit). Returns the blocks freed, or
+ * SHK_ETIMEDOUT / the lock's error. */
+SHK_HIDDEN int shk_bus_blob_sweep(shk_bus_t *bus, pid_t dead, int timeout_ms);
+
+/* Lock-free counts for the stats: blocks not sealed yet, and the blocks slot
+ * i (i < nslots; or none when i is -1) still holds, with their bytes. A
+ * snapshot: a walk that races with a free may stop early. */
+SHK_HIDDEN void shk_bus_blob_count(const shk_bus_t *bus, int i, uint64_t *sending,
+                                   uint64_t *held, uint64_t *held_bytes);
+
 /* Test hook (shk_bus_send.c): when set, a producer stops between claiming
  * its record and publishing it, calls fn(ctx), then goes on. Not part of
  * the API: the tests reach it through this header and the static library. */
 SHK_HIDDEN void shk_bus_set_claim_hook(shk_bus_t *bus, void (*fn)(void *ctx), void *ctx);
+
+/* Test hook: the numbered steps of a large alert's life (and of a reap) at
+ * which a process can die, each a place where the references to the alert's
+ * block must come out right whatever happens next. When the hook is set,
+ * fn(ctx, step) is called at each (a test kills the process there). Not
+ * part of the API, like the claim hook. */
+enum {
+    SHK_BUS_STEP_BLOB = 1, /* sender: the block is allocated, no record names it yet */
+    SHK_BUS_STEP_FANOUT,   /* sender: one target's record is published, more may follow */
+    SHK_BUS_STEP_SENT,     /* sender: every target's record is published */
+    SHK_BUS_STEP_TAKEN,    /* receiver: the record is taken, its handler not called yet */
+    SHK_BUS_STEP_HANDLED,  /* receiver: the handler returned, head has not moved */
+    SHK_BUS_STEP_RELEASED, /* receiver: head moved past the record, the block not let go */
+    SHK_BUS_STEP_FREEING,  /* whoever frees a block: inside the pool's lock, not yet freed */
+    SHK_BUS_STEP_PURGE,    /* reaper: in the middle of purging a record */
+    SHK_BUS_STEP_SWEEP,    /* reaper: in the middle of the sweep of blocks */
+    SHK_BUS_STEP_MAX
+};
+SHK_HIDDEN void shk_bus_set_step_hook(shk_bus_t *bus, void (*fn)(void *ctx, int step), void *ctx);
+
+#define SHK_BUS_STEP(bus, step)                                                                \
+    do {                                                                                       \
+        if (SHK_UNLIKELY((bus)->step_hook))                                                    \
+            (bus)->step_hook((bus)->step_ctx, (step));                                         \
+    } while (0)
 
 /* ---- inline helpers -------------------------------------------------------------- */
 
@@ -248,18 +371,6 @@ static inline int shk_bus_check_args(const char *name, const void *data, size_t 
     return SHK_OK;
 }
 
-/* Drop n references to the blob at slab offset off; the last one frees it. */
-static inline void shk_bus_blob_unref(shk_bus_t *bus, uint64_t off, uint32_t n)
-{
-    bus_blob_t *bl = shk_slab_ptr(bus->slab, off);
-    if (!bl)
-        return;
-    /* acq_rel: the last one to drop a reference sees every reader done
-     * before it frees. */
-    if (SHK_FETCH_SUB(bl->refs, n, acq_rel) == n)
-        shk_slab_free(bus->slab, bl);
-}
-
 /* Drain a doorbell pipe (non-blocking). */
 static inline void shk_bus_drain_pipe(int fd)
 {
@@ -274,9 +385,14 @@ enum { SHK_BUS_EMPTY, SHK_BUS_PENDING, SHK_BUS_READY };
  * something to take (record, padding). With `check_dead`, a record claimed by
  * a producer that is gone is something to take too (a hole to skip); that
  * check costs system calls (shk_pid_alive), so the hot paths leave it to the
- * moment the consumer is about to give up and sleep. */
+ * moment the consumer is about to give up and sleep. *hp and *tp receive
+ * head and the tail it was compared with. Positions read from the mapping
+ * are not trusted: the record is read at head rounded down to a record's
+ * alignment, always inside the ring, and a head or tail that no producer
+ * and consumer could have made (more than a ring apart, head past tail, a
+ * misaligned head) is left to shk_bus_rec_read to refuse. */
 static inline int shk_bus_head_state(const shk_bus_t *bus, bus_queue_t *q, bus_rec_t **rp,
-                                     uint64_t *hp, int check_dead)
+                                     uint64_t *hp, uint64_t *tp, int check_dead)
 {
     int own = shk_bus_my_slot(bus) >= 0 && q == &bus->b->slots[bus->slot];
     uint64_t size = bus->qsize;
@@ -287,11 +403,12 @@ static inline int shk_bus_head_state(const shk_bus_t *bus, bus_queue_t *q, bus_r
      * otherwise acquire the shared one: pairs with the producer's release of
      * tail, so the claimed header is visible. */
     uint64_t t = own ? bus->tail_seen : h;
+    uint64_t pos = h & (size - 1) & ~(uint64_t)(BUS_REC_ALIGN - 1);
     if (t <= h || t - h > size) {
         /* the record at head, if any, is the next line we need: ask for it
          * now so that its miss overlaps the tail's (a woken consumer pays
          * both) */
-        __builtin_prefetch(shk_bus_ring_of(bus, q) + (h & (size - 1)), 0);
+        __builtin_prefetch(shk_bus_ring_of(bus, q) + pos, 0);
         t = SHK_LOAD_ACQUIRE(q->tail);
         if (own)
             ((shk_bus_t *)bus)->tail_seen = t;
@@ -299,7 +416,7 @@ static inline int shk_bus_head_state(const shk_bus_t *bus, bus_queue_t *q, bus_r
     if (h == t)
         return SHK_BUS_EMPTY;
     char *ring = shk_bus_ring_of(bus, q);
-    bus_rec_t *r = (bus_rec_t *)(ring + (h & (size - 1)));
+    bus_rec_t *r = (bus_rec_t *)(ring + pos);
     if (t - h > 2048) {
         __builtin_prefetch(ring + ((h + 1024) & (size - 1)), 0);
         __builtin_prefetch(ring + ((h + 1088) & (size - 1)), 0);
@@ -308,7 +425,9 @@ static inline int shk_bus_head_state(const shk_bus_t *bus, bus_queue_t *q, bus_r
     uint64_t w = SHK_LOAD_ACQUIRE(r->word0);
     *rp = r;
     *hp = h;
-    if ((w >> 32 & 0xff) == BUS_ST_CLAIMED && (!check_dead || shk_pid_alive(r->pid)))
+    *tp = t;
+    if ((w >> 32 & 0xff) == BUS_ST_CLAIMED && t - h <= size &&
+        (!check_dead || shk_pid_alive(r->pid)))
         return SHK_BUS_PENDING;
     return SHK_BUS_READY;
 }
@@ -320,32 +439,90 @@ static inline void shk_bus_release_head(bus_queue_t *q, uint64_t h, uint64_t len
     SHK_STORE_RELEASE(q->head, h + len);
 }
 
-/* The record header at h (its word0 is w) is one a producer could have
- * written: a known state, 64-byte aligned, whole inside the ring, its name
- * and body inside its length. Anything else means the queue is damaged:
- * bytes read from the mapping are never trusted. For a large alert *blob
- * receives the blob's offset (0 otherwise). */
-static inline int shk_bus_rec_sane(const shk_bus_t *bus, const bus_rec_t *r, uint64_t h,
-                                   uint64_t w, uint64_t *blob)
+/* Why a record was refused (bus_rec_view_t.bad); shk_bus_rec_why names it. */
+enum {
+    BUS_BAD_POS = 1, /* head and tail more than a ring apart, or head past tail */
+    BUS_BAD_ALIGN,   /* head or the record's length not a multiple of 64 */
+    BUS_BAD_LEN,     /* length 0, past the end of the ring, or past the tail */
+    BUS_BAD_STATE,   /* not claimed, published or padding */
+    BUS_BAD_NAME,    /* name length 0, above 254, or past the record */
+    BUS_BAD_DATA,    /* data length past the record */
+    BUS_BAD_LARGE    /* a large alert's body too short, or no block named */
+};
+
+/* A record header as checked: each field read from the mapping once. */
+typedef struct bus_rec_view_s {
+    uint64_t len;      /* the record's bytes */
+    unsigned st;       /* BUS_ST_* */
+    int32_t pid;       /* the producer */
+    uint32_t name_len;
+    uint64_t gen;
+    uint64_t data_len;
+    uint64_t blob, blob_id; /* a large alert's block (offset 0: none) */
+    int bad;                /* BUS_BAD_*, when refused */
+} bus_rec_view_t;
+
+/* What was wrong with a refused record, for the log (shk_bus_dispatch.c). */
+SHK_HIDDEN const char *shk_bus_rec_why(const bus_rec_view_t *v, char *buf, size_t size);
+
+/* Read the record header r at position h (its word0 is w) of a queue whose
+ * tail is t, and check that a producer could have written it: positions a
+ * ring apart at most, head aligned, a known state, the record whole inside
+ * the ring and before the tail, its name (1..254 bytes) and body inside
+ * its length. Anything else means the queue is damaged: bytes read from the
+ * mapping are never trusted, and are read once (into *v), so that a value
+ * checked here is the value used. 1 if sane. */
+static inline int shk_bus_rec_read(const shk_bus_t *bus, const bus_rec_t *r, uint64_t h,
+                                   uint64_t t, uint64_t w, bus_rec_view_t *v)
 {
     uint64_t len = w & 0xffffffffu, pos = h & (bus->qsize - 1);
-    unsigned st = (unsigned)(w >> 32 & 0xff);
-    *blob = 0;
-    if ((h | len) % BUS_REC_ALIGN || len == 0 || len > bus->qsize - pos || st == 0 ||
-        st > BUS_ST_PAD)
+    struct {
+        int32_t pid, slot;
+        uint64_t gen, enq_ns;
+        uint32_t name_len, flags;
+        uint64_t data_len;
+    } f;
+    v->len = len;
+    v->st = (unsigned)(w >> 32 & 0xff);
+    v->blob = v->blob_id = 0;
+    v->name_len = 0;
+    v->data_len = 0;
+    v->bad = 0;
+    if (t - h > bus->qsize)
+        v->bad = BUS_BAD_POS;
+    else if ((h | len) % BUS_REC_ALIGN)
+        v->bad = BUS_BAD_ALIGN;
+    else if (len == 0 || len > bus->qsize - pos || len > t - h)
+        v->bad = BUS_BAD_LEN;
+    else if (v->st == 0 || v->st > BUS_ST_PAD)
+        v->bad = BUS_BAD_STATE;
+    if (v->bad || v->st == BUS_ST_PAD)
+        return !v->bad;
+    _Static_assert(sizeof f == BUS_REC_HDR - 8, "the header after word0");
+    memcpy(&f, (const char *)r + 8, sizeof f);
+    v->pid = f.pid;
+    v->gen = f.gen;
+    v->name_len = f.name_len;
+    v->data_len = f.data_len;
+    if (f.name_len == 0 || f.name_len > SHK_BUS_NAME_MAX || len < BUS_REC_HDR + f.name_len) {
+        v->bad = BUS_BAD_NAME;
         return 0;
-    if (st == BUS_ST_PAD)
-        return 1;
-    if (r->name_len > SHK_BUS_NAME_MAX || len < BUS_REC_HDR + r->name_len)
-        return 0;
-    uint64_t room = len - BUS_REC_HDR - r->name_len;
-    if (r->flags & BUS_RF_LARGE) {
-        if (room < 8)
-            return 0;
-        memcpy(blob, (const char *)(r + 1) + r->name_len, 8);
-        return 1;
     }
-    return r->data_len <= room;
+    uint64_t room = len - BUS_REC_HDR - f.name_len;
+    if (f.flags & BUS_RF_LARGE) {
+        if (room < BUS_LARGE_BODY || f.data_len > SHK_BUS_DATA_MAX) {
+            v->bad = BUS_BAD_LARGE;
+            return 0;
+        }
+        memcpy(&v->blob, (const char *)(r + 1) + f.name_len, 8);
+        memcpy(&v->blob_id, (const char *)(r + 1) + f.name_len + 8, 8);
+        if (!v->blob)
+            v->bad = BUS_BAD_LARGE;
+        return !v->bad;
+    }
+    if (f.data_len > room)
+        v->bad = BUS_BAD_DATA;
+    return !v->bad;
 }
 
 #endif /* SHK_BUS_INTERNAL_H */

@@ -1,36 +1,49 @@
 /*
  * shk_bus_reap.c: death and statistics. The master reaps a dead worker:
  * the claim locks it held are released, its slot is freed, its queue is
- * emptied under the SHK_BUS_PURGE policy (large alerts' references
- * dropped), and every joined slot's doorbell rings so that a hole the dead
- * process left is found. The stats are lock-free snapshots that read only
+ * emptied under the SHK_BUS_PURGE policy, the large alerts' blocks nobody
+ * holds any more are swept (shk_bus_blob.c), and every joined slot's
+ * doorbell rings so that a hole the dead process left is found. The stats are lock-free snapshots that read only
  * the bus's header and queues, within the bounds the handle checked when it
  * was made, so they work on a read-only or damaged mapping (shmkit stat).
  */
 #include "shk_bus_internal.h"
 
+/* Empty the queue of slot i, whose holder is dead: head moves past every
+ * record (which lets go of their blocks: the sweep that follows frees
+ * them), up to a record a live producer is still writing. */
 static void purge(shk_bus_t *bus, unsigned i)
 {
     bus_queue_t *q = &bus->b->slots[i];
-    int rc = shk_shmtx_lock(&bus->claim[i]);
-    if (!shk_shmtx_held(rc))
+    /* bounded: the master must not stall behind a live producer */
+    int rc = shk_shmtx_timedlock(&bus->claim[i], SHK_SLAB_REAP_WAIT_MS);
+    if (!shk_shmtx_held(rc)) {
+        shk_log(SHK_LOG_WARN, "bus queue %u: not purged, its claim lock is busy", i);
         return;
-    for (unsigned guard = 0; guard < 1u << 24; guard++) {
+    }
+    /* every step moves head forward by a record, within a ring */
+    for (uint64_t guard = bus->qsize / BUS_REC_ALIGN + 1; guard; guard--) {
         bus_rec_t *r;
-        uint64_t h, blob;
-        if (shk_bus_head_state(bus, q, &r, &h, 1) != SHK_BUS_READY)
+        uint64_t h, t;
+        bus_rec_view_t v;
+        if (shk_bus_head_state(bus, q, &r, &h, &t, 1) != SHK_BUS_READY)
             break;
         /* acquire: pairs with the publish (release) of the record */
         uint64_t w = SHK_LOAD_ACQUIRE(r->word0);
-        if (!shk_bus_rec_sane(bus, r, h, w, &blob))
+        if (!shk_bus_rec_read(bus, r, h, t, w, &v)) {
+            char what[256];
+            shk_log(SHK_LOG_ERR, "bus queue %u: record at head %llu (tail %llu): %s; dropping "
+                    "the rest", i, (unsigned long long)h, (unsigned long long)t,
+                    shk_bus_rec_why(&v, what, sizeof what));
+            /* release, as every move of head */
+            SHK_STORE_RELEASE(q->head, t);
             break;
-        if ((w >> 32 & 0xff) != BUS_ST_PAD) {
-            if (blob)
-                shk_bus_blob_unref(bus, blob, 1);
-            /* the holder is dead and producers never write deq: a sole writer */
-            SHK_ADD_SOLE(q->deq, 1);
         }
-        shk_bus_release_head(q, h, w & 0xffffffffu);
+        /* the holder is dead and producers never write deq: a sole writer */
+        if (v.st != BUS_ST_PAD)
+            SHK_ADD_SOLE(q->deq, 1);
+        shk_bus_release_head(q, h, v.len);
+        SHK_BUS_STEP(bus, SHK_BUS_STEP_PURGE);
     }
     shk_shmtx_unlock(&bus->claim[i]);
 }
@@ -55,6 +68,15 @@ int shk_bus_reap(shk_bus_t *bus, pid_t pid)
     }
     if (found >= 0 && bus->policy == SHK_BUS_PURGE)
         purge(bus, (unsigned)found);
+    /* The blocks the dead process held as a sender (a fan-out it did not
+     * finish) or let go of as a receiver without freeing them, and those a
+     * purge let go of. The pool's lock is waited for a bounded time: the
+     * master must not stall behind a live worker; what is left waits for
+     * the next sweep (a reap, or an allocation that finds no room). */
+    int swept = shk_bus_blob_sweep(bus, pid, SHK_SLAB_REAP_WAIT_MS);
+    if (swept < 0)
+        shk_log(SHK_LOG_WARN, "bus: the large alerts' blocks of dead process %d were not "
+                "swept: %s", (int)pid, shk_strerror(swept));
     /* A record the dead process claimed but never published may now be at
      * the head of a sleeping worker's queue: wake them all to skip it. */
     for (unsigned i = 0; !bus->nopipes && i < bus->nslots; i++)
@@ -87,6 +109,9 @@ int shk_bus_stats(shk_bus_t *bus, shk_bus_stats_t *st)
     st->queue_bytes = bus->qsize;
     /* relaxed everywhere: a snapshot of independent counters */
     st->large = SHK_READ_ONCE(bus->b->large);
+    st->large_live = SHK_READ_ONCE(bus->b->blob_count);
+    st->large_bytes = SHK_READ_ONCE(bus->b->blob_bytes);
+    shk_bus_blob_count(bus, -1, &st->large_sending, NULL, NULL);
     for (unsigned i = 0; i < bus->nslots; i++)
         if (SHK_READ_ONCE(bus->b->slots[i].state) == SHK_BUS_SLOT_JOINED)
             st->joined++;
@@ -121,6 +146,7 @@ int shk_bus_slot_stats(shk_bus_t *bus, unsigned i, shk_bus_slot_stats_t *s)
     /* every queued alert either rang or did not: no counter of its own,
      * so the common path makes no locked add for it */
     s->coalesced = enq > s->rung ? enq - s->rung : 0;
+    shk_bus_blob_count(bus, (int)i, NULL, &s->large_refs, &s->large_ref_bytes);
     /* acquire both: pairs with the consumer's release of head and the
      * producer's release of tail, so the record between them is complete */
     uint64_t h = SHK_LOAD_ACQUIRE(q->head);

@@ -1,11 +1,12 @@
 /*
  * shk_bus_send.c: producing. A send finds the receiver's slot, stores a
- * large alert's data once in the zone's slab (a blob with a reference count,
- * copied with streaming stores when it is big), claims space in the
+ * large alert's data once in the zone's slab (a block, copied with streaming
+ * stores when it is big), claims space in the
  * receiver's queue under the claim lock, writes the record outside it,
  * publishes it with a release store, and rings the receiver's doorbell only
  * if it announced sleep (the protocol is at the top of shk_bus_internal.h).
- * Broadcast does the same for every joined slot with one blob.
+ * Broadcast does the same for every joined slot with one block. The blocks
+ * themselves (who holds them, when they are freed) are shk_bus_blob.c's.
  */
 #include "shk_bus_internal.h"
 
@@ -44,13 +45,15 @@ static void ring_doorbell(shk_bus_t *bus, unsigned i)
     }
 }
 
-/* Claim, write and publish one record in slot i's queue. `blob_off` is
- * nonzero for a large alert (the data is in the blob). */
+/* Claim, write and publish one record in slot i's queue. For a large alert
+ * `bl` (at blob_off) holds the data, and slot i is its k-th target: the
+ * record's position goes into the block before the record can be seen, so
+ * the block always says where its records are (shk_bus_blob.c). */
 static int enqueue(shk_bus_t *bus, unsigned i, const char *name, size_t nl, const void *data,
-                   size_t len, uint64_t blob_off)
+                   size_t len, bus_blob_t *bl, uint64_t blob_off, unsigned k)
 {
     bus_queue_t *q = &bus->b->slots[i];
-    uint64_t size = bus->qsize, body = blob_off ? 8 : len;
+    uint64_t size = bus->qsize, body = bl ? BUS_LARGE_BODY : len;
     uint64_t need = SHK_ALIGN_UP(BUS_REC_HDR + nl + body, (uint64_t)BUS_REC_ALIGN);
     char *ring = shk_bus_ring_of(bus, q);
     int rc;
@@ -62,6 +65,13 @@ static int enqueue(shk_bus_t *bus, unsigned i, const char *name, size_t nl, cons
         return rc;
     /* relaxed: tail is written only under the claim lock, which we hold */
     uint64_t t = SHK_READ_ONCE(q->tail);
+    if (SHK_UNLIKELY(t % BUS_REC_ALIGN)) {
+        /* every claim moves tail by a multiple of 64: a damaged queue, whose
+         * records we would write across the ring's end */
+        shk_shmtx_unlock(&bus->claim[i]);
+        return shk_error(SHK_ECORRUPT, "the bus queue of slot %u is damaged: tail %llu is not a "
+                         "multiple of 64", i, (unsigned long long)t);
+    }
     uint64_t pos = t & (size - 1), pad = 0;
     if (pos + need > size)
         pad = size - pos;
@@ -87,8 +97,8 @@ static int enqueue(shk_bus_t *bus, unsigned i, const char *name, size_t nl, cons
         pos = 0;
     }
     bus_rec_t *r = (bus_rec_t *)(ring + pos);
-    for (uint64_t k = 0; k < need; k += 64)
-        shk_bus_prefetch_w(ring + ((pos + 4096 + k) & (size - 1)));
+    for (uint64_t o = 0; o < need; o += 64)
+        shk_bus_prefetch_w(ring + ((pos + 4096 + o) & (size - 1)));
     r->pid = (int32_t)SHK_PID();
     r->slot = shk_bus_my_slot(bus);
     /* relaxed: find_slot's acquire of the pid made the joiner's generation
@@ -96,10 +106,15 @@ static int enqueue(shk_bus_t *bus, unsigned i, const char *name, size_t nl, cons
     r->gen = SHK_READ_ONCE(q->generation);
     r->enq_ns = shk_bus_coarse_ns();
     r->name_len = (uint32_t)nl;
-    r->flags = blob_off ? BUS_RF_LARGE : 0;
+    r->flags = bl ? BUS_RF_LARGE : 0;
     r->data_len = len;
-    if (blob_off)
+    if (bl) {
         memcpy((char *)(r + 1) + nl, &blob_off, 8);
+        memcpy((char *)(r + 1) + nl + 8, &bl->id, 8);
+        /* relaxed: the release of tail below publishes it to this queue's
+         * consumer; to everyone else the seal does (shk_bus_blob.c) */
+        SHK_WRITE_ONCE(bl->pos[k], t + pad);
+    }
     /* relaxed: the release of tail below publishes it */
     SHK_WRITE_ONCE(r->word0, ((uint64_t)BUS_ST_CLAIMED << 32) | need);
     /* release: the padding and the claimed header (with our pid) are visible
@@ -112,7 +127,7 @@ static int enqueue(shk_bus_t *bus, unsigned i, const char *name, size_t nl, cons
     if (bus->claim_hook)
         bus->claim_hook(bus->claim_ctx);
     memcpy(r + 1, name, nl);
-    if (!blob_off && len)
+    if (!bl && len)
         memcpy((char *)(r + 1) + nl, data, len);
     /* release: name and data are visible before the record is seen as
      * published (the consumer acquires word0). */
@@ -127,6 +142,14 @@ void shk_bus_set_claim_hook(shk_bus_t *bus, void (*fn)(void *ctx), void *ctx)
         return;
     bus->claim_hook = fn;
     bus->claim_ctx = ctx;
+}
+
+void shk_bus_set_step_hook(shk_bus_t *bus, void (*fn)(void *ctx, int step), void *ctx)
+{
+    if (!bus)
+        return;
+    bus->step_hook = fn;
+    bus->step_ctx = ctx;
 }
 
 /* ---- large alerts ------------------------------------------------------------------- */
@@ -207,20 +230,20 @@ static void blob_copy(void *dst, const void *src, size_t len)
     memcpy(dst, src, len);
 }
 
-static uint64_t blob_new(shk_bus_t *bus, const void *data, size_t len, uint32_t refs)
+/* A block for a large alert to the slots of `targets`, its data copied in;
+ * held by us until shk_bus_blob_seal. NULL when the zone has no room. */
+static bus_blob_t *blob_new(shk_bus_t *bus, const void *data, size_t len, uint64_t targets,
+                            uint64_t *off)
 {
-    bus_blob_t *bl = shk_slab_alloc(bus->slab, sizeof *bl + len);
+    bus_blob_t *bl = shk_bus_blob_new(bus, len, targets, off);
     if (!bl)
-        return 0;
-    /* relaxed: the record's release (enqueue) publishes the blob */
-    SHK_WRITE_ONCE(bl->refs, refs);
-    bl->len = len;
+        return NULL;
+    char *dst = (char *)bl + shk_bus_blob_hdr((unsigned)__builtin_popcountll(targets));
     if (len >= 64 * 1024)
-        prefault_blob(bus, bl + 1, len);
-    blob_copy(bl + 1, data, len);
-    /* relaxed: a statistics counter every sender adds to */
-    SHK_ADD_RELAXED(bus->b->large, 1);
-    return shk_slab_off(bus->slab, bl);
+        prefault_blob(bus, dst, len);
+    blob_copy(dst, data, len);
+    SHK_BUS_STEP(bus, SHK_BUS_STEP_BLOB);
+    return bl;
 }
 
 /* ---- send, broadcast ------------------------------------------------------------------ */
@@ -239,22 +262,23 @@ int shk_bus_send(shk_bus_t *bus, pid_t pid, const char *name, const void *data, 
     size_t nl = 0;
     int rc, i;
     uint64_t blob = 0;
+    bus_blob_t *bl = NULL;
     if ((rc = can_send(bus)) != SHK_OK || (rc = shk_bus_check_args(name, data, len, &nl)) != SHK_OK)
         return rc;
     i = pid > 0 ? find_slot(bus, pid) : -1;
     if (i < 0)
         return shk_error(SHK_ESRCH, "pid %d is not a worker on this bus", (int)pid);
-    if (len >= bus->large_min) {
-        blob = blob_new(bus, data, len, 1);
-        if (!blob)
-            return shk_error(SHK_ENOMEM, "no room in zone \"%s\" for an alert of %zu bytes",
-                             shk_zone_name(bus->zone), len);
+    if (len >= bus->large_min && !(bl = blob_new(bus, data, len, 1ULL << i, &blob)))
+        return shk_last_error();
+    rc = enqueue(bus, (unsigned)i, name, nl, data, len, bl, blob, 0);
+    if (bl) {
+        if (rc != SHK_OK)
+            SHK_WRITE_ONCE(bl->pos[0], BUS_POS_NONE); /* relaxed: the seal publishes it */
+        SHK_BUS_STEP(bus, SHK_BUS_STEP_SENT);
+        shk_bus_blob_seal(bus, bl, blob);
     }
-    rc = enqueue(bus, (unsigned)i, name, nl, data, len, blob);
     if (rc == SHK_OK && shk_bus_my_slot(bus) >= 0)
         SHK_ADD_SOLE(bus->b->slots[bus->slot].sent, 1); /* only the slot's holder writes it */
-    else if (rc != SHK_OK && blob)
-        shk_bus_blob_unref(bus, blob, 1);
     return rc;
 }
 
@@ -266,6 +290,7 @@ int shk_bus_broadcast(shk_bus_t *bus, const char *name, const void *data, size_t
     int rc;
     uint64_t blob = 0;
     uint64_t targets = 0;
+    bus_blob_t *bl = NULL;
 
     if (res)
         memset(res, 0, sizeof *res);
@@ -277,25 +302,29 @@ int shk_bus_broadcast(shk_bus_t *bus, const char *name, const void *data, size_t
             targets |= 1ULL << i;
             r.targets++;
         }
-    if (r.targets && len >= bus->large_min) {
-        blob = blob_new(bus, data, len, r.targets);
-        if (!blob)
-            return shk_error(SHK_ENOMEM, "no room in zone \"%s\" for an alert of %zu bytes",
-                             shk_zone_name(bus->zone), len);
-    }
-    for (unsigned i = 0; i < bus->nslots; i++) {
+    if (r.targets && len >= bus->large_min && !(bl = blob_new(bus, data, len, targets, &blob)))
+        return shk_last_error();
+    for (unsigned i = 0, k = 0; i < bus->nslots; i++) {
         if (!(targets >> i & 1))
             continue;
-        rc = enqueue(bus, i, name, nl, data, len, blob);
+        rc = enqueue(bus, i, name, nl, data, len, bl, blob, k);
         if (rc == SHK_OK) {
             r.delivered++;
+            r.took |= 1ULL << i;
+            if (bl)
+                SHK_BUS_STEP(bus, SHK_BUS_STEP_FANOUT);
         } else {
             r.failed |= 1ULL << i;
             if (!r.error)
                 r.error = rc;
-            if (blob)
-                shk_bus_blob_unref(bus, blob, 1);
+            if (bl)
+                SHK_WRITE_ONCE(bl->pos[k], BUS_POS_NONE); /* relaxed: the seal publishes it */
         }
+        k++;
+    }
+    if (bl) {
+        SHK_BUS_STEP(bus, SHK_BUS_STEP_SENT);
+        shk_bus_blob_seal(bus, bl, blob);
     }
     if (r.delivered && shk_bus_my_slot(bus) >= 0)
         SHK_ADD_SOLE(bus->b->slots[bus->slot].sent, r.delivered); /* only the holder writes it */

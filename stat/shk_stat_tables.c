@@ -141,6 +141,12 @@ static const shk_stat_field_t bus_fields[] = {
      .why = "JSON: the length of \"slots\""},
     {.key = "large", SHK_STAT_NUM(shk_bus_stats_t, large), .pre = ", ",
      .post = " large alerts through the slab"},
+    {.key = "large_live", SHK_STAT_NUM(shk_bus_stats_t, large_live), .pre = ", ",
+     .post = " blocks live"},
+    {.key = "large_bytes", SHK_STAT_NUM(shk_bus_stats_t, large_bytes), .pre = " (",
+     .post = " bytes)"},
+    {.key = "large_sending", SHK_STAT_NUM(shk_bus_stats_t, large_sending), .pre = ", ",
+     .post = " being sent"},
 };
 
 const shk_stat_section_t shk_stat_bus_sec = {
@@ -178,6 +184,8 @@ static const shk_stat_field_t slot_fields[] = {
     SLOT("stale", s.stale, "stale", 6),
     SLOT("doorbells_rung", s.rung, "rung", 8),
     SLOT("doorbells_coalesced", s.coalesced, "coalesced", 10),
+    SLOT("large_refs", s.large_refs, "lrefs", 6),
+    SLOT("large_ref_bytes", s.large_ref_bytes, "lbytes", 10),
 };
 
 const shk_stat_section_t shk_stat_slot_sec = {
