@@ -11,6 +11,7 @@
  *   pubsub_sub.c   HTTP subscribers: long-polling, EventSource, streaming
  *   pubsub_ws.c    WebSocket subscribers (handshake, wslay's frame API)
  *   pubsub_cpu.c   CPU time of a server's process tree from /proc
+ *   pubsub_selftest.c  --self-test: the parsers and counters on made-up responses
  */
 #ifndef PUBSUB_H
 #define PUBSUB_H
@@ -273,6 +274,9 @@ int ps_ws_request(ps_worker_t *w, ps_sub_t *s, char *buf, size_t cap, size_t *le
 int ps_ws_open(ps_worker_t *w, ps_sub_t *s);
 int ps_ws_input(ps_worker_t *w, ps_sub_t *s, const char *p, size_t n);
 void ps_ws_free(ps_sub_t *s);
+
+/* pubsub_selftest.c: runs the self-test (seed from the argument, or the clock); exit status. */
+int ps_selftest(const char *seed);
 
 /* pubsub_cpu.c: utime+stime in seconds of the pids and all their descendants; -1 on error. */
 double ps_cpu_tree(const int *pids, uint32_t n);

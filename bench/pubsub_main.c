@@ -150,6 +150,8 @@ static double ratio(double a, double b)
 
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "--self-test"))
+        return ps_selftest(argc >= 3 ? argv[2] : NULL);
     if (ps_opts_parse(argc, argv) < 0) {
         ps_opts_usage();
         return 2;

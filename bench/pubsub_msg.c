@@ -231,6 +231,13 @@ int ps_pp_end(ps_worker_t *w, ps_sub_t *s)
 {
     if (s->pp.state == PP_PREFIX && s->pp.matched == 0)
         return 0;
+    /* The suffix may separate messages rather than end each: a unit may
+     * end right after a message's body (nchan's raw long-poll answers one
+     * message without its separator, several with one after each). */
+    if (s->pp.state == PP_SUFFIX && s->pp.matched == 0) {
+        ps_pp_reset(&s->pp);
+        return deliver(w, s);
+    }
     ps_sub_error(w, s, "a message is cut short (parser state %d, %u bytes in)", s->pp.state,
                  s->pp.matched);
     ps_pp_reset(&s->pp);

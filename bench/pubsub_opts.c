@@ -45,7 +45,8 @@ void ps_opts_usage(void)
         "      --server-pids L    comma-separated pids: their trees' CPU time over the run\n"
         "  -q, --quiet            only the RESULT line\n"
         "  -v, --verbose          progress lines\n"
-        "Prints RESULT key=value ... on stdout, a summary on stderr; exits 1 on any error.\n",
+        "Prints RESULT key=value ... on stdout, a summary on stderr; exits 1 on any error.\n"
+        "pubsub-client --self-test [SEED]: checks the parsers and counters without a server.\n",
         stderr);
 }
 
