@@ -212,7 +212,7 @@ static void test_stream(uint32_t size, const char *pre, const char *suf, uint32_
         off += k;
     }
     CHECK(feed(r, &b, maxpiece) == 0, "stream: input refused");
-    char what[64];
+    char what[96];
     snprintf(what, sizeof what, "stream %u B '%s~text~%s'", size, pre, suf);
     check_counts(what, r, &pl, n);
     rig_free(r);
@@ -221,13 +221,14 @@ static void test_stream(uint32_t size, const char *pre, const char *suf, uint32_
     free(body.p);
 }
 
-static void test_eventsource(uint32_t size, uint32_t maxpiece)
+/* pre/suf may hold \n: such a message comes as several data: lines. */
+static void test_eventsource(uint32_t size, const char *pre, const char *suf, uint32_t maxpiece)
 {
     rig_t *r = calloc(1, sizeof *r);
     plan_t pl;
     buf_t b = {0};
     const uint32_t n = 1500;
-    rig_init(r, PS_EVENTSOURCE, size, "", "");
+    rig_init(r, PS_EVENTSOURCE, size, pre, suf);
     make_plan(&pl, n);
     /* No length, no chunks: the body runs until the connection closes, as nchan sends it. */
     puts_(&b, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n: hi\n\n");
@@ -241,14 +242,22 @@ static void test_eventsource(uint32_t size, uint32_t maxpiece)
             puts_(&b, ": comment");
             puts_(&b, e);
         }
-        puts_(&b, rnd(2) ? "data: " : "data:");
-        put_msg(&b, 7, plan_seq(&pl, i), plan_run(&pl, i));
-        puts_(&b, e);
+        buf_t m = {0};
+        put_msg(&m, 7, plan_seq(&pl, i), plan_run(&pl, i));
+        for (size_t off = 0; off <= m.len;) {
+            const char *nl = memchr(m.p + off, '\n', m.len - off);
+            size_t k = nl ? (size_t)(nl - (m.p + off)) : m.len - off;
+            puts_(&b, rnd(2) ? "data: " : "data:");
+            put(&b, m.p + off, k);
+            puts_(&b, e);
+            off += k + 1;
+        }
+        free(m.p);
         puts_(&b, e);
     }
     CHECK(feed(r, &b, maxpiece) == 0, "eventsource: input refused");
-    char what[64];
-    snprintf(what, sizeof what, "eventsource %u B", size);
+    char what[96];
+    snprintf(what, sizeof what, "eventsource %u B '%s~text~%s'", size, pre, suf);
     check_counts(what, r, &pl, n);
     rig_free(r);
     free(r);
@@ -288,7 +297,7 @@ static void test_longpoll(uint32_t size, int several, uint32_t maxpiece)
         responses++;
     }
     CHECK(feed(r, &b, maxpiece) == 0, "longpoll: input refused");
-    char what[64];
+    char what[96];
     snprintf(what, sizeof what, "longpoll %u B%s", size, several ? " several" : "");
     check_counts(what, r, &pl, n);
     /* A request was queued after each response, the last with the last response's tags. */
@@ -368,7 +377,7 @@ static void test_websocket(uint32_t size, uint32_t maxpiece)
         free(m.p);
     }
     CHECK(feed(r, &b, maxpiece) == 0, "websocket: input refused");
-    char what[64];
+    char what[96];
     snprintf(what, sizeof what, "websocket %u B", size);
     check_counts(what, r, &pl, n);
     /* Each ping got a masked pong: 0x8a, 0x80 | 2, 4 mask bytes, 2 bytes. */
@@ -482,8 +491,9 @@ int ps_selftest(const char *seed_arg)
         test_stream(sz, "", "", 1 + rnd(2 * sz));
         test_stream(sz, "{\"m\":\"", "\"}\r\n", 7);
         test_stream(sz, "", "\n", 100000);
-        test_eventsource(sz, 1 + rnd(2 * sz));
-        test_eventsource(sz, 3);
+        test_eventsource(sz, "", "", 1 + rnd(2 * sz));
+        test_eventsource(sz, "", "", 3);
+        test_eventsource(sz, "[\n", "]\n\n>", 1 + rnd(2 * sz));
         test_longpoll(sz, 0, 1 + rnd(2 * sz));
         test_longpoll(sz, 1, 5);
         test_websocket(sz, 1 + rnd(2 * sz));
