@@ -61,7 +61,7 @@ static int parse_header(ps_pp_t *pp)
     uint64_t ch, seq, t;
     if (memcmp(b, "r=", 2) || memcmp(b + 10, ";c=", 3) || memcmp(b + 19, ";s=", 3) ||
         memcmp(b + 32, ";t=", 3) || b[54] != ';' || get_dec(b + 13, 6, &ch) < 0 ||
-        get_dec(b + 22, 10, &seq) < 0 || get_dec(b + 35, 19, &t) < 0)
+        get_dec(b + 22, 10, &seq) < 0 || get_dec(b + 35, 19, &t) < 0 || seq > UINT32_MAX)
         return -1;
     char run[8];
     put_hex8(run, ps_opt.run_id);
