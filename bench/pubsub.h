@@ -143,6 +143,7 @@ typedef struct ps_slot {
     _Atomic uint64_t delivered;     /* live count, for the drain */
     _Atomic uint64_t last_ack_ns, last_delivery_ns;
     _Atomic uint64_t errors;        /* live count, for the parent's progress line */
+    _Atomic uint32_t dead_subs, dead_pubs; /* connections given up */
     ps_result_t res;
     char pad[64];
 } ps_slot_t;

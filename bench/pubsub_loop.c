@@ -201,6 +201,22 @@ static int sub_start(ps_worker_t *w, ps_sub_t *s)
     return ps_sub_request(w, s);
 }
 
+/* A count the parent polls to end the warm-up early; nothing is published with it. */
+static void sub_dead(ps_worker_t *w, ps_sub_t *s)
+{
+    if (s->c.state != CS_DEAD)
+        SHK_ADD_SOLE(w->slot->dead_subs, 1);
+    s->c.state = CS_DEAD;
+}
+
+static void pub_dead(ps_worker_t *w, ps_pub_t *p)
+{
+    if (p->c.state != CS_DEAD)
+        SHK_ADD_SOLE(w->slot->dead_pubs, 1);
+    p->c.state = CS_DEAD;
+    p->stopped = 1;
+}
+
 /* Drops the subscriber's connection and, unless the run is over, opens another. */
 static void sub_restart(ps_worker_t *w, ps_sub_t *s, int quiet)
 {
@@ -212,11 +228,11 @@ static void sub_restart(ps_worker_t *w, ps_sub_t *s, int quiet)
         w->reconnects++;
     if (++s->c.reconnects > MAX_RECONNECTS && !quiet) {
         ps_sub_error(w, s, "gave up after %d reconnections", MAX_RECONNECTS);
-        s->c.state = CS_DEAD;
+        sub_dead(w, s);
         return;
     }
     if (sub_start(w, s) < 0)
-        s->c.state = CS_DEAD;
+        sub_dead(w, s);
 }
 
 /* ---- publishers ------------------------------------------------------------------------- */
@@ -348,14 +364,12 @@ static void pub_restart(ps_worker_t *w, ps_pub_t *p, int clean)
     w->reconnects++;
     if (++p->c.reconnects > MAX_RECONNECTS) {
         pub_error(w, p, "gave up after %d reconnections", MAX_RECONNECTS);
-        p->c.state = CS_DEAD;
-        p->stopped = 1;
+        pub_dead(w, p);
         return;
     }
     if (conn_open(w, &p->c) < 0) {
         pub_error(w, p, "connect: %s", strerror(errno));
-        p->c.state = CS_DEAD;
-        p->stopped = 1;
+        pub_dead(w, p);
         return;
     }
     uint32_t n = p->inflight, cap = fifo_cap(p), head = p->fifo_head;
@@ -597,11 +611,11 @@ int ps_worker_run(uint32_t id)
     for (uint32_t i = 0; i < w->npubs; i++)
         if (conn_open(w, &w->pubs[i].c) < 0) {
             pub_error(w, &w->pubs[i], "connect: %s", strerror(errno));
-            w->pubs[i].c.state = CS_DEAD;
+            pub_dead(w, &w->pubs[i]);
         }
     for (uint32_t i = 0; i < w->nsubs; i++)
         if (sub_start(w, &w->subs[i]) < 0)
-            w->subs[i].c.state = CS_DEAD;
+            sub_dead(w, &w->subs[i]);
 
     struct epoll_event evs[1024];
     int ready = 0, pub_done = 0;

@@ -98,6 +98,14 @@ static int wait_all(size_t off, uint64_t limit_ms, const char *what)
     }
 }
 
+static uint32_t sum_dead(size_t off)
+{
+    uint32_t t = 0;
+    for (uint32_t i = 0; i < ps_sh->nproc; i++)
+        t += SHK_READ_ONCE(*(_Atomic uint32_t *)((char *)&ps_sh->slots[i] + off));
+    return t;
+}
+
 static int settle(void)
 {
     uint64_t t0 = ps_now_ns();
@@ -105,8 +113,13 @@ static int settle(void)
     SHK_STORE_RELEASE(ps_sh->phase, PH_WARM);
     for (;;) {
         uint32_t warm = SHK_READ_ONCE(ps_sh->warm);
-        if (warm >= ps_opt.subscribers)
+        uint32_t dead = sum_dead(offsetof(ps_slot_t, dead_subs));
+        if (warm >= ps_opt.subscribers || (warm && warm + dead >= ps_opt.subscribers))
             return 0;
+        if (dead >= ps_opt.subscribers) {
+            fprintf(stderr, "pubsub-client: warm-up: every subscriber gave up\n");
+            return -1;
+        }
         uint64_t now = ps_now_ns();
         if (stop_asked || kids_lost() || now - t0 > (uint64_t)ps_opt.settle_ms * 1000000ull) {
             fprintf(stderr,
@@ -210,6 +223,10 @@ int main(int argc, char **argv)
     uint64_t limit_ms = (uint64_t)ps_opt.timeout_s * 1000;
     if (!failed && wait_all(offsetof(ps_slot_t, ready), limit_ms, "connecting") < 0)
         failed = 1;
+    if (!failed && sum_dead(offsetof(ps_slot_t, dead_pubs))) {
+        fprintf(stderr, "pubsub-client: a publisher could not connect\n");
+        failed = 1;
+    }
     if (!failed && ps_opt.settle && settle() < 0)
         failed = 1;
     double cpu0 = ps_opt.n_server_pids ? ps_cpu_tree(ps_opt.server_pids, ps_opt.n_server_pids) : 0;
