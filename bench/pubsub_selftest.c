@@ -45,6 +45,8 @@ typedef struct { char *p; size_t len, cap; } buf_t;
 
 static void put(buf_t *b, const void *d, size_t n)
 {
+    if (!n)
+        return;
     if (b->len + n > b->cap) {
         b->cap = (b->len + n) * 2 + 4096;
         b->p = realloc(b->p, b->cap);
