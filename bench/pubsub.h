@@ -218,7 +218,7 @@ typedef struct ps_pub {
     uint64_t *ok;                    /* [nchans]: acknowledged */
     char **heads;                    /* [nchans]: request head up to Content-Length */
     size_t *head_len;
-    ps_pubfifo_t *fifo;              /* [pipeline]: requests in flight */
+    ps_pubfifo_t *fifo;              /* [pipeline + nchans]: requests in flight (warm-ups: one a channel) */
     uint32_t fifo_head, inflight, resend;
     uint64_t sent, errors;
     int status, stopped;
