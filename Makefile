@@ -8,6 +8,7 @@
 #   make fuzz            every libFuzzer target for FUZZ_S seconds (default 60)
 #   make soak            a master and 4 workers killed at random for SOAK_S seconds (default 60)
 #   make bench           every benchmark; make bench-<name> runs one (bench/bench_<name>.c)
+#   make pubsub-client   the pub/sub load client (build/rel/pubsub-client, bench/README.md)
 #   make demo            the demo walk-through (issue 6); make run: demo server in foreground
 #   make install         PREFIX=/usr/local DESTDIR= ; headers under include/shmkit/
 #   make clean
@@ -86,6 +87,14 @@ FUZZ_BINS   := $(patsubst fuzz/%.c,build/fuzz/fuzz/%,$(FUZZ_SRCS))
 FUZZ_REPLAY := $(patsubst %.c,$(B)/obj/%.o,$(FUZZ_SRCS))
 FUZZ_S      ?= 60
 
+# The pub/sub load client (bench/pubsub_*.c): no BENCH program, a tool the
+# pub/sub benchmark drives the demo and the nchan baseline with. It speaks
+# HTTP through http_parser and WebSocket through wslay (nettle for the
+# handshake), and links nothing of the library.
+PUBSUB_SRCS := $(wildcard bench/pubsub_*.c)
+PUBSUB_BIN  := $(if $(PUBSUB_SRCS),$(B)/pubsub-client)
+PUBSUB_LIBS  = -lhttp_parser -lwslay -lnettle
+
 TOOL_SRCS   := $(wildcard tools/*.c)
 TOOL_BIN    := $(if $(TOOL_SRCS),$(B)/shmkit)
 
@@ -110,7 +119,8 @@ DEMO_TESTS  := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/test_demo*.c))
 DEMO_BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_demo*.c))
 
 .PHONY: all lib tests benches test test-run asan tsan clang bench bench-% install uninstall \
-        clean deps-test deps-demo fuzz soak check-layers check-exports check-docs check-install docs demo run
+        clean deps-test deps-demo deps-bench pubsub-client fuzz soak check-layers check-exports \
+        check-docs check-install docs demo run
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -191,11 +201,14 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(BENCH_UTIL) $(STATIC_LIB)
 
 $(DEMO_BENCHES): $(DEMO_LIB)
 
+$(B)/pubsub-client: $(patsubst %.c,$(B)/obj/%.o,$(PUBSUB_SRCS))
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PUBSUB_LIBS)
+
 $(B)/shmkit: $(patsubst %.c,$(B)/obj/%.o,$(TOOL_SRCS)) $(STATIC_LIB)
 	$(CC) -o $@ $(filter %.o,$^) $(STATIC_LIB) $(ALL_LDFLAGS) -lrt -lm
 
 tests: $(TEST_BINS) $(TOOL_BIN) $(DEMO_BIN)
-benches: $(BENCH_BINS) $(DEMO_BIN)
+benches: $(BENCH_BINS) $(DEMO_BIN) $(PUBSUB_BIN)
 
 # ---- tests -----------------------------------------------------------------
 
@@ -204,6 +217,9 @@ deps-test:
 
 deps-demo:
 	@mk/deps.sh demo
+
+deps-bench:
+	@mk/deps.sh bench
 
 # ---- the demo ------------------------------------------------------------------
 
@@ -279,6 +295,10 @@ soak:
 bench:
 	@$(MAKE) --no-print-directory VARIANT=rel benches
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
+
+pubsub-client:
+	@$(MAKE) --no-print-directory deps-bench
+	@$(MAKE) --no-print-directory VARIANT=rel build/rel/pubsub-client
 
 bench-%:
 	@$(MAKE) --no-print-directory VARIANT=rel build/rel/bench/bench_$* $(if $(DEMO_BIN),build/rel/shmkit-demo)

@@ -6,6 +6,9 @@
 #   mk/deps.sh demo   libevent, the HTTP layer's libraries (http_parser,
 #                     wslay, nettle), curl (make demo, make run)
 #   mk/deps.sh fuzz   clang and its libFuzzer runtime (make fuzz)
+#   mk/deps.sh bench  the pub/sub load client's libraries (http_parser, wslay,
+#                     nettle) and the nchan baseline: nginx-light with
+#                     libnginx-mod-nchan (bench/nchan/, bench/README.md)
 # As root, missing packages are installed with apt-get, saying so; otherwise
 # the packages to install are named and the script fails.
 set -u
@@ -60,8 +63,18 @@ demo)
     http_layer
     command -v curl >/dev/null 2>&1 || need+=(curl)
     ;;
+bench)
+    # build/rel/pubsub-client parses responses with http_parser and speaks
+    # WebSocket through wslay (nettle checks the handshake's accept key).
+    command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+    have_h http_parser.h || need+=(libhttp-parser-dev)
+    have_h wslay/wslay.h || need+=(libwslay-dev)
+    have_pc nettle || need+=(nettle-dev)
+    { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } || need+=(nginx-light)
+    ls /usr/lib/nginx/modules/ngx_nchan_module.so >/dev/null 2>&1 || need+=(libnginx-mod-nchan)
+    ;;
 *)
-    echo "usage: $0 test|demo|fuzz" >&2
+    echo "usage: $0 test|demo|fuzz|bench" >&2
     exit 2
     ;;
 esac
