@@ -126,8 +126,8 @@ static char *alert_name(http_req_t *req)
 
 static void handle_send(http_req_t *req, const char *rest)
 {
-    char *end, *name;
-    long pid;
+    char *name;
+    pid_t pid;
     const char *slash = strchr(rest, '/');
     char msg[1200];
     int rc;
@@ -136,21 +136,22 @@ static void handle_send(http_req_t *req, const char *rest)
         reply_text(req, 400, "usage: /send/<pid>/<data>");
         return;
     }
-    errno = 0;
-    pid = strtol(rest, &end, 10);
-    if (end != slash || errno || pid <= 0) {
-        reply_text(req, 400, "usage: /send/<pid>/<data> (pid is a number)");
+    /* range-checked: 2^32 + pid must not be taken for pid */
+    if (shk_parse_pid(rest, (size_t)(slash - rest), &pid) != SHK_OK) {
+        snprintf(msg, sizeof msg, "usage: /send/<pid>/<data> (pid is a number): %s",
+                 shk_last_errmsg());
+        reply_text(req, 400, msg);
         return;
     }
     name = alert_name(req);
-    rc = shk_bus_send(wctx.bus, (pid_t)pid, name, slash + 1, strlen(slash + 1));
+    rc = shk_bus_send(wctx.bus, pid, name, slash + 1, strlen(slash + 1));
     free(name);
     if (rc != SHK_OK) {
         snprintf(msg, sizeof msg, "%s: %s", shk_strerror(rc), shk_last_errmsg());
         reply_text(req, 500, msg);
         return;
     }
-    snprintf(msg, sizeof msg, "Sent alert to pid %ld", pid);
+    snprintf(msg, sizeof msg, "Sent alert to pid %ld", (long)pid);
     reply_text(req, 200, msg);
 }
 
