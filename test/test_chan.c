@@ -118,6 +118,54 @@ static void check_all(void)
     ck_assert_msg(shk_slab_check(shk_zone_slab(zone)) == SHK_OK, "%s", shk_last_errmsg());
 }
 
+
+/* ---- children and their handshakes -------------------------------------------------- */
+
+/* Child i signals rdy[i] when it is ready and waits for go[i]. Each side
+ * closes the ends it does not use, so a child that fails before it is ready
+ * gives its parent an end of file rather than a hang (natively; under
+ * valgrind a failed child waits to be killed), and a parent that fails
+ * gives its children one. */
+#define NKIDS 8
+static tu_pipe_t rdy[NKIDS], go[NKIDS];
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static void kids_reset(void)
+{
+    for (int i = 0; i < NKIDS; i++) {
+        tu_pipe_close(&rdy[i]);
+        tu_pipe_close(&go[i]);
+    }
+}
+
+static pid_t spawn(int (*fn)(void *), int i)
+{
+    pid_t pid;
+    tu_pipe(&rdy[i]);
+    tu_pipe(&go[i]);
+    pid = tu_fork_raw();
+    if (pid == 0) {
+        for (int j = 0; j <= i; j++) {
+            close_fd(&rdy[j].rd);
+            close_fd(&go[j].wr);
+            if (j != i) {
+                close_fd(&rdy[j].wr);
+                close_fd(&go[j].rd);
+            }
+        }
+        tu_exit(fn((void *)(intptr_t)i));
+    }
+    close_fd(&rdy[i].wr);
+    close_fd(&go[i].rd);
+    return pid;
+}
+
 /* ---- one process ------------------------------------------------------------------ */
 
 START_TEST(publish_subscribe_one_process)
@@ -444,7 +492,6 @@ END_TEST
 
 static const char *chname[NCH] = {"c0", "c1", "c2", "c3", "all"};
 static long per_pub[NPUB]; /* messages each publisher sends on each channel */
-static tu_pipe_t ready, go[W + 2];
 
 typedef struct {
     uint64_t next_seq[NCH];     /* expected channel seq */
@@ -518,7 +565,7 @@ static int fan_worker(void *arg)
             }
         }
     }
-    tu_signal(&ready);
+    tu_signal(&rdy[me]);
     TU_CHECK(tu_await(&go[me]) == 0, "go");
     if (me == 0)
         publish_all(3, 4, 4); /* a publisher that is a worker */
@@ -539,10 +586,10 @@ static int fan_worker(void *arg)
 
 static int fan_publisher(void *arg)
 {
-    int p = (int)(intptr_t)arg;
+    int me = (int)(intptr_t)arg, p = me - W + 1;
     if (p == 2)
         shk_chan_set_bus(ch, NULL); /* no bus: every alert is missed */
-    TU_CHECK(tu_await(&go[W + p - 1]) == 0, "go");
+    TU_CHECK(tu_await(&go[me]) == 0, "go");
     publish_all(p, 0, 4);
     return 0;
 }
@@ -559,15 +606,12 @@ START_TEST(four_workers_fan_out)
     per_pub[3] = tu_scale(100, 10);
     for (int p = 0; p < NPUB; p++)
         total += per_pub[p] * (p == 3 ? 1 : NCH);
-    tu_pipe(&ready);
-    for (int i = 0; i < W + 2; i++)
-        tu_pipe(&go[i]);
     for (int i = 0; i < W; i++)
-        pids[i] = tu_fork(fan_worker, (void *)(intptr_t)i);
+        pids[i] = spawn(fan_worker, i);
     for (int p = 1; p <= 2; p++)
-        pids[W + p - 1] = tu_fork(fan_publisher, (void *)(intptr_t)p);
+        pids[W + p - 1] = spawn(fan_publisher, W + p - 1);
     for (int i = 0; i < W; i++)
-        ck_assert_int_eq(tu_await(&ready), 0);
+        ck_assert_int_eq(tu_await(&rdy[i]), 0);
     ck_assert_int_eq(shk_chan_stats(ch, &st), SHK_OK);
     ck_assert_uint_eq(st.subscribers, W * SUBS * 3); /* each on 3 channels */
     for (int i = 0; i < W + 2; i++)
@@ -590,9 +634,7 @@ START_TEST(four_workers_fan_out)
     ck_assert_uint_eq(st.subscribers, 0);
     ck_assert_uint_eq(st.messages, 0);
     check_all();
-    tu_pipe_close(&ready);
-    for (int i = 0; i < W + 2; i++)
-        tu_pipe_close(&go[i]);
+    kids_reset();
     drop_store();
 }
 END_TEST
@@ -614,7 +656,7 @@ static int slow_worker(void *arg)
             rx[j].next_seq[c] = 1;
         TU_CHECK(shk_chan_sub_add(s, chname[j], NULL) == SHK_OK, "%s", shk_last_errmsg());
     }
-    tu_signal(&ready);
+    tu_signal(&rdy[0]);
     TU_CHECK(tu_await(&go[0]) == 0, "go"); /* the queue fills meanwhile */
     do {
         shk_bus_wait(bus, SHK_CHAN_TICK_MS);
@@ -636,10 +678,8 @@ START_TEST(full_queue_loses_nothing)
     char buf[32];
     make_store(16 * MB, 1, 4096, NULL);
     nfull = tu_scale(500, 5);
-    tu_pipe(&ready);
-    tu_pipe(&go[0]);
-    pid_t pid = tu_fork(slow_worker, NULL);
-    ck_assert_int_eq(tu_await(&ready), 0);
+    pid_t pid = spawn(slow_worker, 0);
+    ck_assert_int_eq(tu_await(&rdy[0]), 0);
     for (long k = 0; k < nfull; k++)
         for (int c = 0; c < 3; c++) {
             int n = snprintf(buf, sizeof buf, "P0 %ld", k);
@@ -656,8 +696,7 @@ START_TEST(full_queue_loses_nothing)
     ck_assert_uint_eq(st.delivered, 3 * nfull);
     ck_assert_int_eq(shk_chan_reap(ch, pid), SHK_OK);
     check_all();
-    tu_pipe_close(&ready);
-    tu_pipe_close(&go[0]);
+    kids_reset();
     drop_store();
 }
 END_TEST
@@ -687,7 +726,7 @@ static int doomed_worker(void *arg)
         snprintf(name, sizeof name, "k%d", j % 5);
         TU_CHECK(shk_chan_sub_add(s, name, NULL) == SHK_OK, "%s", shk_last_errmsg());
     }
-    tu_signal(&ready);
+    tu_signal(&rdy[0]);
     for (;;)
         pause(); /* never dispatches: everything stays in flight */
 }
@@ -711,8 +750,8 @@ static int successor(void *arg)
     TU_CHECK(r->n == 0, "%d deliveries of the predecessor's messages", r->n);
     TU_CHECK(shk_chan_stats(ch, &st) == SHK_OK, "stats");
     TU_CHECK(st.slot[shk_chan_slot(ch)].stale > 0, "no stale alert discarded");
-    tu_signal(&ready);
-    TU_CHECK(tu_await(&go[0]) == 0, "go");
+    tu_signal(&rdy[1]);
+    TU_CHECK(tu_await(&go[1]) == 0, "go");
     while (r->n < 50)
         if (shk_bus_wait(bus, SHK_CHAN_TICK_MS) >= 0)
             shk_bus_dispatch(bus, 64);
@@ -734,10 +773,8 @@ START_TEST(worker_killed_leaves_no_reference)
     }
     shk_chan_tick(ch);
     slab_snapshot(&chunks0, &pages0);
-    tu_pipe(&ready);
-    tu_pipe(&go[0]);
-    pid_t pid = tu_fork(doomed_worker, NULL);
-    ck_assert_int_eq(tu_await(&ready), 0);
+    pid_t pid = spawn(doomed_worker, 0);
+    ck_assert_int_eq(tu_await(&rdy[0]), 0);
     for (int k = 0; k < 100; k++)
         for (int c = 0; c < 5; c++) {
             snprintf(name, sizeof name, "k%d", c);
@@ -764,18 +801,17 @@ START_TEST(worker_killed_leaves_no_reference)
     ck_assert_uint_eq(pages1, pages0);
 
     /* its successor in the bus slot gets the queued alerts and drops them */
-    pid = tu_fork(successor, NULL);
-    ck_assert_int_eq(tu_await(&ready), 0);
+    pid = spawn(successor, 1);
+    ck_assert_int_eq(tu_await(&rdy[1]), 0);
     for (int c = 0; c < 5; c++) {
         snprintf(name, sizeof name, "k%d", c);
         pub(name, "after");
     }
-    tu_signal(&go[0]);
+    tu_signal(&go[1]);
     tu_wait_ok(pid);
     ck_assert_int_eq(shk_chan_reap(ch, pid), SHK_OK);
     check_all();
-    tu_pipe_close(&ready);
-    tu_pipe_close(&go[0]);
+    kids_reset();
     drop_store();
 }
 END_TEST
@@ -785,7 +821,7 @@ END_TEST
 
 static int lock_holder(void *arg)
 {
-    int damage = (int)(intptr_t)arg;
+    int me = (int)(intptr_t)arg, damage = me == 1;
     shk_shmtx_t m;
     TU_CHECK(shk_bus_join(bus, 0) == SHK_OK, "%s", shk_last_errmsg());
     TU_CHECK(shk_chan_join(ch, bus) >= 0, "%s", shk_last_errmsg());
@@ -800,7 +836,7 @@ static int lock_holder(void *arg)
         TU_CHECK(c != NULL, "channel");
         SHK_WRITE_ONCE(c->stored, c->stored + 7);
     }
-    tu_signal(&ready);
+    tu_signal(&rdy[me]);
     for (;;)
         pause();
 }
@@ -820,9 +856,8 @@ START_TEST(worker_killed_holding_the_lock)
     shk_chan_info_t info;
     make_store(4 * MB, 1, 64 * 1024, &o);
     pub("x", "kept");
-    tu_pipe(&ready);
-    pid_t pid = tu_fork(lock_holder, (void *)0);
-    ck_assert_int_eq(tu_await(&ready), 0);
+    pid_t pid = spawn(lock_holder, 0);
+    ck_assert_int_eq(tu_await(&rdy[0]), 0);
     kill_and_reap(pid, SHK_OK); /* taken back, checked, clean */
     pub("x", "after");
     ck_assert_int_eq(shk_chan_info(ch, "x", &info), SHK_OK);
@@ -830,13 +865,13 @@ START_TEST(worker_killed_holding_the_lock)
     check_all();
 
     /* the same, but it died in the middle of a change: the store is refused */
-    pid = tu_fork(lock_holder, (void *)1);
-    ck_assert_int_eq(tu_await(&ready), 0);
+    pid = spawn(lock_holder, 1);
+    ck_assert_int_eq(tu_await(&rdy[1]), 0);
     kill_and_reap(pid, SHK_ECORRUPT);
     ck_assert_int_eq(shk_chan_publish(ch, "x", "no", 2, NULL, NULL, NULL), SHK_ECORRUPT);
     ck_assert_int_eq(shk_chan_tick(ch), SHK_ECORRUPT);
     ck_assert_int_eq(shk_chan_check(ch), SHK_ECORRUPT);
-    tu_pipe_close(&ready);
+    kids_reset();
     drop_store();
 }
 END_TEST
@@ -1368,6 +1403,8 @@ END_TEST
 
 int main(void)
 {
+    for (int i = 0; i < NKIDS; i++)
+        rdy[i].rd = rdy[i].wr = go[i].rd = go[i].wr = -1;
     Suite *s = suite_create("chan");
     TCase *tc = tcase_create("chan");
     tcase_set_timeout(tc, 240);
