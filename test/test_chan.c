@@ -22,6 +22,8 @@
 #include <sys/wait.h>
 
 #define MB (1024u * 1024u)
+/* A liveness bound: a worker that receives nothing for this long fails. */
+#define STALL_MS 20000
 
 static shk_zones_t *reg;
 static shk_zone_t *zone, *bzone;
@@ -550,7 +552,8 @@ static int fan_worker(void *arg)
 {
     int me = (int)(intptr_t)arg;
     wrx_t *rx = calloc(SUBS, sizeof *rx);
-    long expect = 0, got;
+    long expect = 0, got, last = 0;
+    uint64_t since = shk_time_ms();
     TU_CHECK(shk_bus_join(bus, (unsigned)me) == SHK_OK, "%s", shk_last_errmsg());
     TU_CHECK(shk_chan_join(ch, bus) >= 0, "%s", shk_last_errmsg());
     for (int j = 0; j < SUBS; j++) {
@@ -579,6 +582,12 @@ static int fan_worker(void *arg)
             got += rx[j].got;
         }
         TU_CHECK(got <= expect, "got %ld, expected %ld", got, expect);
+        if (got > last) {
+            last = got;
+            since = shk_time_ms();
+        }
+        TU_CHECK(shk_time_ms() - since < STALL_MS, "nothing delivered for %d ms: %ld of %ld",
+                 STALL_MS, got, expect);
     } while (got < expect);
     free(rx);
     return 0;
@@ -646,7 +655,8 @@ static long nfull;
 static int slow_worker(void *arg)
 {
     wrx_t *rx = calloc(3, sizeof *rx);
-    long got;
+    long got, last = 0;
+    uint64_t since = shk_time_ms();
     (void)arg;
     TU_CHECK(shk_bus_join(bus, 0) == SHK_OK, "%s", shk_last_errmsg());
     TU_CHECK(shk_chan_join(ch, bus) >= 0, "%s", shk_last_errmsg());
@@ -667,6 +677,12 @@ static int slow_worker(void *arg)
             TU_CHECK(!rx[j].bad, "bad message");
             got += rx[j].got;
         }
+        if (got > last) {
+            last = got;
+            since = shk_time_ms();
+        }
+        TU_CHECK(shk_time_ms() - since < STALL_MS, "nothing delivered for %d ms: %ld of %ld",
+                 STALL_MS, got, 3 * nfull);
     } while (got < 3 * nfull);
     TU_CHECK(got == 3 * nfull, "got %ld", got);
     return 0;
@@ -752,9 +768,11 @@ static int successor(void *arg)
     TU_CHECK(st.slot[shk_chan_slot(ch)].stale > 0, "no stale alert discarded");
     tu_signal(&rdy[1]);
     TU_CHECK(tu_await(&go[1]) == 0, "go");
-    while (r->n < 50)
+    for (uint64_t t0 = shk_time_ms(); r->n < 50;) {
         if (shk_bus_wait(bus, SHK_CHAN_TICK_MS) >= 0)
             shk_bus_dispatch(bus, 64);
+        TU_CHECK(shk_time_ms() - t0 < STALL_MS, "%d of 50 in %d ms", r->n, STALL_MS);
+    }
     TU_CHECK(r->n == 50, "got %d", r->n);
     for (int i = 0; i < r->n; i++)
         TU_CHECK(strcmp(r->data[i], "after") == 0, "got %s", r->data[i]);
