@@ -177,6 +177,7 @@ struct shk_chan_sub_s {
 };
 
 struct shk_chan_s {
+    struct shk_chan_s *vg_next; /* open handles, for the fork handler (valgrind) */
     shk_zone_t *zone;
     shk_slab_t *slab;
     char *base;  /* slab base */

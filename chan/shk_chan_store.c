@@ -10,9 +10,18 @@
  */
 #include "shk_chan_internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define CHAN_VG 1
+#else
+#define CHAN_VG 0
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 /* The store whose lock this thread holds, for the reclaim hook: the hook is
  * the slab handle's and runs inside any allocation, so it acts only when the
@@ -562,6 +571,45 @@ static size_t store_bytes(uint32_t nslots)
     return sizeof(chan_store_t) + (size_t)nslots * sizeof(chan_slot_t);
 }
 
+/* ---- valgrind ------------------------------------------------------------------------ */
+
+/* Under valgrind, a block this process freed before it forked stays "freed"
+ * in the child's view, though another process may allocate it again and
+ * the child read it (a message published after the fork): in a forked
+ * child, the zones of open stores are plain defined memory. The slab's own
+ * fork handler covers only blocks allocated at the fork. */
+static shk_chan_t *vg_handles;
+static pthread_mutex_t vg_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void vg_atfork_child(void)
+{
+#if CHAN_VG
+    for (shk_chan_t *h = vg_handles; h; h = h->vg_next)
+        VALGRIND_MAKE_MEM_DEFINED(h->base, h->size);
+#endif
+}
+
+static void vg_track(shk_chan_t *ch, int on)
+{
+    static int atfork_set;
+    if (!RUNNING_ON_VALGRIND)
+        return;
+    pthread_mutex_lock(&vg_mu);
+    if (!atfork_set && pthread_atfork(NULL, NULL, vg_atfork_child) == 0)
+        atfork_set = 1;
+    if (on) {
+        ch->vg_next = vg_handles;
+        vg_handles = ch;
+    } else {
+        for (shk_chan_t **pp = &vg_handles; *pp; pp = &(*pp)->vg_next)
+            if (*pp == ch) {
+                *pp = ch->vg_next;
+                break;
+            }
+    }
+    pthread_mutex_unlock(&vg_mu);
+}
+
 /* ---- create, open, close ----------------------------------------------------------- */
 
 static shk_chan_t *handle_new(shk_zone_t *zone)
@@ -633,6 +681,7 @@ shk_chan_t *shk_chan_create(shk_zone_t *zone, const shk_chan_opts_t *opts)
         return NULL;
     }
     shk_slab_set_reclaim(ch->slab, chan_reclaim, NULL);
+    vg_track(ch, 1);
     return ch;
 }
 
@@ -688,6 +737,7 @@ shk_chan_t *shk_chan_open(shk_zone_t *zone, unsigned flags)
         }
         shk_slab_set_reclaim(ch->slab, chan_reclaim, NULL);
     }
+    vg_track(ch, 1);
     return ch;
 fail:
     free(ch);
@@ -722,6 +772,7 @@ void shk_chan_close(shk_chan_t *ch)
 {
     if (!ch)
         return;
+    vg_track(ch, 0);
     shk_chan_local_free(ch);
     if (!ch->rdonly)
         shk_shmtx_destroy(&ch->mtx);

@@ -521,8 +521,10 @@ static void on_fan(shk_chan_sub_t *sub, const shk_chan_msg_t *m, void *ctx)
     wrx_t *rx = ctx;
     int c = chan_index(m->channel), p = -1;
     long k = -1;
+    char text[32];
     (void)sub;
-    if (c < 0 || sscanf(m->data, "P%d %ld", &p, &k) != 2 || p < 0 || p >= NPUB) {
+    snprintf(text, sizeof text, "%.*s", (int)(m->len < 31 ? m->len : 31), (const char *)m->data);
+    if (c < 0 || sscanf(text, "P%d %ld", &p, &k) != 2 || p < 0 || p >= NPUB) {
         rx->bad = 1;
         return;
     }
@@ -1260,7 +1262,10 @@ static int rbad;
 static void on_model(shk_chan_sub_t *sub, const shk_chan_msg_t *m, void *ctx)
 {
     int i = (int)(intptr_t)ctx, c = -1, g = -1;
+    char text[16];
     (void)sub;
+    snprintf(text, sizeof text, "%.*s", (int)(m->len < 15 ? m->len : 15),
+             m->data ? (const char *)m->data : "");
     if (sscanf(m->channel, "r%d", &c) != 1 || c < 0 || c >= RNC) {
         rbad = 1;
         return;
@@ -1270,7 +1275,7 @@ static void on_model(shk_chan_sub_t *sub, const shk_chan_msg_t *m, void *ctx)
         if (l->state != 2)
             rbad = 2;
         l->state = 0;
-    } else if (sscanf(m->data, "g%d", &g) != 1) {
+    } else if (sscanf(text, "g%d", &g) != 1) {
         rbad = 3;
     }
     if (l->ngot < RLIST)
