@@ -172,6 +172,19 @@ typedef struct shk_chan_stats_s {
     shk_chan_slot_stats_t slot[SHK_CHAN_MAX_SLOTS];
 } shk_chan_stats_t;
 
+/* ---- ids --------------------------------------------------------------------- */
+
+/*
+ * Check a channel id before using it (an HTTP layer's 400, a directive):
+ * 1 to `max_len` bytes (at most SHK_CHAN_ID_MAX) of A-Z a-z 0-9 and
+ * - . _ ~ : @ ! $ & ' ( ) * + , ; = (a URL path segment's characters, less
+ * '%'). SHK_OK with *len set (len may be NULL), SHK_EINVAL (NULL, empty, a
+ * byte outside the set, named with its position) or SHK_ERANGE (too long).
+ * Every call that takes an id checks it the same way against the store's
+ * max_id_len.
+ */
+SHK_API int shk_chan_check_id(const char *id, size_t max_len, size_t *len);
+
 /* ---- the store ----------------------------------------------------------- */
 
 /*
@@ -200,7 +213,9 @@ SHK_API shk_chan_t *shk_chan_open(shk_zone_t *zone, unsigned flags);
 
 /* Change the limits of an open store (a reload that kept its zone): every
  * field but `slots`, which must be 0 or the store's (SHK_EINVAL). Takes the
- * lock. Messages and channels already there stay, even above new limits. */
+ * lock, waiting at most SHK_CHAN_REAP_WAIT_MS (SHK_ETIMEDOUT: nothing
+ * changed), so a master never stalls behind a worker. Messages and
+ * channels already there stay, even above new limits. */
 SHK_API int shk_chan_reconfigure(shk_chan_t *ch, const shk_chan_opts_t *opts);
 
 /* Release the handle; the store stays in the zone. A joined process's

@@ -274,6 +274,8 @@ SHK_HIDDEN uint64_t shk_chan_wall(const shk_chan_t *ch);
  * found damage). While held, this thread's reclaim hook may drop stored
  * messages for the store's allocations. */
 SHK_HIDDEN int shk_chan_lock(shk_chan_t *ch);
+/* The same, waiting at most timeout_ms (negative: no limit): SHK_ETIMEDOUT. */
+SHK_HIDDEN int shk_chan_lock_for(shk_chan_t *ch, int timeout_ms);
 SHK_HIDDEN void shk_chan_unlock(shk_chan_t *ch);
 /* After the lock was taken over from a dead holder: check, mark damaged. */
 SHK_HIDDEN int shk_chan_took_over(shk_chan_t *ch);

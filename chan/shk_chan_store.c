@@ -58,6 +58,16 @@ static int id_syntax(const char *id, size_t max, size_t *len, const char *what)
     return SHK_OK;
 }
 
+int shk_chan_check_id(const char *id, size_t max_len, size_t *len)
+{
+    size_t n;
+    int rc = id_syntax(id, max_len > SHK_CHAN_ID_MAX ? SHK_CHAN_ID_MAX : max_len, &n,
+                       "channel id");
+    if (rc == SHK_OK && len)
+        *len = n;
+    return rc;
+}
+
 int shk_chan_id_check(const shk_chan_t *ch, const char *id, size_t *len)
 {
     return id_syntax(id, ch->st->max_id_len, len, "channel id");
@@ -214,10 +224,19 @@ int shk_chan_took_over(shk_chan_t *ch)
 
 int shk_chan_lock(shk_chan_t *ch)
 {
+    return shk_chan_lock_for(ch, -1);
+}
+
+int shk_chan_lock_for(shk_chan_t *ch, int timeout_ms)
+{
     int rc = shk_chan_usable(ch, 1);
     if (rc != SHK_OK)
         return rc;
-    rc = shk_shmtx_lock(&ch->mtx);
+    rc = timeout_ms < 0 ? shk_shmtx_lock(&ch->mtx)
+                        : shk_shmtx_timedlock(&ch->mtx, (unsigned)timeout_ms);
+    if (!shk_shmtx_held(rc))
+        return shk_error(SHK_ETIMEDOUT, "channel store in zone \"%s\": lock busy for %d ms",
+                         shk_zone_name(ch->zone), timeout_ms);
     chan_op = ch;
     if (rc == SHK_EOWNERDEAD && (rc = shk_chan_took_over(ch)) != SHK_OK) {
         shk_chan_unlock(ch);
@@ -755,7 +774,7 @@ int shk_chan_reconfigure(shk_chan_t *ch, const shk_chan_opts_t *opts)
     if (opts && opts->slots && opts->slots != ch->st->nslots)
         return shk_error(SHK_EINVAL, "the store has %u slots, not %u", ch->st->nslots,
                          opts->slots);
-    if ((rc = shk_chan_lock(ch)) != SHK_OK)
+    if ((rc = shk_chan_lock_for(ch, SHK_CHAN_REAP_WAIT_MS)) != SHK_OK)
         return rc;
     write_limits(ch->st, &r);
     shk_chan_unlock(ch);

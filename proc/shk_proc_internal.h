@@ -16,8 +16,10 @@
 #include <signal.h>
 
 #define SHK_PROC_BUS_ZONE "shmkit_bus"
+#define SHK_PROC_CHAN_ZONE "shmkit_chan"
 #define SHK_PROC_ALERT_QUIT "shk:quit"
 #define SHK_PROC_ALERT_TERMINATE "shk:terminate"
+#define SHK_PROC_ALERT_SIBLING "shk:sibling"
 #define SHK_PROC_DEFAULT_BUS_QUEUE (256u * 1024u)
 #define SHK_PROC_DEFAULT_BUS_EXTRA (4u * 1024u * 1024u)
 
@@ -44,7 +46,15 @@ typedef struct shk_proc_slot_s {
     uint64_t respawn_at;
     unsigned early_deaths;
     int quit_sent; /* 1: quit sent, 2: terminate sent */
+    uint64_t sib_pending; /* bit j: this worker has not been told slot j's state yet */
 } shk_proc_slot_t;
+
+/* The alert a worker gets when a sibling of its generation starts or dies:
+ * the slot's state now (coalesced: a death and a respawn may come as one). */
+typedef struct shk_proc_sibling_msg_s {
+    uint32_t slot;
+    int32_t pid; /* 0: no worker in the slot now */
+} shk_proc_sibling_msg_t;
 
 struct shk_cycle_s {
     /* what the configuration said (shk_cycle.c) */
@@ -59,6 +69,14 @@ struct shk_cycle_s {
     unsigned nlisten;
     void *app_conf;
     shk_conf_directive_t dirs[8];
+
+    /* the channel store (the channels directive); chan_size 0: none */
+    size_t chan_size;
+    shk_chan_opts_t chan_opts;
+    char chan_prefix[SHK_CHAN_PREFIX_MAX + 1];
+    char chan_events[SHK_CHAN_ID_MAX + 1];
+    shk_zone_t *chan_zone;
+    shk_chan_t *chan;
 
     /* set up by shk_cycle_start */
     uint64_t generation;
@@ -78,6 +96,9 @@ struct shk_worker_s {
     unsigned slot;
     void (*on_stop)(shk_worker_t *w, int fast, void *ctx);
     void *on_stop_ctx;
+    shk_worker_sibling_t on_sibling;
+    void *on_sibling_ctx;
+    pid_t sib[SHK_PROC_MAX_WORKERS]; /* what this worker knows of its siblings */
 };
 
 /* ---- shk_cycle.c ------------------------------------------------------------ */
