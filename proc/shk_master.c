@@ -54,40 +54,44 @@ static void emit(master_t *m, const char *ev, pid_t pid, unsigned slot)
 
 /* ---- siblings ----------------------------------------------------------------------- */
 
-/* Slot `slot` of cy changed (a worker started or was reaped): every other
- * running worker of cy is to be told. */
-static void note_sibling(shk_cycle_t *cy, unsigned slot)
+/* The worker in slot `slot` of cy started (alive 1) or died: every other
+ * running worker of cy is to be told, in order. */
+static void note_sibling(shk_cycle_t *cy, unsigned slot, pid_t pid, int alive)
 {
-    for (unsigned i = 0; i < cy->workers && i < SHK_PROC_MAX_WORKERS; i++)
-        if (i != slot && cy->slots[i].state == SHK_PROC_SLOT_RUNNING)
-            cy->slots[i].sib_pending |= 1ULL << slot;
+    for (unsigned i = 0; i < SHK_PROC_MAX_WORKERS; i++) {
+        shk_proc_slot_t *s = &cy->slots[i];
+        if (i == slot || s->state != SHK_PROC_SLOT_RUNNING)
+            continue;
+        if (s->sib_n == SHK_PROC_SIB_QUEUE) { /* the oldest goes */
+            s->sib_head = (s->sib_head + 1) % SHK_PROC_SIB_QUEUE;
+            s->sib_n--;
+        }
+        s->sib_q[(s->sib_head + s->sib_n++) % SHK_PROC_SIB_QUEUE] =
+            (shk_proc_sibling_msg_t){slot, (int32_t)pid, (uint32_t)alive};
+    }
 }
 
-/* Send what is pending: each alert carries the slot's state at the time it
- * is sent. A worker that has not joined its bus slot yet (SHK_ESRCH) or
- * whose queue is full (SHK_EAGAIN) is tried again by the timers. Returns 1
- * while something is still pending. */
+/* Send what is queued. A worker that has not joined its bus slot yet
+ * (SHK_ESRCH) or whose queue is full (SHK_EAGAIN) is tried again by the
+ * timers. Returns 1 while something is still queued. */
 static int tell_siblings(shk_cycle_t *cy)
 {
     int left = 0;
     for (unsigned i = 0; i < SHK_PROC_MAX_WORKERS; i++) {
         shk_proc_slot_t *s = &cy->slots[i];
         if (s->state != SHK_PROC_SLOT_RUNNING) {
-            s->sib_pending = 0;
+            s->sib_n = 0;
             continue;
         }
-        for (unsigned j = 0; s->sib_pending && j < SHK_PROC_MAX_WORKERS; j++) {
-            shk_proc_sibling_msg_t msg;
-            int rc;
-            if (!(s->sib_pending >> j & 1))
-                continue;
-            msg.slot = j;
-            msg.pid = cy->slots[j].state == SHK_PROC_SLOT_RUNNING ? cy->slots[j].pid : 0;
-            rc = shk_bus_send(cy->bus, s->pid, SHK_PROC_ALERT_SIBLING, &msg, sizeof msg);
-            if (rc == SHK_OK || (rc != SHK_ESRCH && rc != SHK_EAGAIN))
-                s->sib_pending &= ~(1ULL << j);
+        while (s->sib_n) {
+            int rc = shk_bus_send(cy->bus, s->pid, SHK_PROC_ALERT_SIBLING, &s->sib_q[s->sib_head],
+                                  sizeof s->sib_q[0]);
+            if (rc == SHK_ESRCH || rc == SHK_EAGAIN)
+                break;
+            s->sib_head = (s->sib_head + 1) % SHK_PROC_SIB_QUEUE;
+            s->sib_n--;
         }
-        left |= s->sib_pending != 0;
+        left |= s->sib_n != 0;
     }
     return left;
 }
@@ -113,8 +117,8 @@ static int spawn(master_t *m, shk_cycle_t *cy, unsigned slot)
     s->pid = pid;
     s->started_ms = shk_time_ms();
     s->quit_sent = 0;
-    s->sib_pending = 0; /* it read the table as it was at the fork */
-    note_sibling(cy, slot);
+    s->sib_n = 0; /* it read the table as it was at the fork */
+    note_sibling(cy, slot, pid, 1);
     shk_log(SHK_LOG_NOTICE, "start worker process %d (slot %u, generation %llu)", (int)pid, slot,
             (unsigned long long)cy->generation);
     emit(m, "spawn", pid, slot);
@@ -264,7 +268,7 @@ static void reap(master_t *m)
             shk_log(SHK_LOG_NOTICE, "worker process %d exited with code 0", (int)si.si_pid);
         s->state = SHK_PROC_SLOT_EMPTY;
         s->pid = 0;
-        note_sibling(cy, slot);
+        note_sibling(cy, slot, si.si_pid, 0);
         emit(m, "exit", si.si_pid, slot);
 
         if (cy != m->cur || cy->retiring || m->stopping)

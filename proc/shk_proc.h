@@ -178,8 +178,9 @@ SHK_API void shk_worker_on_stop(shk_worker_t *w, void (*fn)(shk_worker_t *w, int
  * with its new pid, or 0 with the pid that died. Called from
  * shk_bus_dispatch, fed by alerts the master sends when it spawns and reaps
  * workers (as nginx's master tells its workers of a new sibling), so
- * nobody polls. A death and the respawn in the same slot may reach a busy
- * worker together: it then gets the death, then the birth. One hook per
+ * nobody polls. Events come in order; the master keeps up to 32 for a
+ * worker that cannot take them yet and then drops the oldest, but a worker
+ * always hears of a death before the birth that replaces it. One hook per
  * worker; a later call replaces it. */
 typedef void (*shk_worker_sibling_t)(shk_worker_t *w, unsigned slot, pid_t pid, int alive,
                                      void *ctx);

@@ -23,6 +23,19 @@
 #define SHK_PROC_DEFAULT_BUS_QUEUE (256u * 1024u)
 #define SHK_PROC_DEFAULT_BUS_EXTRA (4u * 1024u * 1024u)
 
+/* The alert a worker gets when a sibling of its generation starts or dies. */
+typedef struct shk_proc_sibling_msg_s {
+    uint32_t slot;
+    int32_t pid;
+    uint32_t alive; /* 1 started, 0 died */
+} shk_proc_sibling_msg_t;
+
+/* Sibling events the master keeps for a worker that cannot take them yet
+ * (not joined, queue full); past it the oldest go (the worker's handler
+ * stays consistent: a birth in a slot it knows as taken reports the death
+ * it missed first). */
+#define SHK_PROC_SIB_QUEUE 32
+
 /* A worker slot's state. */
 enum { SHK_PROC_SLOT_EMPTY, SHK_PROC_SLOT_RUNNING, SHK_PROC_SLOT_WAITING /* respawn due */ };
 
@@ -46,15 +59,10 @@ typedef struct shk_proc_slot_s {
     uint64_t respawn_at;
     unsigned early_deaths;
     int quit_sent; /* 1: quit sent, 2: terminate sent */
-    uint64_t sib_pending; /* bit j: this worker has not been told slot j's state yet */
+    /* sibling events this worker has not been told yet, oldest first */
+    shk_proc_sibling_msg_t sib_q[SHK_PROC_SIB_QUEUE];
+    unsigned sib_head, sib_n;
 } shk_proc_slot_t;
-
-/* The alert a worker gets when a sibling of its generation starts or dies:
- * the slot's state now (coalesced: a death and a respawn may come as one). */
-typedef struct shk_proc_sibling_msg_s {
-    uint32_t slot;
-    int32_t pid; /* 0: no worker in the slot now */
-} shk_proc_sibling_msg_t;
 
 struct shk_cycle_s {
     /* what the configuration said (shk_cycle.c) */

@@ -39,30 +39,41 @@ static void on_stop_alert(shk_bus_t *bus, const char *name, const void *data, si
         the_worker.on_stop(&the_worker, fast, the_worker.on_stop_ctx);
 }
 
-/* A bus handler, in the worker: a sibling's slot changed (shk_master.c). */
+static void sibling_event(unsigned slot, pid_t pid, int alive)
+{
+    if (the_worker.on_sibling)
+        the_worker.on_sibling(&the_worker, slot, pid, alive, the_worker.on_sibling_ctx);
+}
+
+/* A bus handler, in the worker: a sibling started or died (shk_master.c).
+ * Kept consistent if the master had to drop events: a birth in a slot
+ * known as taken reports the death missed first; a death of a pid not
+ * known reports the death of the one that was. */
 static void on_sibling_alert(shk_bus_t *bus, const char *name, const void *data, size_t len,
                              void *ctx)
 {
     shk_proc_sibling_msg_t msg;
-    pid_t old;
+    pid_t known;
     (void)bus;
     (void)name;
     (void)ctx;
     if (len != sizeof msg)
         return;
     memcpy(&msg, data, sizeof msg);
-    if (msg.slot >= SHK_PROC_MAX_WORKERS || msg.slot == the_worker.slot || msg.pid < 0)
+    if (msg.slot >= SHK_PROC_MAX_WORKERS || msg.slot == the_worker.slot || msg.pid <= 0)
         return;
-    old = the_worker.sib[msg.slot];
-    if (old == msg.pid)
-        return;
-    the_worker.sib[msg.slot] = msg.pid;
-    if (!the_worker.on_sibling)
-        return;
-    if (old)
-        the_worker.on_sibling(&the_worker, msg.slot, old, 0, the_worker.on_sibling_ctx);
-    if (msg.pid)
-        the_worker.on_sibling(&the_worker, msg.slot, msg.pid, 1, the_worker.on_sibling_ctx);
+    known = the_worker.sib[msg.slot];
+    if (msg.alive) {
+        if (known == msg.pid)
+            return;
+        if (known)
+            sibling_event(msg.slot, known, 0);
+        the_worker.sib[msg.slot] = msg.pid;
+        sibling_event(msg.slot, msg.pid, 1);
+    } else if (known) {
+        the_worker.sib[msg.slot] = 0;
+        sibling_event(msg.slot, known, 0);
+    }
 }
 
 /* The worker of an application that gave none: wait for the stop (and keep

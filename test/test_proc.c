@@ -685,8 +685,11 @@ static void await_lines(harness_t *h, const char **want, int n)
     int seen[32] = {0}, left = n;
     char line[256];
     while (left > 0) {
-        ck_assert_msg(read_line(h->rep_rd, line, sizeof line) == 0, "%d report lines missing",
-                      left);
+        int first = 0;
+        while (seen[first])
+            first++;
+        ck_assert_msg(read_line(h->rep_rd, line, sizeof line) == 0,
+                      "%d report lines missing, \"%s\" among them", left, want[first]);
         for (int i = 0; i < n; i++)
             if (!seen[i] && strcmp(line, want[i]) == 0) {
                 seen[i] = 1;
