@@ -64,7 +64,7 @@ static int check_channel(shk_chan_t *ch, chan_ch_t *c, int deleted, tally_t *t)
             return bad(ch, "message's prev link does not point back", o);
         if (m->chan != coff)
             return bad(ch, "message names another channel", o);
-        if (m->seq <= seq || m->seq > c->seq)
+        if (m->seq <= seq || m->seq > SHK_READ_ONCE(c->seq))
             return bad(ch, "message seq out of order", o);
         if (!refs)
             return bad(ch, "message with no reference left in a list", o);
@@ -108,29 +108,25 @@ static int check_tree(shk_chan_t *ch, tally_t *t)
 {
     chan_store_t *st = ch->st;
     uint64_t count = st->tree.count, seen = 0;
-    const char *pid = NULL;
+    char prev[SHK_CHAN_ID_MAX + 1];
     size_t plen = 0;
     int rc = shk_rbtree_check(&st->tree, ch->base, ch->size, NULL, NULL);
     if (rc != SHK_OK)
         return shk_error(rc, "channel store in zone \"%s\": %s", shk_zone_name(ch->zone),
                          shk_last_errmsg());
-    for (shk_rbtree_node_t *n = shk_rbtree_min(&st->tree, ch->base); n;
-         n = shk_rbtree_next(ch->base, n)) {
-        uint64_t off = chan_off(ch, n);
-        chan_ch_t *c = shk_chan_ch_at(ch, off);
-        const char *id;
+    /* In order by descents (each bounded and checked) rather than parent
+     * links, so a read-only checker of a tree that changes under it stops. */
+    for (chan_ch_t *c = shk_chan_descend(ch, "", 0, 2); c;
+         c = shk_chan_descend(ch, prev, plen, 1)) {
+        uint64_t off = chan_off(ch, c);
         if (++seen > count)
             return bad(ch, "tree walk passes its count", off);
-        if (!c || c->idlen > st->max_id_len)
-            return bad(ch, "channel out of bounds or id too long", off);
-        id = chan_id(ch, c);
-        if (pid) {
-            int r = memcmp(pid, id, plen < c->idlen ? plen : c->idlen);
-            if (r > 0 || (r == 0 && plen >= c->idlen))
-                return bad(ch, "channel ids out of order", off);
-        }
-        pid = id;
+        if (c->idlen > st->max_id_len)
+            return bad(ch, "channel id too long", off);
+        memcpy(prev, chan_id(ch, c), c->idlen);
         plen = c->idlen;
+        if (c->node.key != shk_chan_id_key(prev, plen))
+            return bad(ch, "channel key does not match its id", off);
         if ((rc = check_channel(ch, c, 0, t)) != SHK_OK)
             return rc;
     }

@@ -94,15 +94,17 @@ typedef struct chan_ch_s {
     uint64_t serial;        /* unique in the store: told apart from a reused block */
     uint64_t head, tail;    /* messages (stored and in flight), seq order */
     uint64_t lnext, lprev;  /* idle list or deleted list */
-    uint64_t seq;           /* the last seq given */
-    uint64_t last_time_ms;
-    uint64_t created_ms;    /* wall */
+    /* the last seq and id given: under the lock, and read lock-free by
+     * read-only handles (info) */
+    _Atomic uint64_t seq;
+    _Atomic uint64_t last_time_ms;
+    uint64_t created_ms;    /* wall; written before the channel is linked */
     uint64_t since_ms;      /* monotonic: idle since (on the idle list) */
     _Atomic uint64_t published;
     _Atomic uint32_t stored, subscribers;
     _Atomic uint32_t flags;
     uint32_t nmsgs; /* messages in the list */
-    uint32_t last_tag;
+    _Atomic uint32_t last_tag;
     uint16_t idlen;
     uint16_t reserved;
     /* then uint32_t subs[nslots], padded to 8; uint64_t last[nslots] (the seq
@@ -140,10 +142,15 @@ typedef struct chan_wch_s chan_wch_t;
 
 /* One (subscriber, channel) pair. */
 struct chan_link_s {
+    shk_chan_deliver_t fn; /* the subscriber's, copied: one line per delivery */
+    void *ctx;
+    /* The subscriber gets the messages above `start` (its backlog, if any,
+     * ends at or below it). The worker gives each seq of a channel once and
+     * in order (wc->wseq), so this bound never has to move. */
+    uint64_t start;
+    int dead;        /* unsubscribed; freed by the next sweep */
     shk_chan_sub_t *sub;
     chan_wch_t *wc;
-    uint64_t cursor; /* the last seq given to this subscriber */
-    int dead;        /* unsubscribed; freed by the next sweep */
     chan_link_t *cnext, *cprev; /* in wc */
     chan_link_t *snext, *sprev; /* in sub */
 };
@@ -188,6 +195,7 @@ struct shk_chan_s {
     shk_bus_t *bus;
     uint64_t (*clock)(void *ctx);
     void *clock_ctx;
+    uint64_t expired_ms; /* when this handle's tick last expired (0: never) */
 
     /* joined process */
     int slot;         /* -1 when not joined */
@@ -262,6 +270,8 @@ SHK_HIDDEN int shk_chan_id_char(unsigned char c);
 /* Check a channel id against the store's rules: SHK_OK with *len, or
  * SHK_EINVAL / SHK_ERANGE with the message. */
 SHK_HIDDEN int shk_chan_id_check(const shk_chan_t *ch, const char *id, size_t *len);
+/* The tree key of an id: its first 8 bytes, big-endian, zero-padded. */
+SHK_HIDDEN uint64_t shk_chan_id_key(const char *id, size_t len);
 /* Whether `id` starts with the wildcard prefix. */
 SHK_HIDDEN int shk_chan_is_wildcard(const shk_chan_t *ch, const char *id, size_t len);
 

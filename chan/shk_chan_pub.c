@@ -155,17 +155,25 @@ static void draft_free(shk_chan_t *ch, draft_t *dr)
     dr->d = NULL;
 }
 
-/* Under the lock: keep at most max_stored stored messages on c. */
+/* Under the lock: keep at most max_stored stored messages on c. Stored
+ * messages are the newest of the list (every way of dropping one drops the
+ * oldest first), so the walk goes back from the tail past the ones kept:
+ * max_stored steps, however many messages are in flight before them. */
 static void trim(shk_chan_t *ch, chan_ch_t *c)
 {
-    uint64_t o = c->head;
-    for (uint32_t n = 0; o && SHK_READ_ONCE(c->stored) > ch->st->max_stored && n <= c->nmsgs; n++) {
+    uint64_t o = c->tail;
+    uint32_t kept = 0, max = ch->st->max_stored;
+    for (uint32_t n = 0; o && SHK_READ_ONCE(c->stored) > max && n <= c->nmsgs; n++) {
         chan_msg_t *m = chan_ptr(ch, o);
-        o = m->next;
-        if (SHK_READ_ONCE(m->refs) & CHAN_REF_STORE) {
-            SHK_ADD_SOLE(ch->st->expired, 1);
-            shk_chan_unstore(ch, m, 0);
+        o = m->prev;
+        if (!(SHK_READ_ONCE(m->refs) & CHAN_REF_STORE))
+            continue;
+        if (kept < max) {
+            kept++;
+            continue;
         }
+        SHK_ADD_SOLE(ch->st->expired, 1);
+        shk_chan_unstore(ch, m, 0);
     }
 }
 
@@ -179,9 +187,9 @@ static void link_message(shk_chan_t *ch, chan_ch_t *c, chan_msg_t *m, uint64_t r
     chan_alert_t a = {CHAN_ALERT_MSG, 0, 0, 0, chan_off(ch, c), c->serial, off, 0, 0};
 
     m->magic = CHAN_MSG_MAGIC;
-    m->seq = c->seq;
-    m->time_ms = c->last_time_ms;
-    m->tag = c->last_tag;
+    m->seq = SHK_READ_ONCE(c->seq);
+    m->time_ms = SHK_READ_ONCE(c->last_time_ms);
+    m->tag = SHK_READ_ONCE(c->last_tag);
     m->born_ms = shk_chan_now(ch);
     m->chan = chan_off(ch, c);
     /* Relaxed: the unlock publishes it to lock takers; the alert's bus
@@ -283,13 +291,14 @@ int shk_chan_publish(shk_chan_t *ch, const char *channel, const void *data, size
     /* The id: the wall clock, never below the channel's last one; the tag
      * counts messages within one millisecond. */
     now = shk_chan_wall(ch);
-    if (c->seq && now <= c->last_time_ms) {
-        c->last_tag++;
+    /* Sole writers under the lock; relaxed for lock-free readers. */
+    if (SHK_READ_ONCE(c->seq) && now <= SHK_READ_ONCE(c->last_time_ms)) {
+        SHK_ADD_SOLE(c->last_tag, 1);
     } else {
-        c->last_time_ms = now;
-        c->last_tag = 0;
+        SHK_WRITE_ONCE(c->last_time_ms, now);
+        SHK_WRITE_ONCE(c->last_tag, 0);
     }
-    c->seq++;
+    SHK_ADD_SOLE(c->seq, 1);
     SHK_ADD_SOLE(c->published, 1);
     SHK_ADD_SOLE(st->published, 1);
     t.n = 0;
@@ -354,7 +363,7 @@ int shk_chan_delete(shk_chan_t *ch, const char *channel)
     t.n = 0;
     {
         const uint32_t *subs = chan_subs(ch, c);
-        chan_alert_t a = {CHAN_ALERT_DELETED, 0, 0, 0, chan_off(ch, c), c->serial, 0, c->seq, 0};
+        chan_alert_t a = {CHAN_ALERT_DELETED, 0, 0, 0, chan_off(ch, c), c->serial, 0, SHK_READ_ONCE(c->seq), 0};
         for (unsigned s = 0; s < ch->st->nslots; s++)
             if (subs[s] && SHK_READ_ONCE(ch->st->slots[s].pid))
                 add_target(ch, &t, s, &a);

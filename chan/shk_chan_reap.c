@@ -138,6 +138,17 @@ int shk_chan_tick(shk_chan_t *ch)
     n = shk_chan_catch_up(ch);
     if (n < 0)
         n = 0;
+    /* The lock only when there is something to do: a dead slot to clean,
+     * or expiry, at most once per SHK_CHAN_TICK_MS per handle. */
+    {
+        int dead = 0;
+        uint64_t now = shk_chan_now(ch);
+        for (unsigned s = 0; s < ch->st->nslots && !dead; s++)
+            dead = SHK_READ_ONCE(ch->st->slots[s].dead) != 0;
+        if (!dead && ch->expired_ms && now - ch->expired_ms < SHK_CHAN_TICK_MS)
+            return n;
+        ch->expired_ms = now ? now : 1;
+    }
     do {
         gone.n = 0;
         if ((rc = shk_chan_lock(ch)) != SHK_OK)
@@ -165,9 +176,9 @@ void shk_chan_fill_info(const shk_chan_t *ch, chan_ch_t *c, shk_chan_info_t *inf
     info->published = SHK_READ_ONCE(c->published);
     info->stored = SHK_READ_ONCE(c->stored);
     info->subscribers = SHK_READ_ONCE(c->subscribers);
-    info->last_id.time_ms = c->seq ? c->last_time_ms : 0;
-    info->last_id.tag = c->seq ? c->last_tag : 0;
-    info->last_seq = c->seq;
+    info->last_seq = SHK_READ_ONCE(c->seq);
+    info->last_id.time_ms = info->last_seq ? SHK_READ_ONCE(c->last_time_ms) : 0;
+    info->last_id.tag = info->last_seq ? SHK_READ_ONCE(c->last_tag) : 0;
     info->created_ms = c->created_ms;
     info->flags = SHK_READ_ONCE(c->flags) & (SHK_CHAN_WILDCARD | SHK_CHAN_EVENTS);
 }

@@ -79,7 +79,7 @@ int shk_chan_is_wildcard(const shk_chan_t *ch, const char *id, size_t len)
     return st->prefix_len && len >= st->prefix_len && memcmp(id, st->prefix, st->prefix_len) == 0;
 }
 
-static uint64_t id_key(const char *id, size_t len)
+uint64_t shk_chan_id_key(const char *id, size_t len)
 {
     uint64_t k = 0;
     for (size_t i = 0; i < 8; i++)
@@ -439,7 +439,7 @@ chan_ch_t *shk_chan_make(shk_chan_t *ch, const char *id, size_t len)
                   shk_zone_name(ch->zone), id);
         return NULL;
     }
-    c->node.key = id_key(id, len);
+    c->node.key = shk_chan_id_key(id, len);
     c->serial = ++st->serial;
     c->idlen = (uint16_t)len;
     memcpy(chan_id(ch, c), id, len);

@@ -7,7 +7,7 @@
  * any other alert (one before it is missing: still in flight, or never sent
  * because a queue was full) and the tick after a missed alert walk the
  * channel's list under the lock and deliver, in seq order, every message
- * the worker holds a reference to. Each subscriber has its own cursor, so
+ * the worker holds a reference to. Each subscriber has its own start, so
  * the backlog given at subscription and the live messages never overlap.
  * Changes to subscriptions made during a delivery wait for its end (the
  * sweep), so nothing a callback is reading goes away under it.
@@ -140,7 +140,7 @@ static void count_delivered(shk_chan_t *ch, unsigned n)
     SHK_ADD_SOLE(ch->st->slots[ch->slot].delivered, n);
 }
 
-/* m to every live link of w whose cursor is below it. */
+/* m to every live link of w that starts below it. */
 static int deliver(shk_chan_t *ch, chan_wch_t *w, chan_msg_t *m)
 {
     shk_chan_msg_t v;
@@ -150,12 +150,11 @@ static int deliver(shk_chan_t *ch, chan_wch_t *w, chan_msg_t *m)
                 (unsigned long long)m->seq);
         return 0;
     }
-    /* Links added by a callback go at the tail with a cursor at or above m. */
+    /* Links added by a callback go at the tail, starting at or above m. */
     for (chan_link_t *l = w->head; l; l = l->cnext) {
-        if (l->dead || l->cursor >= v.seq)
+        if (l->dead || l->start >= v.seq)
             continue;
-        l->cursor = v.seq;
-        l->sub->fn(l->sub, &v, l->sub->ctx);
+        l->fn(l->sub, &v, l->ctx);
         n++;
     }
     count_delivered(ch, n);
@@ -186,7 +185,7 @@ static void finish_deleted(shk_chan_t *ch, chan_wch_t *w)
         if (l->dead)
             continue;
         mark_dead(ch, l);
-        l->sub->fn(l->sub, &v, l->sub->ctx);
+        l->fn(l->sub, &v, l->ctx);
         n++;
     }
     count_delivered(ch, n);
@@ -197,12 +196,13 @@ static void finish_deleted(shk_chan_t *ch, chan_wch_t *w)
  * then the deletion, if the channel was deleted. w is busy meanwhile. */
 static int catch_up_one(shk_chan_t *ch, chan_wch_t *w)
 {
-    uint64_t offs[BATCH], bit = CHAN_REF_SLOT(ch->slot);
+    uint64_t offs[BATCH], bit = CHAN_REF_SLOT(ch->slot), resume = 0;
     int total = 0, more = 1;
     while (more) {
         unsigned n = 0;
         int deleted = 0;
         chan_ch_t *c;
+        chan_msg_t *r;
         uint64_t o, start = 0;
         more = 0;
         if (shk_chan_lock(ch) != SHK_OK)
@@ -213,14 +213,21 @@ static int catch_up_one(shk_chan_t *ch, chan_wch_t *w)
             shk_log(SHK_LOG_ERR, "channel \"%s\": its record in the zone is gone", w->id);
             break;
         }
-        /* From the tail back to the first message past wseq. */
-        o = c->tail;
-        for (uint32_t k = 0; o && k <= c->nmsgs; k++) {
-            chan_msg_t *m = chan_ptr(ch, o);
-            if (m->seq <= w->wseq)
-                break;
-            start = o;
-            o = m->prev;
+        /* Where the last round stopped: a message past wseq, which holds
+         * this slot's bit and so is still there. Else from the tail back to
+         * the first message past wseq. */
+        if (resume && (r = shk_chan_msg_at(ch, resume)) && r->chan == w->off &&
+            r->seq == w->wseq + 1 && (SHK_READ_ONCE(r->refs) & bit)) {
+            start = resume;
+        } else {
+            o = c->tail;
+            for (uint32_t k = 0; o && k <= c->nmsgs; k++) {
+                chan_msg_t *m = chan_ptr(ch, o);
+                if (m->seq <= w->wseq)
+                    break;
+                start = o;
+                o = m->prev;
+            }
         }
         o = start;
         for (uint32_t k = 0; o && n < BATCH && k <= c->nmsgs; k++) {
@@ -231,6 +238,7 @@ static int catch_up_one(shk_chan_t *ch, chan_wch_t *w)
             w->wseq = m->seq;
             o = m->next;
         }
+        resume = o;
         if (o) {
             more = 1;
         } else {
@@ -672,7 +680,7 @@ int shk_chan_sub_add(shk_chan_sub_t *sub, const char *channel, const shk_chan_fr
         }
         w->off = chan_off(ch, c);
         w->serial = c->serial;
-        w->wseq = c->seq; /* nothing before holds this slot's bit */
+        w->wseq = SHK_READ_ONCE(c->seq); /* nothing before holds this slot's bit */
         w->idlen = idlen;
         memcpy(w->id, channel, idlen + 1);
     }
@@ -680,7 +688,7 @@ int shk_chan_sub_add(shk_chan_sub_t *sub, const char *channel, const shk_chan_fr
         goto fail;
     /* Stored messages past wseq are still on their way to this worker: the
      * catch-up below gives them, so the cursor stops before the first. */
-    cursor = cseq = c->seq;
+    cursor = cseq = SHK_READ_ONCE(c->seq);
     for (size_t i = 0; i < nb; i++) {
         chan_msg_t *m = chan_ptr(ch, backlog[i] & ~1ULL);
         if (m->seq > w->wseq) {
@@ -689,6 +697,8 @@ int shk_chan_sub_add(shk_chan_sub_t *sub, const char *channel, const shk_chan_fr
             break;
         }
     }
+    if (neww) /* the next message's `prev` is then this record's wseq: no catch-up */
+        chan_last(ch, c)[ch->slot] = w->wseq;
     chan_subs(ch, c)[ch->slot]++;
     SHK_ADD_SOLE(c->subscribers, 1);
     SHK_ADD_SOLE(st->slots[ch->slot].subscribers, 1);
@@ -701,7 +711,9 @@ int shk_chan_sub_add(shk_chan_sub_t *sub, const char *channel, const shk_chan_fr
         wch_insert(ch, neww);
     l->sub = sub;
     l->wc = w;
-    l->cursor = cursor;
+    l->start = cursor;
+    l->fn = sub->fn;
+    l->ctx = sub->ctx;
     l->cprev = w->tail;
     if (w->tail)
         w->tail->cnext = l;
