@@ -142,16 +142,18 @@ typedef struct chan_wch_s chan_wch_t;
 
 /* One (subscriber, channel) pair. */
 struct chan_link_s {
-    shk_chan_deliver_t fn; /* the subscriber's, copied: one line per delivery */
+    /* what a delivery reads, first: one cache line per subscriber */
+    chan_link_t *cnext;
+    shk_chan_deliver_t fn; /* the subscriber's, copied */
     void *ctx;
     /* The subscriber gets the messages above `start` (its backlog, if any,
      * ends at or below it). The worker gives each seq of a channel once and
      * in order (wc->wseq), so this bound never has to move. */
     uint64_t start;
-    int dead;        /* unsubscribed; freed by the next sweep */
     shk_chan_sub_t *sub;
+    int dead;        /* unsubscribed; freed by the next sweep */
     chan_wch_t *wc;
-    chan_link_t *cnext, *cprev; /* in wc */
+    chan_link_t *cprev;         /* in wc */
     chan_link_t *snext, *sprev; /* in sub */
 };
 
