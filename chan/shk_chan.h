@@ -230,8 +230,9 @@ SHK_API void shk_chan_close(shk_chan_t *ch);
  * shk_chan_join sets it too. NULL clears it. */
 SHK_API void shk_chan_set_bus(shk_chan_t *ch, shk_bus_t *bus);
 
-/* Test hook: the clock the handle uses (ms; for ttl, inactivity and, when
- * larger than the wall clock, ids). NULL restores the system clocks. */
+/* Test hook: the clock this handle uses, in ms, for ttl, inactivity and the
+ * ids it gives (instead of the monotonic and the wall clock). NULL restores
+ * the system clocks. Process-local. */
 SHK_API void shk_chan_set_clock(shk_chan_t *ch, uint64_t (*now_ms)(void *ctx), void *ctx);
 
 /* ---- any process ----------------------------------------------------------- */
@@ -332,10 +333,13 @@ SHK_API int shk_chan_leave(shk_chan_t *ch);
 /*
  * A joined worker's periodic work, every SHK_CHAN_TICK_MS: deliver what an
  * alert that could not be sent (a full queue, a publisher without a bus)
- * left behind, clean slots of dead processes the master could not reap,
- * drop stored messages past their ttl and remove channels inactive for
+ * left behind (lock-free when nothing was missed); then, at most once per
+ * SHK_CHAN_TICK_MS per handle (or at once for a slot marked dead), under
+ * the lock: clean slots of dead processes the master could not reap, drop
+ * stored messages past their ttl, remove channels inactive for
  * inactivity_ms (also in a process that is not joined). Returns how many
- * messages it delivered (>= 0) or an error (SHK_EPERM read-only).
+ * messages it delivered (>= 0) or an error (SHK_EPERM read-only,
+ * SHK_ECORRUPT damaged).
  */
 SHK_API int shk_chan_tick(shk_chan_t *ch);
 
