@@ -2,10 +2,11 @@
  * shk_chan_internal.h: what the channel store's files share: the layout in
  * the zone (store header, slot table, channel, message), the process-local
  * handle and the worker's local records, and the functions one file calls
- * in another. shk_chan_store.c holds the layout, the lock and the shared
- * helpers; shk_chan_pub.c publish, delete and events; shk_chan_sub.c the
- * worker's side; shk_chan_reap.c reap, expiry, info and stats;
- * shk_chan_check.c the checker. Never installed. See docs/chan.md.
+ * in another. shk_chan_store.c creates and opens stores; shk_chan_obj.c
+ * holds ids, the lock, channels and messages in the zone; shk_chan_pub.c
+ * publish, delete and events; shk_chan_deliver.c the worker's delivery;
+ * shk_chan_sub.c its subscribers; shk_chan_reap.c reap, expiry, info and
+ * stats; shk_chan_check.c the checker. Never installed. See docs/chan.md.
  */
 #ifndef SHK_CHAN_INTERNAL_H
 #define SHK_CHAN_INTERNAL_H
@@ -265,7 +266,13 @@ static inline size_t chan_msg_strs(size_t eid_len, size_t etype_len)
     return (eid_len ? eid_len + 1 : 0) + (etype_len ? etype_len + 1 : 0);
 }
 
-/* ---- shk_chan_store.c ------------------------------------------------------ */
+/* ---- shk_chan_obj.c -------------------------------------------------------- */
+
+/* An id's syntax: 1..max bytes of the id characters; `what` names it in
+ * the message. SHK_OK with *len, SHK_EINVAL or SHK_ERANGE. */
+SHK_HIDDEN int shk_chan_id_syntax(const char *id, size_t max, size_t *len, const char *what);
+/* The reclaim hook every writable handle installs on the zone's slab. */
+SHK_HIDDEN int shk_chan_reclaim(shk_slab_t *slab, size_t size, void *ctx);
 
 /* 1 for a byte channel ids may hold (docs/chan.md). */
 SHK_HIDDEN int shk_chan_id_char(unsigned char c);
@@ -341,8 +348,28 @@ SHK_HIDDEN void shk_chan_event(shk_chan_t *ch, const char *type, const char *id,
  * failure the slot is marked missed. */
 SHK_HIDDEN void shk_chan_alert(shk_chan_t *ch, unsigned s, pid_t pid, const chan_alert_t *a);
 
-/* ---- shk_chan_sub.c --------------------------------------------------------- */
+/* ---- shk_chan_deliver.c ----------------------------------------------------- */
 
+/* This process holds a slot (shk_chan_join here, not in a parent). */
+SHK_HIDDEN int shk_chan_joined(const shk_chan_t *ch);
+/* The local record of channel (off, serial), or NULL. */
+SHK_HIDDEN chan_wch_t *shk_chan_wch_find(const shk_chan_t *ch, uint64_t off, uint64_t serial);
+/* Room for one more record (SHK_ENOMEM), so that the insertion cannot fail. */
+SHK_HIDDEN int shk_chan_wch_reserve(shk_chan_t *ch);
+SHK_HIDDEN void shk_chan_wch_insert(shk_chan_t *ch, chan_wch_t *w);
+/* m as a callback sees it, every span checked; 0 if it is out of bounds. */
+SHK_HIDDEN int shk_chan_msg_view(const shk_chan_t *ch, const chan_wch_t *w, chan_msg_t *m,
+                                 shk_chan_msg_t *v);
+/* Add n to this slot's delivered counter. */
+SHK_HIDDEN void shk_chan_count_delivered(shk_chan_t *ch, unsigned n);
+/* Catch w up (every message it holds, then a deletion), or leave it to the
+ * catch-up in progress on it. Returns messages delivered. */
+SHK_HIDDEN int shk_chan_catch_up_busy(shk_chan_t *ch, chan_wch_t *w);
+/* Unsubscribe link l now; the store hears of it at the next sweep. */
+SHK_HIDDEN void shk_chan_mark_dead(shk_chan_t *ch, chan_link_t *l);
+/* Free dead links and freed subscribers and tell the store; only when no
+ * delivery is in progress (ch->depth 0). */
+SHK_HIDDEN void shk_chan_sweep(shk_chan_t *ch);
 /* The bus handler (registered by shk_chan_join). */
 SHK_HIDDEN void shk_chan_on_alert(shk_bus_t *bus, const char *name, const void *data, size_t len,
                                   void *ctx);

@@ -363,7 +363,8 @@ int shk_chan_delete(shk_chan_t *ch, const char *channel)
     t.n = 0;
     {
         const uint32_t *subs = chan_subs(ch, c);
-        chan_alert_t a = {CHAN_ALERT_DELETED, 0, 0, 0, chan_off(ch, c), c->serial, 0, SHK_READ_ONCE(c->seq), 0};
+        chan_alert_t a = {CHAN_ALERT_DELETED, 0, 0, 0, chan_off(ch, c), c->serial, 0,
+                          SHK_READ_ONCE(c->seq), 0};
         for (unsigned s = 0; s < ch->st->nslots; s++)
             if (subs[s] && SHK_READ_ONCE(ch->st->slots[s].pid))
                 add_target(ch, &t, s, &a);

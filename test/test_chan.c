@@ -424,7 +424,8 @@ START_TEST(catch_up_by_id_and_count)
     rec_t *r5 = calloc(1, sizeof *r5);
     shk_chan_sub_t *s5 = shk_chan_sub_new(ch, on_rec, r5);
     ck_assert_int_eq(shk_chan_info(ch, "c", &info), SHK_OK);
-    ck_assert_int_eq(shk_chan_sub_add(s5, "c", &(shk_chan_from_t){SHK_CHAN_FROM_AFTER, info.last_id, 0}),
+    ck_assert_int_eq(
+        shk_chan_sub_add(s5, "c", &(shk_chan_from_t){SHK_CHAN_FROM_AFTER, info.last_id, 0}),
                      SHK_OK);
     ck_assert_int_eq(r5->n, 0);
     check_all();

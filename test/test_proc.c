@@ -43,8 +43,16 @@ typedef struct {
     int report_fd;  /* workers write lines here */
 } app_ctx_t;
 
-enum { W_DEFAULT, W_HOLD_LOCKS, W_EXIT_AT_ONCE, W_REPORT_DATA, W_IGNORE_QUIT, W_STUCK, W_REPORT_LISTEN,
-       W_CHAN };
+enum {
+    W_DEFAULT,
+    W_HOLD_LOCKS,
+    W_EXIT_AT_ONCE,
+    W_REPORT_DATA,
+    W_IGNORE_QUIT,
+    W_STUCK,
+    W_REPORT_LISTEN,
+    W_CHAN
+};
 
 static app_ctx_t actx;
 static int ev_fd = -1;   /* master -> test: events */
@@ -758,14 +766,16 @@ START_TEST(channels_directive)
         {"channels 0;\n", "invalid channel store size \"0\" in %s:1"},
         {"channels 1m;\nchannels 1m;\n", "\"channels\" directive is duplicate in %s:2"},
         {"channels 1m slots=64;\n", "\"slots=64\": at most 63 in %s:1"},
-        {"channels 1m slots=0;\n", "invalid value in \"slots=0\" of \"channels\" directive in %s:1"},
+        {"channels 1m slots=0;\n",
+         "invalid value in \"slots=0\" of \"channels\" directive in %s:1"},
         {"channels 1m store_messages=yes;\n",
          "invalid value in \"store_messages=yes\" of \"channels\" directive in %s:1"},
         {"channels 1m ttl=5x;\n", "invalid value in \"ttl=5x\" of \"channels\" directive in %s:1"},
         {"channels 1m max_id=300;\n", "\"max_id=300\": at most 255 in %s:1"},
         {"channels 1m max_message=0;\n",
          "invalid value in \"max_message=0\" of \"channels\" directive in %s:1"},
-        {"channels 1m color=red;\n", "invalid parameter \"color=red\" in \"channels\" directive in %s:1"},
+        {"channels 1m color=red;\n",
+         "invalid parameter \"color=red\" in \"channels\" directive in %s:1"},
         {"channels 1m wildcard=a/b;\n",
          "invalid wildcard prefix: channel id \"a/b\" has byte 0x2f at 1 (allowed: A-Z a-z 0-9 "
          "- . _ ~ : @ ! $ & ' ( ) * + , ; =) in %s:1"},
