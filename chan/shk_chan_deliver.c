@@ -86,10 +86,9 @@ void shk_chan_local_free(shk_chan_t *ch)
     for (size_t i = 0; i < ch->tabsz; i++)
         for (chan_wch_t *w = ch->tab[i], *nw; w; w = nw) {
             nw = w->hnext;
-            for (chan_link_t *l = w->head, *nl; l; l = nl) {
-                nl = l->cnext;
-                free(l);
-            }
+            for (unsigned k = 0; k < w->nlinks; k++)
+                free(w->ents[k].link);
+            free(w->ents);
             free(w);
         }
     for (shk_chan_sub_t *s = ch->subs, *ns; s; s = ns) {
@@ -147,11 +146,13 @@ static int deliver(shk_chan_t *ch, chan_wch_t *w, chan_msg_t *m)
                 (unsigned long long)m->seq);
         return 0;
     }
-    /* Links added by a callback go at the tail, starting at or above m. */
-    for (chan_link_t *l = w->head; l; l = l->cnext) {
-        if (l->dead || l->start >= v.seq)
+    /* Entries added by a callback go at the end, starting at or above m;
+     * the array may move under a callback, so it is read again each time. */
+    for (unsigned i = 0; i < w->nlinks; i++) {
+        const chan_ent_t *e = &w->ents[i];
+        if (e->start >= v.seq)
             continue;
-        l->fn(l->sub, &v, l->ctx);
+        e->fn(e->sub, &v, e->ctx);
         n++;
     }
     shk_chan_count_delivered(ch, n);
@@ -162,6 +163,7 @@ void shk_chan_mark_dead(shk_chan_t *ch, chan_link_t *l)
 {
     chan_wch_t *w = l->wc;
     l->dead = 1;
+    w->ents[l->idx].start = UINT64_MAX;
     w->ndead++;
     l->sub->nlinks--;
     if (shk_chan_is_wildcard(ch, w->id, w->idlen))
@@ -178,11 +180,12 @@ static void finish_deleted(shk_chan_t *ch, chan_wch_t *w)
 {
     shk_chan_msg_t v = {w->id, w->idlen, NULL, 0, "", "", {0, 0}, 0, SHK_CHAN_MSG_DELETED};
     unsigned n = 0;
-    for (chan_link_t *l = w->head; l; l = l->cnext) {
-        if (l->dead)
+    for (unsigned i = 0; i < w->nlinks; i++) {
+        chan_ent_t e = w->ents[i];
+        if (e.link->dead)
             continue;
-        shk_chan_mark_dead(ch, l);
-        l->fn(l->sub, &v, l->ctx);
+        shk_chan_mark_dead(ch, e.link);
+        e.fn(e.sub, &v, e.ctx);
         n++;
     }
     shk_chan_count_delivered(ch, n);
@@ -419,18 +422,16 @@ void shk_chan_sweep(shk_chan_t *ch)
         ch->dirty = w->dnext;
         w->dirty = 0;
         w->dnext = NULL;
-        for (chan_link_t *l = w->head, *nl; l; l = nl) {
-            nl = l->cnext;
-            if (!l->dead)
+        for (unsigned i = 0; i < w->nlinks;) {
+            chan_link_t *l = w->ents[i].link;
+            if (!l->dead) {
+                i++;
                 continue;
-            if (l->cprev)
-                l->cprev->cnext = l->cnext;
-            else
-                w->head = l->cnext;
-            if (l->cnext)
-                l->cnext->cprev = l->cprev;
-            else
-                w->tail = l->cprev;
+            }
+            /* the last entry takes its place: the order of subscribers
+             * within a channel is not promised, a message's order is */
+            w->ents[i] = w->ents[--w->nlinks];
+            w->ents[i].link->idx = i;
             if (l->sprev)
                 l->sprev->snext = l->snext;
             else
@@ -442,7 +443,6 @@ void shk_chan_sweep(shk_chan_t *ch)
             free(l);
             n++;
         }
-        w->nlinks -= n;
         w->ndead = 0;
         if (!n)
             continue;
@@ -451,6 +451,7 @@ void shk_chan_sweep(shk_chan_t *ch)
             shk_chan_event(ch, "unsubscribed", w->id, w->idlen, after);
         if (!w->nlinks) {
             wch_remove(ch, w);
+            free(w->ents);
             free(w);
         }
     }

@@ -141,20 +141,27 @@ typedef struct chan_alert_s {
 typedef struct chan_link_s chan_link_t;
 typedef struct chan_wch_s chan_wch_t;
 
-/* One (subscriber, channel) pair. */
-struct chan_link_s {
-    /* what a delivery reads, first: one cache line per subscriber */
-    chan_link_t *cnext;
-    shk_chan_deliver_t fn; /* the subscriber's, copied */
-    void *ctx;
+/* What a delivery reads of one subscription, kept in an array per channel
+ * record (40 bytes each, in a row) rather than in its link: a fan-out to
+ * hundreds of local subscribers walks contiguous memory. */
+typedef struct chan_ent_s {
     /* The subscriber gets the messages above `start` (its backlog, if any,
      * ends at or below it). The worker gives each seq of a channel once and
-     * in order (wc->wseq), so this bound never has to move. */
+     * in order (wc->wseq), so this bound never has to move; UINT64_MAX once
+     * unsubscribed. */
     uint64_t start;
+    shk_chan_deliver_t fn; /* the subscriber's, copied */
+    void *ctx;
     shk_chan_sub_t *sub;
-    int dead;        /* unsubscribed; freed by the next sweep */
+    chan_link_t *link;
+} chan_ent_t;
+
+/* One (subscriber, channel) pair. */
+struct chan_link_s {
     chan_wch_t *wc;
-    chan_link_t *cprev;         /* in wc */
+    unsigned idx; /* its entry in wc->ents */
+    int dead;     /* unsubscribed; freed by the next sweep */
+    shk_chan_sub_t *sub;
     chan_link_t *snext, *sprev; /* in sub */
 };
 
@@ -163,8 +170,8 @@ struct chan_link_s {
 struct chan_wch_s {
     uint64_t off, serial;
     uint64_t wseq;     /* every message up to it is handled by this worker */
-    chan_link_t *head, *tail;
-    unsigned nlinks;   /* links, dead ones included until the sweep */
+    chan_ent_t *ents;  /* one per link, dead ones included until the sweep */
+    unsigned nlinks, cap;
     unsigned ndead;
     int dirty;         /* on the sweep list */
     int busy;          /* a delivery on it is in progress (nested alerts wait) */

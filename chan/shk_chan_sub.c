@@ -158,6 +158,16 @@ int shk_chan_sub_add(shk_chan_sub_t *sub, const char *channel, const shk_chan_fr
         w->idlen = idlen;
         memcpy(w->id, channel, idlen + 1);
     }
+    if (w->nlinks == w->cap) {
+        unsigned ncap = w->cap ? w->cap * 2 : 4;
+        chan_ent_t *ne = realloc(w->ents, ncap * sizeof *ne);
+        if (!ne) {
+            rc = shk_error(SHK_ENOMEM, "out of memory");
+            goto fail;
+        }
+        w->ents = ne;
+        w->cap = ncap;
+    }
     if ((rc = collect_backlog(ch, c, &f, &backlog, &nb)) != SHK_OK)
         goto fail;
     /* Stored messages past wseq are still on their way to this worker: the
@@ -185,16 +195,8 @@ int shk_chan_sub_add(shk_chan_sub_t *sub, const char *channel, const shk_chan_fr
         shk_chan_wch_insert(ch, neww);
     l->sub = sub;
     l->wc = w;
-    l->start = cursor;
-    l->fn = sub->fn;
-    l->ctx = sub->ctx;
-    l->cprev = w->tail;
-    if (w->tail)
-        w->tail->cnext = l;
-    else
-        w->head = l;
-    w->tail = l;
-    w->nlinks++;
+    l->idx = w->nlinks;
+    w->ents[w->nlinks++] = (chan_ent_t){cursor, sub->fn, sub->ctx, sub, l};
     l->sprev = sub->tail;
     if (sub->tail)
         sub->tail->snext = l;
@@ -233,6 +235,8 @@ int shk_chan_sub_add(shk_chan_sub_t *sub, const char *channel, const shk_chan_fr
 
 fail:
     shk_chan_unlock(ch);
+    if (neww)
+        free(neww->ents);
     free(neww);
     free(l);
     return rc;
