@@ -31,7 +31,7 @@ B           := build/$(VARIANT)
 
 # Modules from the bottom of the dependency chain to the top. A module may
 # include headers only from itself and the modules before it (mk/check-layers.sh).
-MODULES     := core rbtree shmtx slab shm bus stat proc
+MODULES     := core rbtree shmtx slab shm bus chan stat proc
 
 WARN        := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
                -Wpointer-arith -Wformat=2

@@ -8,6 +8,7 @@
  *   slab   slab allocator inside a zone
  *   shm    named, tagged zones; reload reuse; attach
  *   bus    per-worker alert queues with a pipe doorbell
+ *   chan   publish/subscribe channels stored in a zone, delivered over the bus
  *   stat   reports on zones and the zones list (text, JSON)
  *   proc   master/worker supervisor
  */
@@ -21,6 +22,7 @@
 #include "shk_slab.h"
 #include "shk_zone.h"
 #include "shk_bus.h"
+#include "shk_chan.h"
 #include "shk_stat.h"
 #include "shk_proc.h"
 

@@ -1,11 +1,12 @@
 /*
  * shk_cycle.c: one configuration generation (a cycle). The supervisor's
  * built-in directives (worker_processes, listen, pid,
- * worker_shutdown_timeout, bus_queue) and the zones' fill a cycle as the
+ * worker_shutdown_timeout, bus_queue, channels) and the zones' fill a cycle as the
  * file is read; shk_cycle_read reads a whole file into a new cycle, and
  * shk_cycle_start sets it up: its bus zone, its listening sockets (taken
  * over from the running generation when the address is the same, so a
- * reload never closes a port), its zones and its bus. The accessors that
+ * reload never closes a port), its zones (the channel store's among them)
+ * and its bus. The accessors that
  * directive handlers and tools use live here too.
  */
 #include "shk_proc_internal.h"
@@ -106,6 +107,106 @@ static int conf_bus_queue(shk_conf_t *cf, int argc, char **argv, void *data)
     return SHK_OK;
 }
 
+/* A count parameter of `channels`: 1 .. SHK_CHAN_UNLIMITED - 1. */
+static int chan_count(const char *v, unsigned *out)
+{
+    char *end;
+    unsigned long n;
+    errno = 0;
+    n = strtoul(v, &end, 10);
+    if (!v[0] || *end || errno || v[0] == '-' || v[0] == '+' || n == 0 || n >= SHK_CHAN_UNLIMITED)
+        return SHK_EINVAL;
+    *out = (unsigned)n;
+    return SHK_OK;
+}
+
+/* ttl=, inactivity=: a duration, or "off" (never). */
+static int chan_duration(const char *v, int64_t *out)
+{
+    unsigned ms;
+    if (strcmp(v, "off") == 0) {
+        *out = -1;
+        return SHK_OK;
+    }
+    if (shk_parse_duration(v, &ms) != SHK_OK || ms == 0)
+        return SHK_EINVAL;
+    *out = ms;
+    return SHK_OK;
+}
+
+/* channels SIZE [key=value ...]: a channel store in the zone shmkit_chan
+ * (docs/proc.md lists the keys). */
+static int conf_channels(shk_conf_t *cf, int argc, char **argv, void *data)
+{
+    shk_cycle_t *cy = data;
+    shk_chan_opts_t *o = &cy->chan_opts;
+    size_t sz;
+    if (cy->chan_size)
+        return shk_conf_error(cf, "\"channels\" directive is duplicate");
+    if (shk_parse_size(argv[1], &sz) != SHK_OK || sz == 0)
+        return shk_conf_error(cf, "invalid channel store size \"%s\"", argv[1]);
+    memset(o, 0, sizeof *o);
+    for (int i = 2; i < argc; i++) {
+        const char *k, *v;
+        size_t kl, n;
+        int rc = shk_parse_kv(argv[i], &k, &kl, &v);
+#define KEY(name) (rc == SHK_OK && kl == sizeof(name) - 1 && strncmp(k, name, kl) == 0)
+        if (KEY("slots")) {
+            rc = chan_count(v, &o->slots);
+            if (rc == SHK_OK && o->slots > SHK_CHAN_MAX_SLOTS)
+                return shk_conf_error(cf, "\"slots=%s\": at most %d", v, SHK_CHAN_MAX_SLOTS);
+        } else if (KEY("store_messages")) {
+            rc = strcmp(v, "on") == 0 ? (o->store_messages = 1, SHK_OK)
+                 : strcmp(v, "off") == 0 ? (o->store_messages = 0, SHK_OK)
+                                          : SHK_EINVAL;
+        } else if (KEY("max_stored")) {
+            rc = chan_count(v, &o->max_stored);
+        } else if (KEY("max_channels")) {
+            rc = chan_count(v, &o->max_channels);
+        } else if (KEY("max_wildcard_channels")) {
+            rc = chan_count(v, &o->max_wildcard_channels);
+        } else if (KEY("max_subscribers")) {
+            rc = chan_count(v, &o->max_subscribers);
+        } else if (KEY("max_wildcard")) {
+            rc = chan_count(v, &o->max_wildcard);
+        } else if (KEY("max_id")) {
+            rc = chan_count(v, &o->max_id_len);
+            if (rc == SHK_OK && o->max_id_len > SHK_CHAN_ID_MAX)
+                return shk_conf_error(cf, "\"max_id=%s\": at most %d", v, SHK_CHAN_ID_MAX);
+        } else if (KEY("max_message")) {
+            rc = shk_parse_size(v, &o->max_message);
+            if (rc == SHK_OK && (o->max_message == 0 || o->max_message > SHK_CHAN_MESSAGE_MAX))
+                rc = SHK_EINVAL;
+        } else if (KEY("ttl")) {
+            rc = chan_duration(v, &o->ttl_ms);
+        } else if (KEY("inactivity")) {
+            rc = chan_duration(v, &o->inactivity_ms);
+        } else if (KEY("wildcard")) {
+            if (shk_chan_check_id(v, SHK_CHAN_PREFIX_MAX, &n) != SHK_OK)
+                return shk_conf_error(cf, "invalid wildcard prefix: %s", shk_last_errmsg());
+            memcpy(cy->chan_prefix, v, n + 1);
+            o->wildcard_prefix = cy->chan_prefix;
+        } else if (KEY("events")) {
+            if (shk_chan_check_id(v, SHK_CHAN_ID_MAX, &n) != SHK_OK)
+                return shk_conf_error(cf, "invalid events channel: %s", shk_last_errmsg());
+            memcpy(cy->chan_events, v, n + 1);
+            o->events_channel = cy->chan_events;
+        } else {
+            return shk_conf_error(cf, "invalid parameter \"%s\" in \"%s\" directive", argv[i],
+                                  argv[0]);
+        }
+#undef KEY
+        if (rc != SHK_OK)
+            return shk_conf_error(cf, "invalid value in \"%s\" of \"%s\" directive", argv[i],
+                                  argv[0]);
+    }
+    if (o->events_channel && o->max_id_len && strlen(o->events_channel) > o->max_id_len)
+        return shk_conf_error(cf, "events channel \"%s\" is longer than max_id=%u",
+                              o->events_channel, o->max_id_len);
+    cy->chan_size = sz;
+    return SHK_OK;
+}
+
 int shk_proc_conf(shk_conf_t *cf, shk_cycle_t *cy)
 {
     int rc;
@@ -120,7 +221,9 @@ int shk_proc_conf(shk_conf_t *cf, shk_cycle_t *cy)
                                          SHK_CONF_TAKE1, conf_shutdown_timeout, 0, cy};
     cy->dirs[4] = (shk_conf_directive_t){"bus_queue", SHK_CONF_MAIN,
                                          SHK_CONF_TAKE1 | SHK_CONF_TAKE2, conf_bus_queue, 0, cy};
-    memset(&cy->dirs[5], 0, sizeof cy->dirs[5]);
+    cy->dirs[5] = (shk_conf_directive_t){"channels", SHK_CONF_MAIN, SHK_CONF_1MORE,
+                                         conf_channels, 0, cy};
+    memset(&cy->dirs[6], 0, sizeof cy->dirs[6]);
     if ((rc = shk_conf_add(cf, cy->dirs)) != SHK_OK)
         return rc;
     return shk_zones_conf(cy->zones, cf);
@@ -155,6 +258,7 @@ void shk_cycle_free(shk_cycle_t *cy)
 {
     if (!cy)
         return;
+    shk_chan_close(cy->chan);
     if (cy->bus)
         shk_bus_close(cy->bus);
     for (unsigned i = 0; i < cy->nlisten; i++)
@@ -345,6 +449,47 @@ size_t shk_cycle_bus_size(const shk_cycle_t *cy)
     return shk_bus_zone_size(cy->workers, cy->bus_queue) + cy->bus_extra;
 }
 
+/* The channel zone's init, in shk_zones_create: a kept zone's store is
+ * opened and given this generation's limits, a fresh zone gets a new one. */
+static int chan_zone_init(shk_zone_t *zone, void *old_data, void *ctx)
+{
+    shk_cycle_t *cy = ctx;
+    (void)old_data;
+    if (shk_zone_root(zone, "chan")) {
+        int rc;
+        if (!(cy->chan = shk_chan_open(zone, 0)))
+            return shk_last_error();
+        rc = shk_chan_reconfigure(cy->chan, &cy->chan_opts);
+        if (rc == SHK_ETIMEDOUT) {
+            /* A worker keeps the lock: the old limits stay, the reload goes on. */
+            shk_log(SHK_LOG_WARN, "%s; the channel store keeps its limits", shk_last_errmsg());
+            rc = SHK_OK;
+        }
+        return rc;
+    }
+    cy->chan = shk_chan_create(zone, &cy->chan_opts);
+    return cy->chan ? SHK_OK : shk_last_error();
+}
+
+/* Declare the channel zone, if the configuration asks for a store. Its tag
+ * carries the slot count, the one setting the layout depends on: a reload
+ * that changes it gets a new store. */
+static int declare_chan_zone(shk_cycle_t *cy)
+{
+    char tag[48];
+    unsigned slots = cy->chan_opts.slots;
+    if (!cy->chan_size)
+        return SHK_OK;
+    if (!slots) /* both generations of a reload fit */
+        slots = cy->workers * 2 > SHK_CHAN_MAX_SLOTS ? SHK_CHAN_MAX_SLOTS : cy->workers * 2;
+    cy->chan_opts.slots = slots;
+    snprintf(tag, sizeof tag, "chan:%u", slots);
+    cy->chan_zone = shk_zone_add(cy->zones, SHK_PROC_CHAN_ZONE, cy->chan_size, tag);
+    if (!cy->chan_zone)
+        return shk_last_error();
+    return shk_zone_set_init(cy->chan_zone, chan_zone_init, cy);
+}
+
 int shk_cycle_start(shk_cycle_t *cy, shk_cycle_t *old, uint64_t generation)
 {
     char tag[48];
@@ -357,6 +502,8 @@ int shk_cycle_start(shk_cycle_t *cy, shk_cycle_t *old, uint64_t generation)
     cy->bus_zone = shk_zone_add(cy->zones, SHK_PROC_BUS_ZONE, shk_cycle_bus_size(cy), tag);
     if (!cy->bus_zone)
         return shk_last_error();
+    if ((rc = declare_chan_zone(cy)) != SHK_OK)
+        return rc;
     if ((rc = open_listeners(cy, old)) != SHK_OK)
         return rc;
     if ((rc = shk_zones_create(cy->zones, old ? old->zones : NULL)) != SHK_OK) {
@@ -374,6 +521,7 @@ int shk_cycle_start(shk_cycle_t *cy, shk_cycle_t *old, uint64_t generation)
         return_listeners(cy);
         return rc;
     }
+    shk_chan_set_bus(cy->chan, cy->bus); /* the master may publish */
     commit_listeners(cy, old);
     return SHK_OK;
 }

@@ -1,8 +1,9 @@
 /*
  * shk_master.c: the master. shk_master_run reads the first generation,
  * starts it, forks its workers and then sleeps in poll() on a signalfd:
- * SIGCHLD reaps dead workers (their locks and bus slot are taken back while
- * they are still zombies, then the slot is respawned, with a doubling delay
+ * SIGCHLD reaps dead workers (their channel store slot, locks and bus slot
+ * are taken back while they are still zombies, their siblings are told, then
+ * the slot is respawned, with a doubling delay
  * when a worker keeps dying at start), SIGHUP reloads into a new generation
  * while the old one retires, SIGQUIT stops gracefully and SIGTERM/SIGINT
  * fast. Timers (respawns due, stop deadlines, stop messages not yet
@@ -51,6 +52,50 @@ static void emit(master_t *m, const char *ev, pid_t pid, unsigned slot)
 
 /* ---- workers -------------------------------------------------------------------- */
 
+/* ---- siblings ----------------------------------------------------------------------- */
+
+/* The worker in slot `slot` of cy started (alive 1) or died: every other
+ * running worker of cy is to be told, in order. */
+static void note_sibling(shk_cycle_t *cy, unsigned slot, pid_t pid, int alive)
+{
+    for (unsigned i = 0; i < SHK_PROC_MAX_WORKERS; i++) {
+        shk_proc_slot_t *s = &cy->slots[i];
+        if (i == slot || s->state != SHK_PROC_SLOT_RUNNING)
+            continue;
+        if (s->sib_n == SHK_PROC_SIB_QUEUE) { /* the oldest goes */
+            s->sib_head = (s->sib_head + 1) % SHK_PROC_SIB_QUEUE;
+            s->sib_n--;
+        }
+        s->sib_q[(s->sib_head + s->sib_n++) % SHK_PROC_SIB_QUEUE] =
+            (shk_proc_sibling_msg_t){slot, (int32_t)pid, (uint32_t)alive};
+    }
+}
+
+/* Send what is queued. A worker that has not joined its bus slot yet
+ * (SHK_ESRCH) or whose queue is full (SHK_EAGAIN) is tried again by the
+ * timers. Returns 1 while something is still queued. */
+static int tell_siblings(shk_cycle_t *cy)
+{
+    int left = 0;
+    for (unsigned i = 0; i < SHK_PROC_MAX_WORKERS; i++) {
+        shk_proc_slot_t *s = &cy->slots[i];
+        if (s->state != SHK_PROC_SLOT_RUNNING) {
+            s->sib_n = 0;
+            continue;
+        }
+        while (s->sib_n) {
+            int rc = shk_bus_send(cy->bus, s->pid, SHK_PROC_ALERT_SIBLING, &s->sib_q[s->sib_head],
+                                  sizeof s->sib_q[0]);
+            if (rc == SHK_ESRCH || rc == SHK_EAGAIN)
+                break;
+            s->sib_head = (s->sib_head + 1) % SHK_PROC_SIB_QUEUE;
+            s->sib_n--;
+        }
+        left |= s->sib_n != 0;
+    }
+    return left;
+}
+
 static int spawn(master_t *m, shk_cycle_t *cy, unsigned slot)
 {
     shk_proc_slot_t *s = &cy->slots[slot];
@@ -72,6 +117,8 @@ static int spawn(master_t *m, shk_cycle_t *cy, unsigned slot)
     s->pid = pid;
     s->started_ms = shk_time_ms();
     s->quit_sent = 0;
+    s->sib_n = 0; /* it read the table as it was at the fork */
+    note_sibling(cy, slot, pid, 1);
     shk_log(SHK_LOG_NOTICE, "start worker process %d (slot %u, generation %llu)", (int)pid, slot,
             (unsigned long long)cy->generation);
     emit(m, "spawn", pid, slot);
@@ -133,6 +180,15 @@ static shk_cycle_t *cycle_of(master_t *m, pid_t pid, unsigned *slot)
 
 static void recover_zones(master_t *m, pid_t pid)
 {
+    /* The channel stores first: a store whose lock the worker held is
+     * checked there before the zone's recovery would just release it. */
+    for (shk_cycle_t *cy = gen_first(m); cy; cy = gen_next(m, cy))
+        if (cy->chan) {
+            int rc = shk_chan_reap(cy->chan, pid);
+            if (rc != SHK_OK && rc != SHK_ESRCH)
+                shk_log(SHK_LOG_ERR, "channel store after worker %d: %s", (int)pid,
+                        shk_last_errmsg());
+        }
     for (shk_cycle_t *cy = gen_first(m); cy; cy = gen_next(m, cy)) {
         shk_zone_t *z;
         for (unsigned i = 0; (z = shk_zones_at(cy->zones, i)); i++)
@@ -212,6 +268,7 @@ static void reap(master_t *m)
             shk_log(SHK_LOG_NOTICE, "worker process %d exited with code 0", (int)si.si_pid);
         s->state = SHK_PROC_SLOT_EMPTY;
         s->pid = 0;
+        note_sibling(cy, slot, si.si_pid, 0);
         emit(m, "exit", si.si_pid, slot);
 
         if (cy != m->cur || cy->retiring || m->stopping)
@@ -341,6 +398,8 @@ static int run_timers(master_t *m)
                     next = s->respawn_at;
             }
         }
+        if (tell_siblings(cy) && now + 50 < next)
+            next = now + 50;
         if (!cy->retiring)
             continue;
         tell_stop(cy, cy->fast); /* reaches workers that joined late */

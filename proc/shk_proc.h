@@ -22,6 +22,7 @@
 #include <sys/types.h>
 
 #include "shk_bus.h"
+#include "shk_chan.h"
 #include "shk_conf.h"
 #include "shk_core.h"
 #include "shk_zone.h"
@@ -140,7 +141,7 @@ SHK_API int shk_app_main(int argc, char **argv, const shk_app_t *app,
                          const shk_master_opts_t *opts);
 
 /* Register the supervisor's built-in directives (worker_processes, listen,
- * pid, worker_shutdown_timeout, bus_queue) plus the zone directives into cf
+ * pid, worker_shutdown_timeout, bus_queue, channels) plus the zone directives into cf
  * for `cycle`, for a program that reads a configuration with its own
  * reader and a cycle from shk_cycle_new. */
 SHK_API int shk_proc_conf(shk_conf_t *cf, shk_cycle_t *cycle);
@@ -172,6 +173,28 @@ SHK_API int shk_worker_terminating(void);
  * loop. One hook per worker; a later call replaces it. */
 SHK_API void shk_worker_on_stop(shk_worker_t *w, void (*fn)(shk_worker_t *w, int fast, void *ctx),
                                 void *ctx);
+
+/* A sibling (a worker of the same generation) started or died: `alive` 1
+ * with its new pid, or 0 with the pid that died. Called from
+ * shk_bus_dispatch, fed by alerts the master sends when it spawns and reaps
+ * workers (as nginx's master tells its workers of a new sibling), so
+ * nobody polls. Events come in order; the master keeps up to 32 for a
+ * worker that cannot take them yet and then drops the oldest, but a worker
+ * always hears of a death before the birth that replaces it. One hook per
+ * worker; a later call replaces it. */
+typedef void (*shk_worker_sibling_t)(shk_worker_t *w, unsigned slot, pid_t pid, int alive,
+                                     void *ctx);
+SHK_API void shk_worker_on_sibling(shk_worker_t *w, shk_worker_sibling_t fn, void *ctx);
+/* What this worker knows of sibling `slot`: its pid, 0 if none (or this
+ * worker's own slot). Known at start from the master's table as it was at
+ * the fork, then kept by the sibling alerts. */
+SHK_API pid_t shk_worker_sibling(const shk_worker_t *w, unsigned slot);
+
+/* The generation's channel store (the `channels` directive), joined by
+ * this worker before the application's worker function runs; NULL if the
+ * configuration has none. Call shk_chan_tick() on it every
+ * SHK_CHAN_TICK_MS. */
+SHK_API shk_chan_t *shk_worker_chan(shk_worker_t *w);
 
 SHK_API unsigned shk_worker_slot(const shk_worker_t *w);
 SHK_API uint64_t shk_worker_generation(const shk_worker_t *w);

@@ -16,10 +16,25 @@
 #include <signal.h>
 
 #define SHK_PROC_BUS_ZONE "shmkit_bus"
+#define SHK_PROC_CHAN_ZONE "shmkit_chan"
 #define SHK_PROC_ALERT_QUIT "shk:quit"
 #define SHK_PROC_ALERT_TERMINATE "shk:terminate"
+#define SHK_PROC_ALERT_SIBLING "shk:sibling"
 #define SHK_PROC_DEFAULT_BUS_QUEUE (256u * 1024u)
 #define SHK_PROC_DEFAULT_BUS_EXTRA (4u * 1024u * 1024u)
+
+/* The alert a worker gets when a sibling of its generation starts or dies. */
+typedef struct shk_proc_sibling_msg_s {
+    uint32_t slot;
+    int32_t pid;
+    uint32_t alive; /* 1 started, 0 died */
+} shk_proc_sibling_msg_t;
+
+/* Sibling events the master keeps for a worker that cannot take them yet
+ * (not joined, queue full); past it the oldest go (the worker's handler
+ * stays consistent: a birth in a slot it knows as taken reports the death
+ * it missed first). */
+#define SHK_PROC_SIB_QUEUE 32
 
 /* A worker slot's state. */
 enum { SHK_PROC_SLOT_EMPTY, SHK_PROC_SLOT_RUNNING, SHK_PROC_SLOT_WAITING /* respawn due */ };
@@ -44,6 +59,9 @@ typedef struct shk_proc_slot_s {
     uint64_t respawn_at;
     unsigned early_deaths;
     int quit_sent; /* 1: quit sent, 2: terminate sent */
+    /* sibling events this worker has not been told yet, oldest first */
+    shk_proc_sibling_msg_t sib_q[SHK_PROC_SIB_QUEUE];
+    unsigned sib_head, sib_n;
 } shk_proc_slot_t;
 
 struct shk_cycle_s {
@@ -59,6 +77,14 @@ struct shk_cycle_s {
     unsigned nlisten;
     void *app_conf;
     shk_conf_directive_t dirs[8];
+
+    /* the channel store (the channels directive); chan_size 0: none */
+    size_t chan_size;
+    shk_chan_opts_t chan_opts;
+    char chan_prefix[SHK_CHAN_PREFIX_MAX + 1];
+    char chan_events[SHK_CHAN_ID_MAX + 1];
+    shk_zone_t *chan_zone;
+    shk_chan_t *chan;
 
     /* set up by shk_cycle_start */
     uint64_t generation;
@@ -78,6 +104,9 @@ struct shk_worker_s {
     unsigned slot;
     void (*on_stop)(shk_worker_t *w, int fast, void *ctx);
     void *on_stop_ctx;
+    shk_worker_sibling_t on_sibling;
+    void *on_sibling_ctx;
+    pid_t sib[SHK_PROC_MAX_WORKERS]; /* what this worker knows of its siblings */
 };
 
 /* ---- shk_cycle.c ------------------------------------------------------------ */

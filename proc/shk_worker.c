@@ -1,10 +1,11 @@
 /*
  * shk_worker.c: the worker's side of the supervisor. A forked child
  * becomes a worker here (signals reset, PR_SET_PDEATHSIG so it never
- * outlives the master, its bus slot joined, the stop alerts handled), runs
- * the application's worker function and exits with its status. The
- * shk_worker_* calls give the application its slot, generation, bus, zones
- * and listening sockets. One worker per process: its state is this file's.
+ * outlives the master, its bus slot and channel store slot joined, the stop
+ * and sibling alerts handled), runs the application's worker function and
+ * exits with its status. The shk_worker_* calls give the application its
+ * slot, generation, bus, zones, channel store, siblings and listening
+ * sockets. One worker per process: its state is this file's.
  */
 #include "shk_proc_internal.h"
 
@@ -38,15 +39,56 @@ static void on_stop_alert(shk_bus_t *bus, const char *name, const void *data, si
         the_worker.on_stop(&the_worker, fast, the_worker.on_stop_ctx);
 }
 
-/* The worker of an application that gave none: wait for the stop. */
+static void sibling_event(unsigned slot, pid_t pid, int alive)
+{
+    if (the_worker.on_sibling)
+        the_worker.on_sibling(&the_worker, slot, pid, alive, the_worker.on_sibling_ctx);
+}
+
+/* A bus handler, in the worker: a sibling started or died (shk_master.c).
+ * Kept consistent if the master had to drop events: a birth in a slot
+ * known as taken reports the death missed first; a death of a pid not
+ * known reports the death of the one that was. */
+static void on_sibling_alert(shk_bus_t *bus, const char *name, const void *data, size_t len,
+                             void *ctx)
+{
+    shk_proc_sibling_msg_t msg;
+    pid_t known;
+    (void)bus;
+    (void)name;
+    (void)ctx;
+    if (len != sizeof msg)
+        return;
+    memcpy(&msg, data, sizeof msg);
+    if (msg.slot >= SHK_PROC_MAX_WORKERS || msg.slot == the_worker.slot || msg.pid <= 0)
+        return;
+    known = the_worker.sib[msg.slot];
+    if (msg.alive) {
+        if (known == msg.pid)
+            return;
+        if (known)
+            sibling_event(msg.slot, known, 0);
+        the_worker.sib[msg.slot] = msg.pid;
+        sibling_event(msg.slot, msg.pid, 1);
+    } else if (known) {
+        the_worker.sib[msg.slot] = 0;
+        sibling_event(msg.slot, known, 0);
+    }
+}
+
+/* The worker of an application that gave none: wait for the stop (and keep
+ * the channel store's tick). */
 static int default_worker(shk_worker_t *w)
 {
     shk_bus_t *bus = shk_worker_bus(w);
+    shk_chan_t *ch = shk_worker_chan(w);
     while (!shk_worker_quitting()) {
-        int rc = shk_bus_wait(bus, -1);
+        int rc = shk_bus_wait(bus, ch ? SHK_CHAN_TICK_MS : -1);
         if (rc < 0 && rc != SHK_ETIMEDOUT)
             return 1;
         shk_bus_dispatch(bus, SHK_BUS_BUDGET);
+        if (ch)
+            shk_chan_tick(ch);
     }
     return 0;
 }
@@ -84,12 +126,26 @@ void shk_proc_worker_main(const shk_app_t *app, shk_cycle_t *cy, unsigned slot, 
     the_worker.slot = slot;
     the_worker.on_stop = NULL;
     the_worker.on_stop_ctx = NULL;
+    the_worker.on_sibling = NULL;
+    the_worker.on_sibling_ctx = NULL;
+    /* The siblings as the master's table had them at the fork; the sibling
+     * alerts tell every change after it. */
+    for (unsigned i = 0; i < SHK_PROC_MAX_WORKERS; i++)
+        the_worker.sib[i] = i != slot && cy->slots[i].state == SHK_PROC_SLOT_RUNNING
+                                ? cy->slots[i].pid
+                                : 0;
     if (shk_bus_join(cy->bus, slot) != SHK_OK) {
         shk_log(SHK_LOG_ERR, "worker %u: joining the bus failed: %s", slot, shk_last_errmsg());
         _exit(2);
     }
     shk_bus_on(cy->bus, SHK_PROC_ALERT_QUIT, on_stop_alert, NULL);
     shk_bus_on(cy->bus, SHK_PROC_ALERT_TERMINATE, on_stop_alert, NULL);
+    shk_bus_on(cy->bus, SHK_PROC_ALERT_SIBLING, on_sibling_alert, NULL);
+    if (cy->chan && shk_chan_join(cy->chan, cy->bus) < 0) {
+        shk_log(SHK_LOG_ERR, "worker %u: joining the channel store failed: %s", slot,
+                shk_last_errmsg());
+        _exit(2);
+    }
     status = app && app->worker ? app->worker(&the_worker, app->ctx)
                                 : default_worker(&the_worker);
     fflush(NULL);
@@ -115,6 +171,24 @@ void shk_worker_on_stop(shk_worker_t *w, void (*fn)(shk_worker_t *w, int fast, v
         return;
     w->on_stop = fn;
     w->on_stop_ctx = ctx;
+}
+
+void shk_worker_on_sibling(shk_worker_t *w, shk_worker_sibling_t fn, void *ctx)
+{
+    if (!w)
+        return;
+    w->on_sibling = fn;
+    w->on_sibling_ctx = ctx;
+}
+
+pid_t shk_worker_sibling(const shk_worker_t *w, unsigned slot)
+{
+    return w && slot < SHK_PROC_MAX_WORKERS ? w->sib[slot] : 0;
+}
+
+shk_chan_t *shk_worker_chan(shk_worker_t *w)
+{
+    return w && w->cycle ? w->cycle->chan : NULL;
 }
 
 unsigned shk_worker_slot(const shk_worker_t *w)

@@ -4,7 +4,9 @@
  * master's force-unlock, its log line, the slab check); reload keeping one
  * zone's data and resizing another; a bad config on reload leaving the old
  * generation running; crash-loop backoff; graceful and fast stop leaving no
- * process behind. The master reports its events through a pipe, so the test
+ * process behind; the channels directive, and a channel store shared by the
+ * workers (a worker killed and respawned, its siblings told, a reload that
+ * keeps the stored messages). The master reports its events through a pipe, so the test
  * waits on events, never on time.
  */
 #include "shmkit.h"
@@ -41,7 +43,16 @@ typedef struct {
     int report_fd;  /* workers write lines here */
 } app_ctx_t;
 
-enum { W_DEFAULT, W_HOLD_LOCKS, W_EXIT_AT_ONCE, W_REPORT_DATA, W_IGNORE_QUIT, W_STUCK, W_REPORT_LISTEN };
+enum {
+    W_DEFAULT,
+    W_HOLD_LOCKS,
+    W_EXIT_AT_ONCE,
+    W_REPORT_DATA,
+    W_IGNORE_QUIT,
+    W_STUCK,
+    W_REPORT_LISTEN,
+    W_CHAN
+};
 
 static app_ctx_t actx;
 static int ev_fd = -1;   /* master -> test: events */
@@ -91,6 +102,72 @@ static int app_done(shk_cycle_t *cy, void *conf, void *ctx)
         if (strcmp(shk_zone_tag(z), "shm_zone") == 0)
             shk_zone_set_init(z, counter_init, NULL);
     return SHK_OK;
+}
+
+/* W_CHAN: every worker subscribes to "t"; once the channel has 3
+ * subscribers, generation 1 workers publish "hello from SLOT" once. Lines:
+ * "got SLOT TEXT", "sibling SLOT OF ALIVE PID", "backlog SLOT N" (later
+ * generations, which subscribe to the stored messages instead). */
+static void on_chan_msg(shk_chan_sub_t *sub, const shk_chan_msg_t *m, void *ctx)
+{
+    shk_worker_t *w = ctx;
+    (void)sub;
+    if (m->flags & SHK_CHAN_MSG_BACKLOG)
+        return;
+    wline(actx.report_fd, "got %u %.*s\n", shk_worker_slot(w), (int)m->len,
+          (const char *)m->data);
+}
+
+static void on_sib(shk_worker_t *w, unsigned slot, pid_t pid, int alive, void *ctx)
+{
+    (void)ctx;
+    wline(actx.report_fd, "sibling %u %u %d %d\n", shk_worker_slot(w), slot, alive, (int)pid);
+}
+
+static unsigned backlog_n;
+
+static void on_backlog(shk_chan_sub_t *sub, const shk_chan_msg_t *m, void *ctx)
+{
+    (void)sub;
+    (void)ctx;
+    backlog_n += (m->flags & SHK_CHAN_MSG_BACKLOG) != 0;
+}
+
+static int chan_worker(shk_worker_t *w, app_ctx_t *a)
+{
+    shk_chan_t *ch = shk_worker_chan(w);
+    shk_bus_t *bus = shk_worker_bus(w);
+    shk_chan_sub_t *sub;
+    int published = shk_worker_generation(w) > 1;
+    char text[64];
+    if (!ch || shk_chan_slot(ch) < 0)
+        return 5;
+    shk_worker_on_sibling(w, on_sib, NULL);
+    if (shk_worker_generation(w) > 1) {
+        shk_chan_from_t f = {SHK_CHAN_FROM_LAST, {0, 0}, 100};
+        sub = shk_chan_sub_new(ch, on_backlog, NULL);
+        if (!sub || shk_chan_sub_add(sub, "t", &f) != SHK_OK)
+            return 6;
+        wline(a->report_fd, "backlog %u %u\n", shk_worker_slot(w), backlog_n);
+    } else {
+        sub = shk_chan_sub_new(ch, on_chan_msg, w);
+        if (!sub || shk_chan_sub_add(sub, "t", NULL) != SHK_OK)
+            return 6;
+    }
+    while (!shk_worker_quitting()) {
+        shk_chan_info_t info;
+        shk_bus_wait(bus, SHK_CHAN_TICK_MS);
+        shk_bus_dispatch(bus, 64);
+        shk_chan_tick(ch);
+        if (!published && shk_chan_info(ch, "t", &info) == SHK_OK && info.subscribers == 3) {
+            int n = snprintf(text, sizeof text, "hello from %u", shk_worker_slot(w));
+            if (shk_chan_publish(ch, "t", text, (size_t)n, NULL, NULL, NULL) != SHK_OK)
+                return 7;
+            published = 1;
+        }
+    }
+    shk_chan_sub_free(sub);
+    return 0;
 }
 
 static int worker_fn(shk_worker_t *w, void *ctx)
@@ -156,6 +233,8 @@ static int worker_fn(shk_worker_t *w, void *ctx)
         wline(a->report_fd, "%s %d\n", b, shk_worker_listener(w, shk_worker_nlisteners(w)));
         break;
     }
+    case W_CHAN:
+        return chan_worker(w, a);
     case W_STUCK:
         wline(a->report_fd, "stuck %d\n", (int)getpid());
         for (;;)
@@ -607,6 +686,113 @@ START_TEST(check_config)
 }
 END_TEST
 
+/* Read report lines until every line of want[] was seen (in any order,
+ * other lines skipped). */
+static void await_lines(harness_t *h, const char **want, int n)
+{
+    int seen[32] = {0}, left = n;
+    char line[256];
+    while (left > 0) {
+        int first = 0;
+        while (seen[first])
+            first++;
+        ck_assert_msg(read_line(h->rep_rd, line, sizeof line) == 0,
+                      "%d report lines missing, \"%s\" among them", left, want[first]);
+        for (int i = 0; i < n; i++)
+            if (!seen[i] && strcmp(line, want[i]) == 0) {
+                seen[i] = 1;
+                left--;
+                break;
+            }
+    }
+}
+
+START_TEST(channels_across_workers)
+{
+    harness_t h;
+    pid_t pids[3] = {0};
+    char l[8][64];
+    const char *hello[9], *after[7];
+    start_master(&h, W_CHAN,
+                 "worker_processes 3;\n"
+                 "channels 4m store_messages=on max_stored=5 ttl=10m inactivity=off;\n",
+                 NULL);
+    await_spawns(&h, 3, pids);
+    static char g[9][64];
+    for (int i = 0; i < 9; i++) {
+        snprintf(g[i], sizeof g[i], "got %d hello from %d", i / 3, i % 3);
+        hello[i] = g[i];
+    }
+    await_lines(&h, hello, 9); /* every worker got every worker's message */
+
+    /* a worker dies: the master drops its subscription, its siblings hear
+     * of the death and of the respawn, the new one's message reaches all */
+    kill(pids[2], SIGKILL);
+    unsigned slot;
+    ck_assert_int_eq(await_event(&h, "exit", &slot), pids[2]);
+    pid_t np = await_event(&h, "spawn", &slot);
+    ck_assert_uint_eq(slot, 2);
+    for (int i = 0; i < 3; i++)
+        snprintf(l[i], sizeof l[i], "got %d hello from 2", i);
+    snprintf(l[3], sizeof l[3], "sibling 0 2 0 %d", (int)pids[2]);
+    snprintf(l[4], sizeof l[4], "sibling 1 2 0 %d", (int)pids[2]);
+    snprintf(l[5], sizeof l[5], "sibling 0 2 1 %d", (int)np);
+    snprintf(l[6], sizeof l[6], "sibling 1 2 1 %d", (int)np);
+    for (int i = 0; i < 7; i++)
+        after[i] = l[i];
+    await_lines(&h, after, 7);
+
+    /* a reload keeps the store: generation 2 finds the 4 stored messages */
+    kill(h.master, SIGHUP);
+    await_event(&h, "reload", NULL);
+    const char *bl[] = {"backlog 0 4", "backlog 1 4", "backlog 2 4"};
+    await_lines(&h, bl, 3);
+    ck_assert_msg(!strstr(read_log(), "channel store after worker"), "%s", read_log());
+    stop_master(&h, SIGQUIT);
+}
+END_TEST
+
+START_TEST(channels_directive)
+{
+    shk_app_t app = {0};
+    snprintf(conf_path, sizeof conf_path, "/tmp/shk_test_proc_%ld.conf", (long)getpid());
+    write_conf("channels 1m slots=4 store_messages=on max_stored=3 ttl=1m inactivity=off "
+               "max_channels=10 max_wildcard_channels=5 max_subscribers=9 max_message=4k "
+               "max_id=32 wildcard=b_ max_wildcard=2 events=ev;\n");
+    ck_assert_msg(shk_master_check(conf_path, &app) == SHK_OK, "%s", shk_last_errmsg());
+    struct {
+        const char *text, *msg;
+    } bad[] = {
+        {"channels 0;\n", "invalid channel store size \"0\" in %s:1"},
+        {"channels 1m;\nchannels 1m;\n", "\"channels\" directive is duplicate in %s:2"},
+        {"channels 1m slots=64;\n", "\"slots=64\": at most 63 in %s:1"},
+        {"channels 1m slots=0;\n",
+         "invalid value in \"slots=0\" of \"channels\" directive in %s:1"},
+        {"channels 1m store_messages=yes;\n",
+         "invalid value in \"store_messages=yes\" of \"channels\" directive in %s:1"},
+        {"channels 1m ttl=5x;\n", "invalid value in \"ttl=5x\" of \"channels\" directive in %s:1"},
+        {"channels 1m max_id=300;\n", "\"max_id=300\": at most 255 in %s:1"},
+        {"channels 1m max_message=0;\n",
+         "invalid value in \"max_message=0\" of \"channels\" directive in %s:1"},
+        {"channels 1m color=red;\n",
+         "invalid parameter \"color=red\" in \"channels\" directive in %s:1"},
+        {"channels 1m wildcard=a/b;\n",
+         "invalid wildcard prefix: channel id \"a/b\" has byte 0x2f at 1 (allowed: A-Z a-z 0-9 "
+         "- . _ ~ : @ ! $ & ' ( ) * + , ; =) in %s:1"},
+        {"channels 1m max_id=2 events=long;\n",
+         "events channel \"long\" is longer than max_id=2 in %s:1"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char want[512];
+        write_conf(bad[i].text);
+        ck_assert_int_eq(shk_master_check(conf_path, &app), SHK_ECONF);
+        subst_path(want, sizeof want, bad[i].msg, conf_path);
+        ck_assert_str_eq(shk_last_errmsg(), want);
+    }
+    unlink(conf_path);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("proc");
@@ -621,6 +807,8 @@ int main(void)
     tcase_add_test(tc, crash_loop_backs_off);
     tcase_add_test(tc, graceful_and_fast_stop_leave_nothing);
     tcase_add_test(tc, listeners_survive_a_failed_reload);
+    tcase_add_test(tc, channels_directive);
+    tcase_add_test(tc, channels_across_workers);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

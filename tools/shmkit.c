@@ -71,8 +71,8 @@ static void usage_check(FILE *f)
             "usage: %s check -c FILE\n"
             "\n"
             "Read FILE with the library's own directives only: worker_processes, listen,\n"
-            "pid, worker_shutdown_timeout, bus_queue, shm_zone, shm_instance, shm_mapping\n"
-            "and include. Print \"configuration file FILE test is successful\", or the first\n"
+            "pid, worker_shutdown_timeout, bus_queue, channels, shm_zone, shm_instance,\n"
+            "shm_mapping and include. Print \"configuration file FILE test is successful\", or the first\n"
             "error and exit 1. Any other directive is an error here: an application built\n"
             "on shmkit checks its configuration itself, with its own directives too (its\n"
             "-t, e.g. shmkit-demo -t -c FILE).\n",
