@@ -158,18 +158,9 @@ int shk_conf_error(shk_conf_t *cf, const char *fmt, ...)
     return rc;
 }
 
-static int error_at(const char *file, unsigned line, const char *fmt, ...) SHK_PRINTF(3, 4);
-static int error_at(const char *file, unsigned line, const char *fmt, ...)
-{
-    va_list ap;
-    int rc;
-    va_start(ap, fmt);
-    rc = verror_at(SHK_ECONF, file, line, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-/* Append " in FILE:LINE" to the last error message, keeping `status`. */
+/* An error with status `status` located at FILE:LINE (" in FILE:LINE"
+ * appended). With "%s" and shk_last_errmsg() it locates the last error,
+ * keeping its status. */
 static int locate_last(int status, const char *file, unsigned line, const char *fmt, ...)
     SHK_PRINTF(4, 5);
 static int locate_last(int status, const char *file, unsigned line, const char *fmt, ...)
@@ -181,6 +172,9 @@ static int locate_last(int status, const char *file, unsigned line, const char *
     va_end(ap);
     return rc;
 }
+
+/* A configuration error (SHK_ECONF) at FILE:LINE. */
+#define error_at(file, line, ...) locate_last(SHK_ECONF, (file), (line), __VA_ARGS__)
 
 /* ---- tokenizer ----------------------------------------------------------------- */
 
