@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * bench_bus.c: the bus against baselines measured in the same run: ngx.ipc's
  * design (each alert framed and written through the receiver's pipe), a

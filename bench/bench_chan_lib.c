@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * bench_chan_lib.c: the channel store in the library, against the same
  * fan-out done with the bus alone, measured in the same run. 4 worker

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * bench_demo_limit.c: the demo's request limiter (demo_limit_at) by itself, in
  * one process: decisions per second for a zone holding many clients, each

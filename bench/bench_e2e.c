@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * bench_e2e.c: the demo server end to end. Starts build/<variant>/shmkit-demo
  * with 4 workers on a free port and drives it with a small keep-alive HTTP

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * bench_shmtx.c: the shared mutex against two baselines measured in the same
  * run: a process-shared robust pthread mutex, and a spin-then-semaphore lock

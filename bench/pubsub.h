@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * pubsub.h: what the files of the pub/sub load client (build/<v>/pubsub-client,
  * bench/README.md "pub/sub load client") share: its options, the message

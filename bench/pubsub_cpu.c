@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * pubsub_cpu.c: the CPU time a server spends over a run. ps_cpu_tree sums
  * utime + stime (/proc/<pid>/stat fields 14 and 15) of the given pids and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * pubsub_loop.c: one client process. Its share of the subscribers and
  * publishers (subscriber i and publisher p go to process i mod nproc and

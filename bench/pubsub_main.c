@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * pubsub_main.c: the pub/sub load client's entry point and its parent
  * process. It forks the client processes (ps_worker_run), steers them

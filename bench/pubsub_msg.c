@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * pubsub_msg.c: the load client's messages. The fixed-width header a
  * publisher writes into each body (ps_msg_header); the incremental parser

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * pubsub_opts.c: the load client's command line (ps_opts_parse, the usage
  * text), its URL templates (%PORT% expanded once, %CH% per channel, a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * pubsub_selftest.c: `pubsub-client --self-test [SEED]`, the client's own
  * check without a server. It feeds made-up server responses, cut into

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * pubsub_sub.c: the HTTP subscribers, read with http_parser in response
  * mode (so chunked bodies, bodies read until the connection closes and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * pubsub_ws.c: the WebSocket subscriber. The handshake request (a random
  * Sec-WebSocket-Key) and the check of the server's Sec-WebSocket-Accept

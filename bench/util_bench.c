@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * util_bench.c: helpers shared by the benchmarks (see util_bench.h).
  */

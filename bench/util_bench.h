@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * util_bench.h: helpers shared by the benchmarks: clocks, shared memory,
  * forking workers that start together, and the BENCH line format.

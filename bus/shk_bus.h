@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_bus.h: named alerts between worker processes, through queues in a
  * shared-memory zone, with a pipe as a doorbell only.

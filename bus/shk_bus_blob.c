@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_bus_blob.c: the blocks of large alerts. A large alert's data is stored
  * once in the zone's slab, in a block that names, for each target slot, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_bus_create.c: a bus's life in a process: creating it in a zone (the
  * header, its slot table and one ring per slot from the zone's slab, one

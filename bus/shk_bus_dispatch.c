@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_bus_dispatch.c: consuming. The holder of a slot takes the records of
  * its queue in order: padding skipped, a published alert handed to the

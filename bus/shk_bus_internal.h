@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_bus_internal.h: what the bus's files share, never installed: the
  * layout in shared memory (the bus header and its slot table, the records

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_bus_reap.c: death and statistics. The master reaps a dead worker:
  * the claim locks it held are released, its slot is freed, its queue is

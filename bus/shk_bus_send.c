@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_bus_send.c: producing. A send finds the receiver's slot, stores a
  * large alert's data once in the zone's slab (a block, copied with streaming

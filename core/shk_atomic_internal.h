@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_atomic_internal.h: the library's whole vocabulary for memory shared
  * between processes. Internal; never installed.

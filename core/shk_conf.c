@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_conf.c: the configuration reader: tokenizer, directive dispatch with
  * contexts and argument counts, blocks, include, and the size and key=value

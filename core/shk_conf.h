@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_conf.h: an nginx-style configuration reader any application can use.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_core.c: status texts, the per-thread last error, the log sink, the
  * cached pid and its fork handler, liveness checks, clocks, CPU facts.

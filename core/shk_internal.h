@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_internal.h: helpers shared by the library's own .c files; never
  * installed, never included by a public header.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shmkit.h: the whole public API of shmkit in one include.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # mk/check-exports.sh LIB: the shared library exports only shk_ symbols, each
 # under the SHMKIT_ version node of mk/exports.map.
 set -u

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # mk/check-install.sh: install into a scratch prefix, then compile and link
 # the README's tour against it with nothing but `pkg-config --cflags --libs
 # shmkit`, so the installed headers, the .pc file and the README agree.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # mk/check-layers.sh MOD...: the library's modules are given bottom to top.
 # Fails if
 #   - a module's file includes a header of a module above it, or one of

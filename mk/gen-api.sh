@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # mk/gen-api.sh MOD...: print docs/api.md, the API reference, from the public
 # headers of the modules (bottom to top), so the reference is always what
 # the headers say. Each header: its top comment as text, then the header
@@ -38,11 +39,13 @@ for m in "$@"; do
         echo "## \`$h\`"
         echo
         # the top comment, as prose
-        awk 'NR==1 && !/^\/\*/ {exit} /^\/\*/ && NR==1 {next} /\*\// {exit} {sub(/^ \* ?/, ""); sub(/^ \*$/, ""); print}' "$h"
+        grep -v '^/\* SPDX-License-Identifier' "$h" |
+            awk 'NR==1 && !/^\/\*/ {exit} /^\/\*/ && NR==1 {next} /\*\// {exit} {sub(/^ \* ?/, ""); sub(/^ \*$/, ""); print}'
         echo
         echo '```c'
         # the header without its top comment and include guard
-        awk 'BEGIN{top=1} top && /\*\// {top=0; next} top {next} {print}' "$h" |
+        grep -v '^/\* SPDX-License-Identifier' "$h" |
+            awk 'BEGIN{top=1} top && /\*\// {top=0; next} top {next} {print}' |
             grep -v -E '^#(ifndef|define|endif)[[:space:]]+SHK_[A-Z_]+_H' |
             grep -v -E '^#endif /\* SHK_' |
             sed -e '/./,$!d' | cat -s

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # mk/run-fuzz.sh BUILD_DIR SECONDS BIN...: run each libFuzzer target for
 # SECONDS on a scratch copy of its seed corpus (fuzz/corpus/<name>, plus
 # fuzz/regress/<name>), so the tree is never written. Prints, per target,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # mk/run-tests.sh BUILD_DIR MODE: run every Check suite in BUILD_DIR/test.
 #   MODE native   run each suite as built (Check forks each test)
 #   MODE both     native, then each suite again under valgrind memcheck with

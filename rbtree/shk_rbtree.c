@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_rbtree.c: the offset-linked red-black tree: insertion and deletion
  * with their rebalancing, searches, ordered steps, and the bounded check.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_rbtree.h: an intrusive red-black tree whose links are offsets, for
  * shared memory.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_zone.h: named, tagged shared-memory zones and the registry that
  * declares them.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_zone_conf.c: the zone grammar, in one place: the name check every
  * zone and instance name goes through (declaration, attach, listing, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_zone_hdr.c: what a zone's header holds and how it changes: the layout
  * written when a zone is created, the checks of a header someone else wrote

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_zone_internal.h: what the zone module's files share: the header every
  * zone starts with (the shared layout, docs/zones.md), the process-local

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_zone_map.c: a zone's memory: anonymous and POSIX shared-memory
  * mappings, the named objects (their naming scheme "/shmkit.<instance>.

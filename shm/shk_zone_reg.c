@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_zone_reg.c: the registry of the zones one configuration declares:
  * declaration and its conflict rules (shk_zone_add), per-zone and

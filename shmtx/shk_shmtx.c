@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_shmtx.c: the process-shared mutex: a pid in a futex word, a waiter
  * count, and take-over of a dead owner's lock.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_shmtx.h: a mutex for processes that share memory.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_shmtx_internal.h: the shmtx fast paths (take a free lock, release one
  * nobody waits for) as inline functions, for the library's own hot paths

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_stat.h: reports on live zones: sizes, slab pools, locks (and the bus
  * when a zone holds one), and the list of named zones, as text for people

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_stat_buf.c: the one writer of every report: a growable string, the
  * escaping of every string that goes into one (as a JSON string literal,

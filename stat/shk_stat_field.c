@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_stat_field.c: a described field read from its record, and a section
  * (a table of fields, shk_stat_tables.c) written from one record: as JSON

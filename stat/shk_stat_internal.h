@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_stat_internal.h: what the report module's files share: the growable
  * buffer and the one writer (JSON structure, string escaping for JSON and

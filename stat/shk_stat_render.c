@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_stat_render.c: the reports as documents: which sections a zone's
  * report is made of and how they nest (the zone, its slab pool and size

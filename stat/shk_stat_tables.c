@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_stat_tables.c: the description of every section of the reports, one
  * table each: per figure its JSON key, where it is in the section's record,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * soak_master.c: `make soak [SOAK_S=60]`. A real master (shk_master_run)
  * with 4 workers under load, and random workers killed with SIGKILL every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_bus.c: the bus: 4 forked workers exchanging unicast and broadcast
  * alerts (every alert accounted for, no duplicates, per-sender order); reply

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_conf.c: the configuration reader: tokens, quotes and escapes,
  * blocks and contexts, argument counts, include (relative, missing, cycles),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_core.c: status texts, last error, the log sink, the cached pid across
  * fork, liveness of live, zombie and reaped processes, clocks.

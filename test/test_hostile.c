@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_hostile.c: what shmkit does with objects it did not make
  * (docs/untrusted.md). Zones: things planted at a zone's name (a FIFO, a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_proc.c: the supervisor, run for real in a forked master: crash and
  * respawn in the same slot; a worker killed while holding zone locks (the

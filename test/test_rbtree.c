@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_rbtree.c: the offset-linked red-black tree: thousands of random
  * inserts, deletes, finds, lower bounds and steps against a sorted-array

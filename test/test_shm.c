@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_shm.c: zones: declaration conflicts, creation and the header, the
  * reload reuse rule (every branch), rollback of a failed create, named zones

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_shmtx.c: the process-shared mutex: mutual exclusion across forked
  * processes and threads, trylock, force_unlock, dead-owner recovery with no

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_stat.c: the reports (stat/, docs/stat.md). `shmkit zones --json`
  * and `shmkit stat --json` parsed with a hostile tag (a quote, a backslash,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * util_json.c: the tests' JSON parser (see util_json.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * util_json.h: a small JSON parser for tests that check machine-readable
  * output (shmkit stat --json, the demo's /status). Strict: the whole input

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * util_test.c: shared helpers for the Check suites (see util_test.h).
  */

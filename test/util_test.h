@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * util_test.h: helpers shared by the Check suites: shared memory, forked
  * children that report through their exit status, pipe handshakes, seeds.

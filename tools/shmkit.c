@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shmkit.c: the `shmkit` command: inspect live named zones (stat, zones)
  * and test configuration files against the library's own directives

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # bench/nchan/nchan.sh: start and stop the nchan baseline of the pub/sub
 # benchmark (Debian's nginx-light + libnginx-mod-nchan; mk/deps.sh bench).
 #

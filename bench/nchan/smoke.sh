@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # bench/nchan/smoke.sh [CLIENT]: the pub/sub load client against the nchan
 # baseline, briefly, in every mode. Runs the client's --self-test, starts
 # nchan (bench/nchan/nchan.sh), then for each mode 10 subscribers on 2

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # bench/nchan/table.sh [CLIENT]: the nchan baseline's table in
 # bench/README.md. Starts nchan (4 workers, 100 messages kept per channel),
 # runs the load client in every mode with 1 and 100 channels, 100 and 1,000
