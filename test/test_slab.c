@@ -204,6 +204,62 @@ START_TEST(fill_to_failure_then_free_all)
 }
 END_TEST
 
+/* Sizes near SIZE_MAX, past the pool, 2^63: every allocation call returns
+ * NULL with SHK_ENOMEM and leaves the pool as it was (the page count of
+ * such a size used to wrap: alloc returned a pointer into a free page and
+ * calloc zeroed until it faulted). */
+START_TEST(huge_sizes_fail_cleanly)
+{
+    size_t pool = 1u << 20, ps = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char *mem = tu_shared(pool);
+    shk_slab_t *s = new_pool(mem, pool);
+    shk_slab_stats_t st0, st;
+    live_t keep = {shk_slab_alloc(s, 3000), 3000, 0x3c};
+    ck_assert_ptr_nonnull(keep.p);
+    memset(keep.p, keep.pat, keep.size);
+    ck_assert_int_eq(shk_slab_stats(s, &st0), SHK_OK);
+    const size_t sizes[] = {SIZE_MAX,          SIZE_MAX - ps + 2,     SIZE_MAX - ps + 1,
+                            SIZE_MAX - 15,     (size_t)1 << 63,       ((size_t)1 << 63) + 1,
+                            pool + 1,          pool,                  st0.pages_total * ps + 1,
+                            st0.pages_total * ps};
+    unsigned fails = 0;
+    for (int cached = 0; cached < 2; cached++) {
+        ck_assert_int_eq(shk_slab_cache(s, cached), SHK_OK);
+        for (size_t i = 0; i < SHK_ARRAY_LEN(sizes); i++) {
+            for (int how = 0; how < 4; how++) {
+                void *p;
+                if (how < 2) {
+                    p = how ? shk_slab_calloc(s, sizes[i]) : shk_slab_alloc(s, sizes[i]);
+                } else {
+                    ck_assert_int_eq(shk_slab_lock(s), SHK_OK);
+                    p = how == 3 ? shk_slab_calloc_locked(s, sizes[i])
+                                 : shk_slab_alloc_locked(s, sizes[i]);
+                    shk_slab_unlock(s);
+                }
+                ck_assert_msg(p == NULL, "%zu bytes (call %d) gave %p", sizes[i], how, p);
+                ck_assert_int_eq(shk_last_error(), SHK_ENOMEM);
+                fails++;
+                ck_assert_msg(shk_slab_check(s) == SHK_OK, "%s", shk_last_errmsg());
+            }
+        }
+    }
+    ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
+    ck_assert_uint_eq(st.pages_free, st0.pages_free);
+    ck_assert_uint_eq(st.fails, st0.fails + fails);
+    check_block(s, &keep);
+    ck_assert_uint_eq(shk_slab_usable(s, keep.p), ps);
+    /* and the pool still serves what fits */
+    void *q = shk_slab_calloc(s, 2 * ps);
+    ck_assert_ptr_nonnull(q);
+    ck_assert_int_eq(shk_slab_free(s, q), SHK_OK);
+    ck_assert_int_eq(shk_slab_free(s, keep.p), SHK_OK);
+    ck_assert_int_eq(shk_slab_cache(s, 0), SHK_OK);
+    assert_all_free(s);
+    shk_slab_close(s);
+    tu_unshare(mem, pool);
+}
+END_TEST
+
 START_TEST(bad_frees_change_nothing)
 {
     unsigned char *mem = tu_shared(POOL);
@@ -1597,6 +1653,7 @@ int main(void)
     tcase_add_loop_test(tc, random_against_shadow, 0, 2);
     tcase_add_test(tc, fill_to_failure_then_free_all);
     tcase_add_test(tc, bad_frees_change_nothing);
+    tcase_add_test(tc, huge_sizes_fail_cleanly);
     tcase_add_test(tc, one_pool_two_addresses);
     tcase_add_test(tc, reclaim_callback);
     tcase_add_test(tc, open_checks_and_read_only);
