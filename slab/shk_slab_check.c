@@ -27,6 +27,9 @@ static size_t largest_run(const shk_slab_t *s)
 {
     const slab_pool_t *p = s->p;
     uint64_t ne = SHK_READ_ONCE(p->nonempty), low = ne & ~(1ULL << (SLAB_NLISTS - 1));
+    /* no run is longer than the pool: a list bit past it means nothing */
+    if (s->npages < SLAB_NLISTS - 1)
+        low &= (1ULL << s->npages) - 1;
     size_t best = low ? 64 - (size_t)__builtin_clzll(low) : 0;
     if (ne & (1ULL << (SLAB_NLISTS - 1))) {
         uint32_t i = SHK_READ_ONCE(p->free_head[SLAB_NLISTS - 1]);

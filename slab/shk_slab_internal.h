@@ -417,12 +417,21 @@ SLAB_HOT void shk_slab_op_begin(shk_slab_t *s, uint64_t mark)
     shk_slab_op_mark(s, mark);
 }
 
+/* The repair an operation asks for itself, when it found the pool broken:
+ * the operation is done (or gave up), so the block the mark names is where
+ * it should be (handed out, or back in the pool) and must stay there. */
+static inline void shk_slab_repair_now(shk_slab_t *s)
+{
+    SHK_WRITE_ONCE(s->p->busy, SLAB_MARK(SLAB_MARK_OP(SHK_READ_ONCE(s->p->busy)), 0));
+    shk_slab_repair(s);
+}
+
 /* ... and ends: every change made, the mark goes (the lock's release
  * publishes both). An operation that found the pool broken repairs it. */
 SLAB_HOT void shk_slab_op_end(shk_slab_t *s)
 {
     if (SHK_UNLIKELY(s->damaged))
-        shk_slab_repair(s);
+        shk_slab_repair_now(s);
     SLAB_KILL_ORDER(); /* every change before the mark goes */
     SHK_WRITE_ONCE(s->p->busy, 0);
 }

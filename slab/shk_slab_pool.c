@@ -448,7 +448,15 @@ void shk_slab_relist(shk_slab_t *s, unsigned c, uint32_t h)
     if (nfree == 1 && nchunks > 1)
         shk_slab_list_push(s, partial_list(s, c, slab_owner(s, d)), h);
     if (nfree == nchunks) {
-        /* empty: its pages go back, once they are seen to be its own */
+        /* empty: its pages go back, once its bitmap agrees and they are
+         * seen to be its own */
+        for (unsigned w = 0; w < SLAB_MAX_CHUNKS / 64; w++)
+            if (SHK_READ_ONCE(d->bits[w])) {
+                shk_slab_damaged(s, "slab at page %u counts all %u chunks free but its bitmap "
+                                    "has some in use",
+                                 h, nchunks);
+                return;
+            }
         for (uint32_t i = h + 1; i < h + np; i++)
             if (SHK_READ_ONCE(s->desc[i].kind) != SLAB_K_SLAB ||
                 SHK_READ_ONCE(s->desc[i].head) != h) {
@@ -527,7 +535,7 @@ static void *alloc_repaired(shk_slab_t *s, size_t size)
 {
     void *r = alloc_once(s, size);
     if (!r && s->damaged) {
-        shk_slab_repair(s);
+        shk_slab_repair_now(s);
         shk_slab_op_mark(s, SLAB_MARK(SLAB_OP_ALLOC, 0)); /* the operation goes on */
         r = alloc_once(s, size);
     }

@@ -254,6 +254,7 @@ static void tag_chunk(shk_slab_t *s, unsigned c, uint64_t off)
  * pool unless a magazine holds them. */
 static void pass_magazines(shk_slab_t *s, repair_t *r, uint64_t mark_off)
 {
+    const slab_pool_t *p = s->p;
     parked_t pk = {NULL, 0, 1};
     size_t cap = 0;
     uint64_t edge[SLAB_NCACHE][SLAB_NCLASS];
@@ -267,7 +268,7 @@ static void pass_magazines(shk_slab_t *s, repair_t *r, uint64_t mark_off)
             if (r->dead[i] && SHK_READ_ONCE(m->cap) != s->cmcap[c])
                 SHK_WRITE_ONCE(m->cap, s->cmcap[c]);
             /* acquire: pairs with a live owner's release when it pushed */
-            uint32_t k = shk_slab_mag_parked(s, c, SHK_LOAD_ACQUIRE(m->n));
+            uint32_t w = SHK_LOAD_ACQUIRE(m->n), k = shk_slab_mag_parked(s, c, w);
             if (r->dead[i] && k < s->cmcap[c])
                 edge[i][c] = SHK_READ_ONCE(m->e[k]);
             for (uint32_t j = 0; j < k && pk.listed; j++) {
@@ -281,11 +282,27 @@ static void pass_magazines(shk_slab_t *s, repair_t *r, uint64_t mark_off)
                     pk.v = nv;
                     cap = ncap;
                 }
-                uint64_t off = SHK_READ_ONCE(m->e[j]);
+                uint64_t off = SHK_READ_ONCE(m->e[j]), tag;
                 uint32_t h, idx;
                 uint8_t f = r->dead[i] ? 0 : ENT_LIVE;
-                if (!(f & ENT_LIVE) && shk_slab_chunk_at(s, off, c, &h, &idx) < 0)
+                if (!(f & ENT_LIVE) && shk_slab_chunk_at(s, off, c, &h, &idx) < 0) {
                     f |= ENT_DROP;
+                } else if (!(f & ENT_LIVE) && j < SLAB_MAG_CNT(w) &&
+                           shk_slab_peek_word(s->base + off, &tag) &&
+                           tag != shk_slab_tag(s, off)) {
+                    /* parked and tagged, says the magazine, but the tag is
+                     * gone: written after it was freed, or the entry names
+                     * a block that is someone's. Neither freed nor touched:
+                     * set aside. */
+                    f |= ENT_DROP;
+                    r->blocks++;
+                    r->bytes += s->csize[c];
+                    shk_log(SHK_LOG_ERR, "slab pool \"%s\": %u-byte chunk at offset %llu, parked "
+                                         "by dead process %ld, was written after it was freed; "
+                                         "set aside",
+                            s->name, s->csize[c], (unsigned long long)off,
+                            (long)SHK_READ_ONCE(p->caches[i].pid));
+                }
                 pk.v[pk.n++] = (ent_t){off, j, (uint16_t)i, (uint8_t)c, f};
             }
         }
@@ -321,8 +338,11 @@ static void pass_magazines(shk_slab_t *s, repair_t *r, uint64_t mark_off)
                         off = pk.v[a + j].off;
                     } else {
                         uint32_t h, idx;
+                        uint64_t tag;
                         off = SHK_READ_ONCE(m->e[j]);
-                        if (shk_slab_chunk_at(s, off, c, &h, &idx) < 0)
+                        if (shk_slab_chunk_at(s, off, c, &h, &idx) < 0 ||
+                            (j < SLAB_MAG_CNT(w) && shk_slab_peek_word(s->base + off, &tag) &&
+                             tag != shk_slab_tag(s, off)))
                             continue;
                     }
                     if (j >= SLAB_MAG_CNT(w))

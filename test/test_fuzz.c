@@ -15,6 +15,7 @@
 
 int shk_fuzz_conf(const uint8_t *data, size_t size);
 int shk_fuzz_zone(const uint8_t *data, size_t size);
+int shk_fuzz_slab(const uint8_t *data, size_t size);
 
 typedef struct {
     const char *name;
@@ -24,6 +25,7 @@ typedef struct {
 static const target_t targets[] = {
     {"conf", shk_fuzz_conf},
     {"zone", shk_fuzz_zone},
+    {"slab", shk_fuzz_slab},
 };
 
 /* Run fn on every regular file of dir; returns how many (0 if no dir). */

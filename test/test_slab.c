@@ -1071,6 +1071,11 @@ START_TEST(stats_take_no_lock)
 }
 END_TEST
 
+static uint32_t page_of(shk_slab_t *s, const void *p)
+{
+    return (uint32_t)(((const char *)p - s->pages) / (ptrdiff_t)s->ps);
+}
+
 /* A pool of `pool` bytes between PROT_NONE guards of GUARD pages each (a
  * read outside it faults), for the damaged-pool tests. */
 enum { GUARD = 32 };
@@ -1206,6 +1211,129 @@ START_TEST(scribbled_pool_is_read_safely)
 }
 END_TEST
 
+/* Every field of the header's geometry, forged, is refused at open with a
+ * message naming it (a desc_off or pages_off that wrapped past the old
+ * bounds check used to open, and the first read faulted; a class of chunk
+ * size 0 divided by zero; a misaligned magazine was read by the stats). */
+START_TEST(forged_headers_are_refused)
+{
+    size_t pool = 1u << 20;
+    unsigned char *mem = tu_shared(pool);
+    shk_slab_t *s = new_pool(mem, pool), *o;
+    slab_pool_t *p = (slab_pool_t *)mem;
+    static slab_pool_t saved;
+    saved = *p;
+    struct {
+        const char *field;
+        void *at;
+        size_t len;
+        uint64_t value;
+    } forged[] = {
+        {"desc_off", &p->desc_off, 8, ~0ULL - 4095},
+        {"desc_off", &p->desc_off, 8, (uint64_t)1 << 62},
+        {"pages_off", &p->pages_off, 8, ~0ULL - 4095},
+        {"pages_off", &p->pages_off, 8, p->pages_off + 4096},
+        {"npages", &p->npages, 4, p->npages + 1},
+        {"npages", &p->npages, 4, 0xffffffffu},
+        {"mag_pages", &p->mag_pages, 4, 0},
+        {"nclasses", &p->nclasses, 4, 25},
+        {"cls[0].size", &p->cls[0].size, 4, 0},
+        {"cls[5].pages", &p->cls[5].pages, 4, 0},
+        {"cls[23].nchunks", &p->cls[23].nchunks, 4, 300},
+        {"cls[9].mcap", &p->cls[9].mcap, 4, 100000},
+        {"cls[7].mat", &p->cls[7].mat, 4, p->cls[7].mat + 4},
+    };
+    for (size_t i = 0; i < SHK_ARRAY_LEN(forged); i++) {
+        memcpy(forged[i].at, &forged[i].value, forged[i].len);
+        for (unsigned fl = 0; fl <= SHK_SLAB_RDONLY; fl++) {
+            ck_assert_int_eq(shk_slab_open(&o, mem, pool, fl), SHK_ECORRUPT);
+            ck_assert_msg(strstr(shk_last_errmsg(), forged[i].field), "%s: %s", forged[i].field,
+                          shk_last_errmsg());
+        }
+        *p = saved;
+        ck_assert_int_eq(shk_slab_open(&o, mem, pool, SHK_SLAB_RDONLY), SHK_OK);
+        shk_slab_close(o);
+    }
+    shk_slab_close(s);
+    tu_unshare(mem, pool);
+}
+END_TEST
+
+/* Links and counts out of range, met by allocations and frees on a
+ * read-write handle: not followed (the guard pages would fault), the pool
+ * marked damaged and repaired, the call done or refused; every block held
+ * stays intact and the pool works afterwards. */
+START_TEST(damaged_pool_is_repaired_not_followed)
+{
+    size_t pool = 1u << 20, ps = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char *mem = guarded_pool(pool);
+    shk_slab_t *s = new_pool(mem, pool);
+    slab_pool_t *p = (slab_pool_t *)mem;
+    shk_slab_stats_t st;
+    unsigned c200 = shk_slab_class_of(200);
+    live_t keep[4] = {{NULL, 200, 0x21}, {NULL, 2048, 0x43}, {NULL, 9000, 0x65}, {NULL, 64, 0x87}};
+    for (int i = 0; i < 4; i++) {
+        ck_assert_ptr_nonnull(keep[i].p = shk_slab_alloc(s, keep[i].size));
+        memset(keep[i].p, keep[i].pat, keep[i].size);
+    }
+    for (int round = 0; round < 5; round++) {
+        ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
+        uint64_t repairs = st.repairs;
+        logbuf[0] = '\0';
+        void *extra = NULL;
+        switch (round) {
+        case 0: /* a class's list head past the last page */
+            SHK_WRITE_ONCE(p->cls[c200].partial, 0x7ffffff0u);
+            ck_assert_ptr_nonnull(extra = shk_slab_alloc(s, 200));
+            break;
+        case 1: /* a free list's head: not a free run */
+            SHK_WRITE_ONCE(p->free_head[SLAB_NLISTS - 1], page_of(s, keep[2].p));
+            ck_assert_ptr_nonnull(extra = shk_slab_alloc(s, 3 * ps));
+            break;
+        case 2: { /* a slab on its list links past the pages */
+            uint32_t h = SHK_READ_ONCE(p->cls[c200].partial);
+            ck_assert_uint_lt(h, s->npages);
+            SHK_WRITE_ONCE(s->desc[h].next, 0xfffffff0u);
+            SHK_WRITE_ONCE(s->desc[h].nfree, 1);
+            ck_assert_ptr_nonnull(extra = shk_slab_alloc(s, 200));
+            break;
+        }
+        case 3: /* a full slab's free count one too high: the free of one
+                 * chunk would make it look empty, and its pages must not go
+                 * back while the other is in use */
+            ck_assert_ptr_nonnull(extra = shk_slab_alloc(s, 2048));
+            ck_assert_uint_eq(page_of(s, extra), page_of(s, keep[1].p));
+            SHK_WRITE_ONCE(s->desc[page_of(s, keep[1].p)].nfree, 1);
+            ck_assert_int_eq(shk_slab_free(s, extra), SHK_OK);
+            extra = NULL;
+            break;
+        default: { /* a free neighbour that leads nowhere */
+            void *a = shk_slab_alloc(s, 3 * ps), *b = shk_slab_alloc(s, 3 * ps);
+            ck_assert(a && b);
+            ck_assert_int_eq(shk_slab_free(s, a), SHK_OK);
+            SHK_WRITE_ONCE(s->desc[page_of(s, a) + 2].head, 0xfffffff0u);
+            ck_assert_int_eq(shk_slab_free(s, b), SHK_OK);
+            break;
+        }
+        }
+        ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
+        ck_assert_msg(st.repairs == repairs + 1, "round %d: %llu repairs", round,
+                      (unsigned long long)(st.repairs - repairs));
+        ck_assert_msg(strstr(logbuf, "is damaged"), "round %d: %s", round, logbuf);
+        ck_assert_msg(shk_slab_check(s) == SHK_OK, "round %d: %s", round, shk_last_errmsg());
+        for (int i = 0; i < 4; i++)
+            check_block(s, &keep[i]);
+        if (extra)
+            ck_assert_int_eq(shk_slab_free(s, extra), SHK_OK);
+    }
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(shk_slab_free(s, keep[i].p), SHK_OK);
+    assert_all_free(s);
+    shk_slab_close(s);
+    guarded_unmap(mem, pool);
+}
+END_TEST
+
 /* ---- crash consistency: a process killed at each step of an operation ------
  *
  * SLAB_STEP hooks (debug builds) mark every point between two writes of an
@@ -1312,11 +1440,6 @@ static uint64_t bytes_in_use(shk_slab_t *s)
         i += n;
     }
     return bytes;
-}
-
-static uint32_t page_of(shk_slab_t *s, const void *p)
-{
-    return (uint32_t)(((const char *)p - s->pages) / (ptrdiff_t)s->ps);
 }
 
 /* -- the operations ------------------------------------------------------- */
@@ -1669,6 +1792,8 @@ int main(void)
     tcase_add_test(tc, stats_take_no_lock);
     tcase_add_test(tc, damaged_pool_is_read_safely);
     tcase_add_test(tc, scribbled_pool_is_read_safely);
+    tcase_add_test(tc, forged_headers_are_refused);
+    tcase_add_test(tc, damaged_pool_is_repaired_not_followed);
 #ifdef SHK_DEBUG
     tcase_add_loop_test(tc, killed_at_every_step, 0, (int)SHK_ARRAY_LEN(crash_ops));
 #else
