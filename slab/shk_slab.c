@@ -268,12 +268,20 @@ static inline int free_wanted(const shk_slab_t *s, const void *ptr)
     return 1;
 }
 
+/* The offset a free's mark names: ptr's, when it lies inside the pool (a
+ * pointer outside names nothing, however its offset would wrap). */
+static inline uint64_t free_mark(const shk_slab_t *s, const void *ptr)
+{
+    uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)s->base);
+    return off < s->size ? off : 0;
+}
+
 int shk_slab_free_locked(shk_slab_t *s, void *ptr)
 {
     int rc = free_wanted(s, ptr);
     if (rc != 1)
         return rc;
-    shk_slab_op_begin(s, SLAB_MARK(SLAB_OP_FREE, (char *)ptr - s->base));
+    shk_slab_op_begin(s, SLAB_MARK(SLAB_OP_FREE, free_mark(s, ptr)));
     rc = shk_slab_free_checked(s, ptr);
     shk_slab_op_end(s);
     return rc;
@@ -292,7 +300,7 @@ int shk_slab_free(shk_slab_t *s, void *ptr)
         return rc;
     /* the mark names the block: from here to the end a repair gives it
      * back (and a pointer that is no block is not given) */
-    shk_slab_op_begin(s, SLAB_MARK(SLAB_OP_FREE, (char *)ptr - s->base));
+    shk_slab_op_begin(s, SLAB_MARK(SLAB_OP_FREE, free_mark(s, ptr)));
     rc = shk_slab_free_checked(s, ptr);
     shk_slab_op_end(s);
     shk_shmtx_unlock_fast(&s->mtx);
