@@ -189,28 +189,16 @@ static void *alloc_refused(const shk_slab_t *s)
     return NULL;
 }
 
-/* shk_slab_alloc and shk_slab_calloc: the process cache when it serves,
- * else the pool under its lock. */
-static void *alloc_any(shk_slab_t *s, size_t size, int zero)
+/* An allocation with the lock held: the common case, a chunk from its
+ * class's first shared partly used slab, without shk_slab_alloc_slow's
+ * layers (the take marks the pool busy before its first store); the slow
+ * path does everything else (a list head out of the pages included). */
+SLAB_HOT void *alloc_held(shk_slab_t *s, size_t size, int zero)
 {
     void *r;
-    int rc;
     uint32_t h;
     unsigned c;
-    if (SHK_UNLIKELY(!s || s->rdonly))
-        return alloc_refused(s);
-    if (s->cache_on && size <= SLAB_MAX_SMALL &&
-        (shk_slab_cache_mine(s) || shk_slab_cache_claim(s) == 0) &&
-        (r = shk_slab_cache_alloc(s, size ? size : 1, zero)))
-        return r;
-    rc = shk_shmtx_lock_fast(&s->mtx);
-    if (!shk_shmtx_held(rc))
-        return NULL;
     shk_slab_settle(s);
-    /* The common case, a chunk from its class's first shared partly used
-     * slab, without shk_slab_alloc_slow's layers (the take marks the pool
-     * busy before its first store); it does everything else (a list head
-     * out of the pages included). */
     if (size - 1 < SLAB_MAX_SMALL &&
         (h = SHK_READ_ONCE(s->p->cls[c = shk_slab_class_of(size)].partial)) < s->npages &&
         (r = shk_slab_take(s, c, h, SLAB_OP_ALLOC))) {
@@ -221,6 +209,25 @@ static void *alloc_any(shk_slab_t *s, size_t size, int zero)
         r = shk_slab_alloc_slow(s, size, zero);
     }
     shk_slab_op_end(s);
+    return r;
+}
+
+/* shk_slab_alloc and shk_slab_calloc: the process cache when it serves,
+ * else the pool under its lock. */
+static void *alloc_any(shk_slab_t *s, size_t size, int zero)
+{
+    void *r;
+    int rc;
+    if (SHK_UNLIKELY(!s || s->rdonly))
+        return alloc_refused(s);
+    if (s->cache_on && size <= SLAB_MAX_SMALL &&
+        (shk_slab_cache_mine(s) || shk_slab_cache_claim(s) == 0) &&
+        (r = shk_slab_cache_alloc(s, size ? size : 1, zero)))
+        return r;
+    rc = shk_shmtx_lock_fast(&s->mtx);
+    if (!shk_shmtx_held(rc))
+        return NULL;
+    r = alloc_held(s, size, zero);
     shk_shmtx_unlock_fast(&s->mtx);
     return r;
 }
@@ -237,12 +244,9 @@ void *shk_slab_calloc(shk_slab_t *s, size_t size)
 
 static void *alloc_locked(shk_slab_t *s, size_t size, int zero)
 {
-    if (!s || s->rdonly)
+    if (SHK_UNLIKELY(!s || s->rdonly))
         return alloc_refused(s);
-    shk_slab_op_begin(s, SLAB_MARK(SLAB_OP_ALLOC, 0));
-    void *r = shk_slab_alloc_slow(s, size, zero);
-    shk_slab_op_end(s);
-    return r;
+    return alloc_held(s, size, zero);
 }
 
 void *shk_slab_alloc_locked(shk_slab_t *s, size_t size)

@@ -368,7 +368,7 @@ void shk_slab_pages_free(shk_slab_t *s, uint32_t start, uint32_t n)
 
 /* The list a partly used slab of class c with owner own is on; a slot that
  * names no cache body marks the pool damaged and gives the shared list. */
-static _Atomic uint32_t *partial_list(shk_slab_t *s, unsigned c, uint32_t own)
+SLAB_HOT _Atomic uint32_t *partial_list(shk_slab_t *s, unsigned c, uint32_t own)
 {
     if (own) {
         uint32_t b = own <= SLAB_NCACHE ? SHK_READ_ONCE(s->p->caches[own - 1].body) : SLAB_NIL;
