@@ -60,5 +60,9 @@
     atomic_compare_exchange_strong_explicit(&(x), (expp), (v), memory_order_##mo_ok,               \
                                             memory_order_##mo_fail)
 #define SHK_FENCE(mo) atomic_thread_fence(memory_order_##mo)
+/* A compiler-only fence (no instruction): keeps this thread's stores in
+ * program order as another process would see them if this one were killed
+ * right here (the slab's crash-consistency order, docs/failure.md). */
+#define SHK_KILL_ORDER() atomic_signal_fence(memory_order_seq_cst)
 
 #endif /* SHK_ATOMIC_INTERNAL_H */

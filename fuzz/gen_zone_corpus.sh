@@ -8,7 +8,7 @@ make --no-print-directory VARIANT=dbg lib >/dev/null
 bin=build/dbg/fuzz/gen_zone_corpus
 mkdir -p build/dbg/fuzz fuzz/corpus/zone
 cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g \
-    -Icore -Ishmtx -Islab -Ishm -Ibus -Iproc -Iinclude \
+    -Icore -Irbtree -Ishmtx -Islab -Ishm -Ibus -Ichan -Istat -Iproc -Iinclude \
     fuzz/gen_zone_corpus.c build/dbg/libshmkit.a -pthread -lrt -lm -o "$bin"
 rm -f fuzz/corpus/zone/*.zone fuzz/corpus/zone/*.hdr
 "$bin" fuzz/corpus/zone

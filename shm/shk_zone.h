@@ -319,7 +319,9 @@ SHK_API int shk_zone_lock_info(const shk_zone_t *zone, unsigned i, shk_zone_lock
  * zone's table that `pid` held, logging each as
  *   shared memory zone "one" was locked by 1234
  * at warning level. If one of them was the slab pool's lock, the pool is
- * then checked (shk_slab_check) and the result logged. Then the chunks
+ * then repaired (shk_slab_repair_locked: the dead process may have been in
+ * the middle of an operation), checked (shk_slab_check) and the result
+ * logged. Then the chunks
  * the process kept in its slab cache (shk_slab_cache) go back to the pool
  * (shk_slab_reap). Returns how many locks were released, or SHK_ECORRUPT if
  * the pool check failed (the locks are released either way, the cache is

@@ -487,6 +487,14 @@ int shk_zone_recover(shk_zone_t *zone, pid_t pid)
         }
         if (!shk_shmtx_held(rc))
             return rc;
+        /* The dead holder may have been in the middle of an operation: the
+         * pool is rebuilt from its pages (a worker that took the lock
+         * first has done it already; again is harmless), then checked. */
+        int lost = shk_slab_repair_locked(zone->slab);
+        if (lost > 0)
+            shk_log(SHK_LOG_WARN, "shared memory zone \"%s\": %d blocks were lost with process "
+                                  "%d's operation on the pool",
+                    zone->name, lost, (int)pid);
         rc = shk_slab_check_locked(zone->slab);
         shk_slab_unlock(zone->slab);
         if (rc != SHK_OK) {

@@ -10,6 +10,7 @@
  */
 #include "shk_slab_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 /* ---- init / open / close ----------------------------------------------------- */
@@ -37,9 +38,9 @@ static shk_slab_t *slab_handle_new(void *addr, size_t size)
 
 int shk_slab_init(shk_slab_t **out, void *addr, size_t size, const char *name)
 {
-    size_t ps = shk_page_size(), hdr = SHK_ALIGN_UP(sizeof(slab_pool_t), ps);
+    size_t ps = shk_page_size();
+    slab_geom_t g;
     shk_slab_t *s;
-    uint32_t npages;
     int rc;
 
     if (!out || !addr)
@@ -55,21 +56,14 @@ int shk_slab_init(shk_slab_t **out, void *addr, size_t size, const char *name)
     if (strlen(name) > SHK_SHMTX_NAME_MAX)
         return shk_error(SHK_ERANGE, "slab pool name \"%s\" is longer than %d bytes", name,
                          SHK_SHMTX_NAME_MAX);
-    /* pages + their descriptors must fit after the header */
-    npages = (uint32_t)((size - hdr) / (ps + sizeof(slab_desc_t)));
-    while (npages && hdr + SHK_ALIGN_UP((size_t)npages * sizeof(slab_desc_t), ps) +
-                             (size_t)npages * ps > size)
-        npages--;
-    if (npages < 4)
-        return shk_error(SHK_EINVAL, "slab pool of %zu bytes is too small", size);
-    if ((size_t)npages >= SLAB_NIL)
-        return shk_error(SHK_ERANGE, "slab pool of %zu bytes is too large", size);
+    if ((rc = shk_slab_geometry(size, ps, &g)) != SHK_OK)
+        return rc;
 
     s = slab_handle_new(addr, size);
     if (!s)
         return SHK_ENOMEM;
     strcpy(s->name, name);
-    shk_slab_format(s, size, npages, name);
+    shk_slab_format(s, size, &g, name);
     if ((rc = shk_shmtx_create(&s->mtx, &s->p->lock, name)) != SHK_OK) {
         free(s);
         return shk_error(rc, "slab pool \"%s\": %s", name, shk_last_errmsg());
@@ -82,29 +76,43 @@ int shk_slab_init(shk_slab_t **out, void *addr, size_t size, const char *name)
     return SHK_OK;
 }
 
-/* The geometry shk_slab_bind copied into s, checked against the region
- * (size bytes): every later read through the handle stays inside it. */
-static int slab_geometry_ok(const shk_slab_t *s, size_t size)
+/* One field of the header against what this library lays out for the
+ * region: SHK_OK, or SHK_ECORRUPT naming it. */
+static int field_is(const char *pool, const char *field, uint64_t have, uint64_t want)
 {
-    const slab_pool_t *p = s->p;
-    size_t ps = s->ps;
-    uint64_t desc_off = (uint64_t)((char *)s->desc - s->base), pages_off = s->pages_off;
-    if (p->nclasses != SLAB_NCLASS || desc_off < sizeof(slab_pool_t) || desc_off % ps ||
-        pages_off % ps || !s->npages || s->npages >= SLAB_NIL ||
-        pages_off < desc_off + (uint64_t)s->npages * sizeof(slab_desc_t) ||
-        !shk_span_ok(pages_off, (uint64_t)s->npages * ps, size) || s->mag_pages == 0 ||
-        s->mag_pages > SLAB_MAX_MAG_PAGES)
-        return shk_error(SHK_ECORRUPT, "slab pool \"%s\": header is inconsistent", s->name);
+    if (have == want)
+        return SHK_OK;
+    return shk_error(SHK_ECORRUPT, "slab pool \"%s\": header field %s is %llu, a pool of this "
+                                   "size has %llu",
+                     pool, field, (unsigned long long)have, (unsigned long long)want);
+}
+
+/* The header's geometry against g, the one shk_slab_init lays out for this
+ * size and page size: the layout is a function of those two, so any other
+ * value is damage, and the handle keeps g (never the header's copy). */
+static int slab_geometry_ok(const slab_pool_t *p, const char *name, const slab_geom_t *g)
+{
+    char f[48];
+    int rc;
+    if ((rc = field_is(name, "nclasses", p->nclasses, SLAB_NCLASS)) != SHK_OK ||
+        (rc = field_is(name, "npages", p->npages, g->npages)) != SHK_OK ||
+        (rc = field_is(name, "desc_off", p->desc_off, g->desc_off)) != SHK_OK ||
+        (rc = field_is(name, "pages_off", p->pages_off, g->pages_off)) != SHK_OK ||
+        (rc = field_is(name, "mag_pages", p->mag_pages, g->mag_pages)) != SHK_OK)
+        return rc;
     for (unsigned c = 0; c < SLAB_NCLASS; c++) {
         const slab_class_t *k = &p->cls[c];
-        if (k->size != s->csize[c] || k->pages == 0 || k->pages > SLAB_MAX_SLAB_PAGES ||
-            k->nchunks == 0 || k->nchunks > SLAB_MAX_CHUNKS ||
-            (uint64_t)k->nchunks * k->size > (uint64_t)k->pages * ps ||
-            s->cmcap[c] < SLAB_MAG_MIN || s->cmcap[c] > SLAB_MAG_MAX ||
-            (uint64_t)s->cmat[c] + sizeof(slab_mag_t) + s->cmcap[c] * sizeof(uint64_t) >
-                (uint64_t)s->mag_pages * ps)
-            return shk_error(SHK_ECORRUPT, "slab pool \"%s\": header: bad layout of class %u",
-                             s->name, c);
+        const struct {
+            const char *what;
+            uint32_t have, want;
+        } fs[] = {{"size", k->size, g->size[c]},       {"pages", k->pages, g->pages[c]},
+                  {"nchunks", k->nchunks, g->nchunks[c]}, {"mcap", k->mcap, g->mcap[c]},
+                  {"mat", k->mat, g->mat[c]}};
+        for (unsigned i = 0; i < SHK_ARRAY_LEN(fs); i++) {
+            snprintf(f, sizeof f, "cls[%u].%s", c, fs[i].what);
+            if ((rc = field_is(name, f, fs[i].have, fs[i].want)) != SHK_OK)
+                return rc;
+        }
     }
     return SHK_OK;
 }
@@ -113,6 +121,7 @@ int shk_slab_open(shk_slab_t **out, void *addr, size_t size, unsigned flags)
 {
     size_t ps = shk_page_size();
     const slab_pool_t *p = addr;
+    slab_geom_t g;
     shk_slab_t *s;
     int rc;
 
@@ -138,16 +147,16 @@ int shk_slab_open(shk_slab_t **out, void *addr, size_t size, unsigned flags)
                                        "pages, this library has %zu and %zu",
                          name, p->hdr_size, (unsigned long long)p->page_size,
                          sizeof(slab_pool_t), ps);
+    if ((rc = shk_slab_geometry(size, ps, &g)) != SHK_OK)
+        return shk_error(SHK_ECORRUPT, "slab pool \"%s\": %s", name, shk_last_errmsg());
+    if ((rc = slab_geometry_ok(p, name, &g)) != SHK_OK)
+        return rc;
     s = slab_handle_new(addr, size);
     if (!s)
         return SHK_ENOMEM;
     memcpy(s->name, name, strlen(name) + 1);
     s->rdonly = !!(flags & SHK_SLAB_RDONLY);
-    shk_slab_bind(s);
-    if ((rc = slab_geometry_ok(s, size)) != SHK_OK) {
-        free(s);
-        return rc;
-    }
+    shk_slab_bind(s, &g);
     shk_shmtx_create(&s->mtx, &s->p->lock, s->name);
     shk_slab_vg_track(s);
     *out = s;
@@ -170,16 +179,47 @@ void shk_slab_close(shk_slab_t *s)
 
 /* ---- alloc / free ---------------------------------------------------------------- */
 
+/* Why a handle cannot allocate (NULL or read-only): NULL with the error. */
+static void *alloc_refused(const shk_slab_t *s)
+{
+    if (!s)
+        shk_error(SHK_EINVAL, "NULL slab");
+    else
+        shk_error(SHK_EPERM, "slab pool \"%s\" is mapped read-only", s->name);
+    return NULL;
+}
+
+/* An allocation with the lock held: the common case, a chunk from its
+ * class's first shared partly used slab, without shk_slab_alloc_slow's
+ * layers (the take marks the pool busy before its first store); the slow
+ * path does everything else (a list head out of the pages included). */
+SLAB_HOT void *alloc_held(shk_slab_t *s, size_t size, int zero)
+{
+    void *r;
+    uint32_t h;
+    unsigned c;
+    shk_slab_settle(s);
+    if (size - 1 < SLAB_MAX_SMALL &&
+        (h = SHK_READ_ONCE(s->p->cls[c = shk_slab_class_of(size)].partial)) < s->npages &&
+        (r = shk_slab_take(s, c, h, SLAB_OP_ALLOC))) {
+        SHK_ADD_SOLE(s->p->cls[c].reqs, 1);
+        shk_slab_on_alloc(s, r, size, zero);
+    } else {
+        shk_slab_op_mark(s, SLAB_MARK(SLAB_OP_ALLOC, 0));
+        r = shk_slab_alloc_slow(s, size, zero);
+    }
+    shk_slab_op_end(s);
+    return r;
+}
+
 /* shk_slab_alloc and shk_slab_calloc: the process cache when it serves,
  * else the pool under its lock. */
 static void *alloc_any(shk_slab_t *s, size_t size, int zero)
 {
     void *r;
     int rc;
-    uint32_t h;
-    unsigned c;
     if (SHK_UNLIKELY(!s || s->rdonly))
-        return shk_slab_alloc_slow(s, size, zero); /* reports which, without the lock */
+        return alloc_refused(s);
     if (s->cache_on && size <= SLAB_MAX_SMALL &&
         (shk_slab_cache_mine(s) || shk_slab_cache_claim(s) == 0) &&
         (r = shk_slab_cache_alloc(s, size ? size : 1, zero)))
@@ -187,16 +227,7 @@ static void *alloc_any(shk_slab_t *s, size_t size, int zero)
     rc = shk_shmtx_lock_fast(&s->mtx);
     if (!shk_shmtx_held(rc))
         return NULL;
-    /* The common case, a chunk from its class's first shared partly used
-     * slab, without shk_slab_alloc_slow's layers; it does everything else. */
-    if (size - 1 < SLAB_MAX_SMALL &&
-        (h = SHK_READ_ONCE(s->p->cls[c = shk_slab_class_of(size)].partial)) != SLAB_NIL &&
-        (r = shk_slab_take(s, c, h))) {
-        SHK_ADD_SOLE(s->p->cls[c].reqs, 1);
-        shk_slab_on_alloc(s, r, size, zero);
-    } else {
-        r = shk_slab_alloc_slow(s, size, zero);
-    }
+    r = alloc_held(s, size, zero);
     shk_shmtx_unlock_fast(&s->mtx);
     return r;
 }
@@ -211,14 +242,21 @@ void *shk_slab_calloc(shk_slab_t *s, size_t size)
     return alloc_any(s, size, 1);
 }
 
+static void *alloc_locked(shk_slab_t *s, size_t size, int zero)
+{
+    if (SHK_UNLIKELY(!s || s->rdonly))
+        return alloc_refused(s);
+    return alloc_held(s, size, zero);
+}
+
 void *shk_slab_alloc_locked(shk_slab_t *s, size_t size)
 {
-    return shk_slab_alloc_slow(s, size, 0);
+    return alloc_locked(s, size, 0);
 }
 
 void *shk_slab_calloc_locked(shk_slab_t *s, size_t size)
 {
-    return shk_slab_alloc_slow(s, size, 1);
+    return alloc_locked(s, size, 1);
 }
 
 /* The checks both frees start with: 1 when ptr is to be freed, SHK_OK for
@@ -234,10 +272,23 @@ static inline int free_wanted(const shk_slab_t *s, const void *ptr)
     return 1;
 }
 
+/* The offset a free's mark names: ptr's, when it lies inside the pool (a
+ * pointer outside names nothing, however its offset would wrap). */
+static inline uint64_t free_mark(const shk_slab_t *s, const void *ptr)
+{
+    uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)s->base);
+    return off < s->size ? off : 0;
+}
+
 int shk_slab_free_locked(shk_slab_t *s, void *ptr)
 {
     int rc = free_wanted(s, ptr);
-    return rc == 1 ? shk_slab_free_checked(s, ptr) : rc;
+    if (rc != 1)
+        return rc;
+    shk_slab_op_begin(s, SLAB_MARK(SLAB_OP_FREE, free_mark(s, ptr)));
+    rc = shk_slab_free_checked(s, ptr);
+    shk_slab_op_end(s);
+    return rc;
 }
 
 int shk_slab_free(shk_slab_t *s, void *ptr)
@@ -251,7 +302,11 @@ int shk_slab_free(shk_slab_t *s, void *ptr)
     rc = shk_shmtx_lock_fast(&s->mtx);
     if (!shk_shmtx_held(rc))
         return rc;
+    /* the mark names the block: from here to the end a repair gives it
+     * back (and a pointer that is no block is not given) */
+    shk_slab_op_begin(s, SLAB_MARK(SLAB_OP_FREE, free_mark(s, ptr)));
     rc = shk_slab_free_checked(s, ptr);
+    shk_slab_op_end(s);
     shk_shmtx_unlock_fast(&s->mtx);
     return rc;
 }
@@ -300,17 +355,16 @@ size_t shk_slab_usable(const shk_slab_t *s, const void *ptr)
     const slab_desc_t *d = &s->desc[q];
     unsigned kind = SHK_READ_ONCE(d->kind);
     uint32_t h = SHK_READ_ONCE(d->head);
-    if (kind == SLAB_K_FREE || h > q)
-        return 0;
-    size_t off = (size_t)(c - shk_slab_page_addr(s, h));
-    if (kind == SLAB_K_RUN) {
+    if (kind == SLAB_K_RUN && h <= q) {
         uint32_t n = SHK_READ_ONCE(s->desc[h].npages);
-        return off || n > s->npages - h ? 0 : (size_t)n * s->ps;
+        return c != shk_slab_page_addr(s, h) || SHK_READ_ONCE(s->desc[h].kind) != SLAB_K_RUN ||
+                       n == 0 || n > s->npages - h
+                   ? 0
+                   : (size_t)n * s->ps;
     }
-    unsigned cl = SHK_READ_ONCE(s->desc[h].cls);
-    if (kind == SLAB_K_SLAB && cl < SLAB_NCLASS)
-        return off % s->csize[cl] ? 0 : s->csize[cl];
-    return 0;
+    uint32_t hh, idx;
+    int cl = shk_slab_chunk_at(s, (uint64_t)(c - s->base), SLAB_NCLASS, &hh, &idx);
+    return cl < 0 ? 0 : s->csize[cl];
 }
 
 void shk_slab_set_reclaim(shk_slab_t *s, shk_slab_reclaim_t fn, void *ctx)

@@ -14,6 +14,15 @@
  * Handles (shk_slab_t) are process-local: each process opens its own.
  * Functions without _locked take the pool's lock themselves when they need
  * it; the stats and shk_slab_usable never do.
+ *
+ * A process that dies in the middle of an operation (holding the lock)
+ * leaves the pool marked busy; the next process to hold the lock, however
+ * it came to (shk_slab_lock's takeover, a master's shk_shmtx_force_unlock
+ * and shk_zone_recover), rebuilds it from its pages before anything else
+ * (shk_slab_repair_locked), losing at most the blocks that operation was
+ * handing out or taking back, which the stats count as `leaked`. See
+ * docs/failure.md (the slab part); what open and the readers check in a pool they did
+ * not make is in docs/untrusted.md (the slab part).
  */
 #ifndef SHK_SLAB_H
 #define SHK_SLAB_H
@@ -43,6 +52,9 @@ typedef struct shk_slab_stats_s {
     unsigned caches;         /* process caches in the pool (each holds cache_pages) */
     size_t cache_pages;
     unsigned nclasses;       /* size classes: shk_slab_class_stats(slab, 0 .. nclasses-1) */
+    uint64_t repairs;        /* times the pool was rebuilt (shk_slab_repair_locked) */
+    uint64_t leaked;         /* blocks the repairs found lost with a dead process's operation */
+    uint64_t leaked_bytes;   /* ... and their bytes (chunk sizes, whole pages for runs) */
 } shk_slab_stats_t;
 
 /* One size class (shk_slab_class_stats). */
@@ -77,10 +89,15 @@ SHK_API int shk_slab_open(shk_slab_t **out, void *addr, size_t size, unsigned fl
 SHK_API void shk_slab_close(shk_slab_t *slab);
 
 /* Allocate size bytes (16-byte aligned; page-aligned for sizes above 2048).
- * NULL when the pool has no room (after the reclaim callback, if set, could
- * not make any): the pool's `fails` counter grows and one log line is
- * written per out-of-memory episode (an episode ends when a sixty-fourth
- * of the pool's pages is free again). size 0 is served as 1. */
+ * NULL with SHK_ENOMEM when the pool has no room (after the reclaim
+ * callback, if set, could not make any): the pool's `fails` counter grows
+ * and one log line is written per out-of-memory episode (an episode ends
+ * when a sixty-fourth of the pool's pages is free again). Every size is
+ * safe, up to SIZE_MAX: one larger than all the pool's pages fails the
+ * same way at once (SHK_ENOMEM, counted and logged; the reclaim callback
+ * is not run, it could not help), without touching the pool. size 0 is
+ * served as 1. A pool found damaged on the way is repaired (logged) and
+ * the allocation tried again. */
 SHK_API void *shk_slab_alloc(shk_slab_t *slab, size_t size);
 SHK_API void *shk_slab_alloc_locked(shk_slab_t *slab, size_t size);
 /* The same, zero-filled. */
@@ -94,8 +111,12 @@ SHK_API int shk_slab_free(shk_slab_t *slab, void *p);
 SHK_API int shk_slab_free_locked(shk_slab_t *slab, void *p);
 
 /* The pool's lock, for multi-step work with the _locked calls. Returns
- * SHK_OK, or SHK_EOWNERDEAD when the lock was taken over from a process that
- * died holding it (the caller holds it; run shk_slab_check_locked()). */
+ * SHK_OK, or SHK_EOWNERDEAD (the caller holds the lock either way) when the
+ * last holder died holding it: the lock was taken over from it, or the
+ * pool's busy mark says a dead process was in the middle of an operation
+ * (a master had force-unlocked the lock). The pool is repaired by then;
+ * data of the caller's own under this lock may want a look. Errors:
+ * SHK_EINVAL (NULL), SHK_EPERM (read-only). */
 SHK_API int shk_slab_lock(shk_slab_t *slab);
 SHK_API void shk_slab_unlock(shk_slab_t *slab);
 /* The pool's lock handle (the zone registers it in its lock table). */
@@ -178,12 +199,30 @@ SHK_API int shk_slab_class_stats(shk_slab_t *slab, unsigned i, shk_slab_class_st
 
 /* Walk every structure of the pool and report the first broken invariant:
  * SHK_OK, or SHK_ECORRUPT with shk_last_errmsg() naming it. Every walk is
- * bounded, so a pool damaged by a process that died mid-update is reported,
- * never looped on. shk_slab_check takes the lock, except on a read-only
- * handle, where it reads without it (then a pool others are changing may
- * be reported broken); _locked expects the caller to hold it. */
+ * bounded and every index checked, so any bytes are reported, never
+ * looped on or read outside. A pool left busy by a process that died in an
+ * operation reads "interrupted" (shk_slab_check on a read-write handle
+ * takes the lock, which repairs it first). shk_slab_check takes the lock,
+ * except on a read-only handle, where it reads without it (then a pool
+ * others are changing may be reported broken); _locked expects the caller
+ * to hold it. */
 SHK_API int shk_slab_check(shk_slab_t *slab);
 SHK_API int shk_slab_check_locked(shk_slab_t *slab);
+
+/* Rebuild the pool from its pages (lock held, read-write handle): every
+ * page not in a used run that holds together is free again, runs merged
+ * and listed, each slab's free count and list from its bitmap, the cache
+ * slots that name a cache body kept (a dead owner's magazines keep the
+ * chunks they hold, each once), the chunk a dead cache operation was
+ * moving given back, the counters recounted. Blocks an operation of a dead
+ * process had taken but not yet counted are counted as leaked (stats);
+ * no block is freed that may have an owner. Linear in the pages. Every call
+ * that takes the lock runs it itself when the pool is marked busy (see the
+ * top of this file), so a caller needs it only after taking the lock by
+ * other means (shk_slab_mutex with shk_shmtx_*; shk_zone_recover does).
+ * On any bytes: never reads or writes outside the pool. Returns the blocks
+ * found leaked (>= 0), or SHK_EINVAL (NULL), SHK_EPERM (read-only). */
+SHK_API int shk_slab_repair_locked(shk_slab_t *slab);
 
 #ifdef __cplusplus
 }

@@ -10,28 +10,45 @@
  *
  * Parked chunks stay marked in use in their slab's bitmap and carry a tag
  * (shk_slab_tag) in their first 8 bytes, so freeing one again is caught.
- * Every change keeps "entries [0, n) are parked" true at each store, in the
- * order that turns a death at any point into at most one leaked chunk,
- * never a chunk both parked and in the pool.
+ * Every change keeps "entries [0, cnt + pend) are parked" true at each
+ * store. A chunk moving between a magazine and the pool under the lock is
+ * first named by the pool's busy mark: a process that dies while it is in
+ * neither (off the magazine, not yet free; or marked in use, not yet
+ * recorded) leaves it named there, and the repair gives it back to the
+ * pool. It is never both parked and free: the magazine lets go of a chunk
+ * before the pool takes it back, and records one after the pool gave it.
+ * The owner's lock-free push and pop are recovered by the reap of a dead
+ * owner's cache (slot_release).
  */
 #include "shk_slab_internal.h"
 
-/* Give the top k parked chunks of m back to the pool (lock held; the
- * owner is this process, or dead). The count drops before each chunk goes
- * back: an owner dying here leaks that chunk rather than leaving it both
- * parked and free. Returns how many went back. */
+/* Give the top k parked chunks of m back to the pool (lock held, operation
+ * begun; the owner is this process, or dead). Returns how many went back. */
 static uint32_t mag_drain(shk_slab_t *s, slab_mag_t *m, unsigned c, uint32_t k)
 {
     /* acquire: pairs with the owner's release when it pushed */
-    uint32_t n = SHK_LOAD_ACQUIRE(m->n), done = 0;
-    if (n > s->cmcap[c])
-        n = s->cmcap[c];
-    while (done < k && n > 0) {
-        uint64_t off = SHK_READ_ONCE(m->e[n - 1]);
+    uint32_t w = SHK_LOAD_ACQUIRE(m->n), cnt = SLAB_MAG_CNT(w), pend = SLAB_MAG_PEND(w);
+    uint32_t done = 0, cap = s->cmcap[c];
+    if (cnt > cap)
+        cnt = cap;
+    if (pend > cap - cnt)
+        pend = cap - cnt;
+    while (done < k && cnt + pend > 0) {
+        uint64_t off = SHK_READ_ONCE(m->e[cnt + pend - 1]);
         uint32_t h, idx;
+        shk_slab_op_mark(s, SLAB_MARK(SLAB_OP_CACHE, off)); /* before it leaves */
+        SLAB_STEP("drain: chunk named by the mark");
+        if (pend)
+            pend--;
+        else
+            cnt--;
         /* relaxed: the other readers of the count hold the lock, as we do,
          * or take it as a snapshot */
-        SHK_WRITE_ONCE(m->n, --n);
+        SHK_WRITE_ONCE(m->n, SLAB_MAG_WORD(cnt, pend));
+        SLAB_STEP("drain: chunk off the magazine");
+        SHK_WRITE_ONCE(m->e[cnt + pend], 0);
+        SLAB_KILL_ORDER(); /* off the magazine before the pool has it back */
+        SLAB_STEP("drain: entry cleared");
         if (shk_slab_chunk_at(s, off, c, &h, &idx) >= 0) {
             shk_slab_chunk_release(s, c, h, idx);
             done++;
@@ -41,33 +58,63 @@ static uint32_t mag_drain(shk_slab_t *s, slab_mag_t *m, unsigned c, uint32_t k)
                     s->name, (unsigned long long)off, s->csize[c]);
         }
     }
+    shk_slab_op_mark(s, SLAB_MARK(SLAB_OP_CACHE, 0)); /* the last chunk moved */
     return done;
 }
 
-/* Empty slot i's cache into the pool and free the slot (lock held; its
- * owner is this process or dead). Returns the chunks given back. */
-static uint64_t slot_release(shk_slab_t *s, unsigned i)
+uint64_t shk_slab_mag_edge(shk_slab_t *s, slab_mag_t *m, unsigned c)
+{
+    uint32_t n = shk_slab_mag_parked(s, c, SHK_LOAD_ACQUIRE(m->n)), h, idx;
+    uint64_t off;
+    if (n >= s->cmcap[c] || !(off = SHK_READ_ONCE(m->e[n])))
+        return 0;
+    int mine = shk_slab_chunk_at(s, off, c, &h, &idx) >= 0 && !shk_slab_is_parked(s, off, c, 1);
+    if (mine) {
+        shk_slab_op_mark(s, SLAB_MARK(SLAB_OP_CACHE, off));
+        shk_slab_chunk_release(s, c, h, idx);
+    }
+    SHK_WRITE_ONCE(m->e[n], 0);
+    SLAB_STEP("edge: entry cleared");
+    if (mine)
+        shk_slab_op_mark(s, SLAB_MARK(SLAB_OP_CACHE, 0));
+    return (uint64_t)mine;
+}
+
+/* Empty slot i's cache into the pool and free the slot (lock held,
+ * operation begun; its owner is this process or dead). The slot lets go
+ * of the body before its pages go back; a body no slot names is freed by
+ * the repair. Returns the chunks given back. */
+static uint64_t slot_release(shk_slab_t *s, unsigned i, int dead)
 {
     slab_pool_t *p = s->p;
     slab_cslot_t *sl = &p->caches[i];
     uint32_t b = SHK_READ_ONCE(sl->body), nc = SHK_READ_ONCE(p->ncaches);
     uint64_t moved = 0;
-    if (shk_slab_body_ok(s, b) && SHK_READ_ONCE(s->desc[b].kind) == SLAB_K_CACHE) {
-        char *body = shk_slab_body(s, b);
+    int body = shk_slab_body_ok(s, b) && SHK_READ_ONCE(s->desc[b].kind) == SLAB_K_CACHE &&
+               SHK_READ_ONCE(s->desc[b].head) == b;
+    if (body) {
+        char *bp = shk_slab_body(s, b);
         for (unsigned c = 0; c < SLAB_NCLASS; c++) {
-            slab_mag_t *m = shk_slab_mag_at(s, body, c);
+            slab_mag_t *m = shk_slab_mag_at(s, bp, c);
+            if (dead)
+                moved += shk_slab_mag_edge(s, m, c);
             moved += mag_drain(s, m, c, s->cmcap[c]);
             SHK_ADD_SOLE(p->cache_reqs[c], SHK_READ_ONCE(m->reqs));
+            SHK_WRITE_ONCE(m->reqs, 0);
         }
         shk_slab_disown(s, i);
-        shk_slab_pages_free(s, b, s->mag_pages);
+        SLAB_STEP("cache release: emptied");
     }
     SHK_WRITE_ONCE(sl->body, SLAB_NIL);
+    SLAB_STEP("cache release: slot lets go of the body");
     if (nc)
         SHK_WRITE_ONCE(p->ncaches, nc - 1);
     /* relaxed: the slot is read under the lock, or by owns_slot (see
      * there) */
     SHK_WRITE_ONCE(sl->pid, 0);
+    SLAB_STEP("cache release: slot free");
+    if (body)
+        shk_slab_pages_free(s, b, s->mag_pages);
     return moved;
 }
 
@@ -82,9 +129,10 @@ int shk_slab_cache_claim(shk_slab_t *s)
         return -1; /* failed before, or another thread owns this process's cache */
     s->cbody = NULL; /* inherited from a parent: that cache is the parent's */
     s->cslot = -1;
-    rc = shk_slab_lock(s);
+    rc = shk_slab_lock_op(s);
     if (!shk_shmtx_held(rc))
         return -1;
+    shk_slab_op_begin(s, SLAB_MARK(SLAB_OP_CACHE, 0));
     for (unsigned i = 0; i < SLAB_NCACHE && slot < 0; i++)
         if (SHK_READ_ONCE(p->caches[i].pid) == 0)
             slot = (int)i;
@@ -98,12 +146,12 @@ int shk_slab_cache_claim(shk_slab_t *s)
     for (unsigned i = 0; i < SLAB_NCACHE && slot < 0; i++) {
         pid_t q = (pid_t)SHK_READ_ONCE(p->caches[i].pid);
         if (q != me && !shk_pid_alive(q)) {
-            slot_release(s, i);
+            slot_release(s, i, 1);
             slot = (int)i;
         }
     }
     if (slot >= 0)
-        h = shk_slab_pages_alloc(s, s->mag_pages, SLAB_K_CACHE);
+        h = shk_slab_pages_alloc(s, s->mag_pages, SLAB_K_CACHE, 0, 0);
     if (h != SLAB_NIL) {
         char *body = shk_slab_page_addr(s, h);
         SLAB_VG(VALGRIND_MAKE_MEM_UNDEFINED(body, (size_t)s->mag_pages * s->ps));
@@ -112,13 +160,17 @@ int shk_slab_cache_claim(shk_slab_t *s)
             SHK_WRITE_ONCE(shk_slab_mag_at(s, body, c)->cap, s->cmcap[c]);
             SHK_WRITE_ONCE(((slab_bhdr_t *)body)->partial[c], SLAB_NIL);
         }
+        SLAB_STEP("claim: body laid out");
         /* release: a lock-free reader (the stats) that sees the body sees
          * its magazines empty */
         SHK_STORE_RELEASE(p->caches[slot].body, h);
+        SLAB_STEP("claim: slot names the body");
         SHK_WRITE_ONCE(p->ncaches, SHK_READ_ONCE(p->ncaches) + 1);
         /* relaxed: the slot is read under the lock, or by owns_slot */
         SHK_WRITE_ONCE(p->caches[slot].pid, (uint32_t)me);
+        SLAB_STEP("claim: slot owned");
     }
+    shk_slab_op_end(s);
     shk_slab_unlock(s);
     if (h == SLAB_NIL) {
         s->cfail = me;
@@ -136,43 +188,55 @@ int shk_slab_cache_claim(shk_slab_t *s)
 
 uint32_t shk_slab_mag_refill(shk_slab_t *s, unsigned c, slab_mag_t *m)
 {
-    uint64_t got[SLAB_MAG_MAX / 2];
-    /* relaxed: only this thread changes the count */
+    /* relaxed: only this thread changes the count (its pend half is 0) */
     uint32_t n = SHK_READ_ONCE(m->n), k = 0, want = s->cmcap[c] / 2;
-    int rc = shk_slab_lock(s);
+    uint32_t own = (uint32_t)s->cslot + 1;
+    int rc = shk_slab_lock_op(s);
     if (!shk_shmtx_held(rc))
         return 0;
-    /* The chunks are taken under the lock and tagged after it (their memory
-     * is cold): until they are pushed they are simply in use, as any
-     * block. */
+    shk_slab_op_begin(s, SLAB_MARK(SLAB_OP_CACHE, 0));
+    /* Each chunk is named by the mark and taken (shk_slab_take_at), then
+     * recorded as pending under the lock; they are tagged after it (their
+     * memory is cold), and then counted as parked with one store. */
     while (n + k < want) {
-        char *r = shk_slab_alloc_chunk(s, c, (uint32_t)s->cslot + 1);
-        if (!r)
+        uint32_t h = shk_slab_chunk_slab(s, c, own), idx;
+        if (h == SLAB_NIL || (idx = shk_slab_first_free(s, c, h)) == SLAB_NIL)
             break;
-        got[k++] = (uint64_t)(r - s->base);
+        uint64_t off = (uint64_t)(shk_slab_take_at(s, c, h, idx, SLAB_OP_CACHE) - s->base);
+        SHK_WRITE_ONCE(m->e[n + k], off);
+        SLAB_KILL_ORDER(); /* taken before the magazine counts it */
+        k++;
+        /* relaxed: readers of a pending count hold the lock, or take a
+         * snapshot (and the fold below is a release) */
+        SHK_WRITE_ONCE(m->n, SLAB_MAG_WORD(n, k));
+        SLAB_STEP("refill: chunk recorded, untagged");
     }
+    shk_slab_op_end(s);
     shk_slab_unlock(s);
     for (uint32_t i = 0; i < k; i++) {
         /* tagged like a freed chunk, so a stale pointer to it freed again
          * is caught here too */
-        char *r = s->base + got[i];
-        uint64_t tag = shk_slab_tag(s, got[i]);
+        uint64_t off = SHK_READ_ONCE(m->e[n + i]);
+        char *r = s->base + off;
+        uint64_t tag = shk_slab_tag(s, off);
         SLAB_VG(VALGRIND_MAKE_MEM_UNDEFINED(r, sizeof tag));
         memcpy(r, &tag, sizeof tag);
         SLAB_VG(VALGRIND_MAKE_MEM_NOACCESS(r, s->csize[c]));
-        SHK_WRITE_ONCE(m->e[n], got[i]);
-        /* release: a reader of the new count sees the entry and its tag */
-        SHK_STORE_RELEASE(m->n, ++n);
     }
-    return n;
+    if (k)
+        /* release: a reader of the folded count sees the entries' tags */
+        SHK_STORE_RELEASE(m->n, n + k);
+    return n + k;
 }
 
 uint32_t shk_slab_mag_spill(shk_slab_t *s, slab_mag_t *m, unsigned c)
 {
-    int rc = shk_slab_lock(s);
+    int rc = shk_slab_lock_op(s);
     if (!shk_shmtx_held(rc))
         return s->cmcap[c];
+    shk_slab_op_begin(s, SLAB_MARK(SLAB_OP_CACHE, 0));
     mag_drain(s, m, c, s->cmcap[c] / 2);
+    shk_slab_op_end(s);
     shk_slab_unlock(s);
     /* relaxed: only this thread changes the count */
     return SHK_READ_ONCE(m->n);
@@ -205,12 +269,14 @@ int shk_slab_cache(shk_slab_t *s, int on)
         s->cbody = NULL;
         return SHK_OK;
     }
-    rc = shk_slab_lock(s);
+    rc = shk_slab_lock_op(s);
     if (!shk_shmtx_held(rc))
         return rc;
+    shk_slab_op_begin(s, SLAB_MARK(SLAB_OP_CACHE, 0));
     if (s->cslot >= 0 && s->cslot < SLAB_NCACHE &&
         SHK_READ_ONCE(s->p->caches[s->cslot].pid) == (uint32_t)s->cpid)
-        slot_release(s, (unsigned)s->cslot);
+        slot_release(s, (unsigned)s->cslot, 0);
+    shk_slab_op_end(s);
     shk_slab_unlock(s);
     s->cbody = NULL;
     s->cslot = -1;
@@ -224,10 +290,12 @@ int shk_slab_flush(shk_slab_t *s)
         return shk_error(SHK_EINVAL, "NULL slab");
     if (!shk_slab_cache_mine(s))
         return SHK_OK;
-    rc = shk_slab_lock(s);
+    rc = shk_slab_lock_op(s);
     if (!shk_shmtx_held(rc))
         return rc;
+    shk_slab_op_begin(s, SLAB_MARK(SLAB_OP_CACHE, 0));
     shk_slab_cache_drain_locked(s);
+    shk_slab_op_end(s);
     shk_slab_unlock(s);
     return SHK_OK;
 }
@@ -273,9 +341,11 @@ int shk_slab_reap(shk_slab_t *s, pid_t pid)
                          (long)pid);
     if (!shk_shmtx_held(rc))
         return rc;
+    shk_slab_op_begin(s, SLAB_MARK(SLAB_OP_CACHE, 0));
     for (unsigned i = 0; i < SLAB_NCACHE; i++)
         if (SHK_READ_ONCE(s->p->caches[i].pid) == (uint32_t)pid)
-            moved += slot_release(s, i);
+            moved += slot_release(s, i, 1);
+    shk_slab_op_end(s);
     shk_slab_unlock(s);
     return moved > INT32_MAX ? INT32_MAX : (int)moved;
 }

@@ -27,6 +27,9 @@ static size_t largest_run(const shk_slab_t *s)
 {
     const slab_pool_t *p = s->p;
     uint64_t ne = SHK_READ_ONCE(p->nonempty), low = ne & ~(1ULL << (SLAB_NLISTS - 1));
+    /* no run is longer than the pool: a list bit past it means nothing */
+    if (s->npages < SLAB_NLISTS - 1)
+        low &= (1ULL << s->npages) - 1;
     size_t best = low ? 64 - (size_t)__builtin_clzll(low) : 0;
     if (ne & (1ULL << (SLAB_NLISTS - 1))) {
         uint32_t i = SHK_READ_ONCE(p->free_head[SLAB_NLISTS - 1]);
@@ -57,6 +60,9 @@ int shk_slab_stats(shk_slab_t *s, shk_slab_stats_t *st)
     st->caches = nc < SLAB_NCACHE ? nc : SLAB_NCACHE;
     st->cache_pages = s->mag_pages;
     st->nclasses = SLAB_NCLASS;
+    st->repairs = SHK_READ_ONCE(p->repairs);
+    st->leaked = SHK_READ_ONCE(p->leaked);
+    st->leaked_bytes = SHK_READ_ONCE(p->leaked_bytes);
     return SHK_OK;
 }
 
@@ -85,8 +91,7 @@ int shk_slab_class_stats(shk_slab_t *s, unsigned i, shk_slab_class_stat_t *out)
             continue;
         slab_mag_t *m = shk_slab_mag_at(s, shk_slab_body(s, b), i);
         /* acquire: pairs with the owner's release when it pushed */
-        uint32_t n = SHK_LOAD_ACQUIRE(m->n);
-        out->cached += n < s->cmcap[i] ? n : s->cmcap[i];
+        out->cached += shk_slab_mag_parked(s, i, SHK_LOAD_ACQUIRE(m->n));
         out->reqs += SHK_READ_ONCE(m->reqs);
     }
     out->used = used > out->cached ? used - out->cached : 0;
@@ -164,7 +169,8 @@ static int check_caches(const shk_slab_t *s, uint32_t cache_runs)
         for (unsigned c = 0; c < SLAB_NCLASS && rc == SHK_OK; c++) {
             slab_mag_t *m = shk_slab_mag_at(s, body, c);
             /* acquire: pairs with the owner's release when it pushed */
-            uint32_t n = SHK_LOAD_ACQUIRE(m->n), mcap = SHK_READ_ONCE(m->cap);
+            uint32_t w = SHK_LOAD_ACQUIRE(m->n), mcap = SHK_READ_ONCE(m->cap);
+            uint32_t n = SLAB_MAG_CNT(w) + SLAB_MAG_PEND(w), tagged = SLAB_MAG_CNT(w);
             if (mcap != s->cmcap[c] || n > mcap) {
                 rc = BROKEN("slab pool \"%s\": cache of process %ld: class %u magazine holds "
                             "%u of %u",
@@ -172,7 +178,7 @@ static int check_caches(const shk_slab_t *s, uint32_t cache_runs)
                 break;
             }
             for (uint32_t k = 0; k < n; k++) {
-                uint64_t off = SHK_READ_ONCE(m->e[k]), w;
+                uint64_t off = SHK_READ_ONCE(m->e[k]), v;
                 uint32_t h, idx;
                 if (shk_slab_chunk_at(s, off, c, &h, &idx) < 0) {
                     rc = BROKEN("slab pool \"%s\": cache of process %ld holds offset %llu, not "
@@ -182,7 +188,10 @@ static int check_caches(const shk_slab_t *s, uint32_t cache_runs)
                 }
                 if (!quiet)
                     continue;
-                if (shk_slab_peek_word(s->base + off, &w) && w != shk_slab_tag(s, off)) {
+                /* entries a refill recorded and has not tagged yet have no
+                 * tag to check */
+                if (k < tagged && shk_slab_peek_word(s->base + off, &v) &&
+                    v != shk_slab_tag(s, off)) {
                     rc = BROKEN("slab pool \"%s\": %u-byte chunk at offset %llu was written "
                                 "after it was freed (it waits in the cache of process %ld)",
                                 s->name, s->csize[c], (unsigned long long)off, (long)pid);
@@ -224,7 +233,6 @@ static int check_caches(const shk_slab_t *s, uint32_t cache_runs)
 static int check_runs(const shk_slab_t *s, uint64_t *free_pages, uint64_t *used,
                       uint64_t *total, uint64_t *want_partial, uint32_t *cache_runs)
 {
-    const slab_pool_t *p = s->p;
     const uint32_t np = s->npages;
     for (uint32_t i = 0; i < np;) {
         const dview_t d = desc_load(s, i);
@@ -268,11 +276,11 @@ static int check_runs(const shk_slab_t *s, uint64_t *free_pages, uint64_t *used,
             if (d.own > SLAB_NCACHE)
                 return BROKEN("slab pool \"%s\": slab at page %u names owner %u", s->name, i,
                               d.own);
-            const slab_class_t *k = &p->cls[d.cls];
-            if (n != k->pages || d.nchunks != k->nchunks)
+            if (n != s->cpages[d.cls] || d.nchunks != s->cnchunks[d.cls])
                 return BROKEN("slab pool \"%s\": slab at page %u has %u pages/%u chunks, class "
                               "%u wants %u/%u",
-                              s->name, i, n, d.nchunks, s->csize[d.cls], k->pages, k->nchunks);
+                              s->name, i, n, d.nchunks, s->csize[d.cls], s->cpages[d.cls],
+                              s->cnchunks[d.cls]);
             uint32_t inuse = 0;
             for (uint32_t c = 0; c < d.nchunks; c++)
                 inuse += (d.bits[c / 64] >> (c % 64)) & 1;
@@ -393,6 +401,17 @@ int shk_slab_check_locked(shk_slab_t *s)
     if (p->npages != s->npages || p->mag_pages != s->mag_pages)
         return BROKEN("slab pool \"%s\": the header's geometry changed since it was opened",
                       s->name);
+    uint64_t busy = SHK_READ_ONCE(p->busy);
+    if (busy) {
+        pid_t holder = shk_shmtx_owner(&s->mtx);
+        if (holder && holder != SHK_PID() && shk_pid_alive(holder))
+            return BROKEN("slab pool \"%s\": an operation is in progress (process %ld holds "
+                          "the lock)",
+                          s->name, (long)holder);
+        return BROKEN("slab pool \"%s\": an operation (%u, on offset %llu) was interrupted by "
+                      "the death of its process; the next holder of the lock repairs it",
+                      s->name, SLAB_MARK_OP(busy), (unsigned long long)SLAB_MARK_OFF(busy));
+    }
     if ((rc = check_runs(s, &free_pages, used, total, want_partial, &cache_runs)) != SHK_OK)
         return rc;
     if ((pf = SHK_READ_ONCE(p->pages_free)) != free_pages)
@@ -426,7 +445,7 @@ int shk_slab_check(shk_slab_t *s)
         return shk_error(SHK_EINVAL, "NULL slab");
     if (s->rdonly)
         return shk_slab_check_locked(s);
-    rc = shk_slab_lock(s);
+    rc = shk_slab_lock_op(s); /* repairs a pool left busy */
     if (!shk_shmtx_held(rc))
         return rc;
     rc = shk_slab_check_locked(s);

@@ -204,6 +204,62 @@ START_TEST(fill_to_failure_then_free_all)
 }
 END_TEST
 
+/* Sizes near SIZE_MAX, past the pool, 2^63: every allocation call returns
+ * NULL with SHK_ENOMEM and leaves the pool as it was (the page count of
+ * such a size used to wrap: alloc returned a pointer into a free page and
+ * calloc zeroed until it faulted). */
+START_TEST(huge_sizes_fail_cleanly)
+{
+    size_t pool = 1u << 20, ps = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char *mem = tu_shared(pool);
+    shk_slab_t *s = new_pool(mem, pool);
+    shk_slab_stats_t st0, st;
+    live_t keep = {shk_slab_alloc(s, 3000), 3000, 0x3c};
+    ck_assert_ptr_nonnull(keep.p);
+    memset(keep.p, keep.pat, keep.size);
+    ck_assert_int_eq(shk_slab_stats(s, &st0), SHK_OK);
+    const size_t sizes[] = {SIZE_MAX,          SIZE_MAX - ps + 2,     SIZE_MAX - ps + 1,
+                            SIZE_MAX - 15,     (size_t)1 << 63,       ((size_t)1 << 63) + 1,
+                            pool + 1,          pool,                  st0.pages_total * ps + 1,
+                            st0.pages_total * ps};
+    unsigned fails = 0;
+    for (int cached = 0; cached < 2; cached++) {
+        ck_assert_int_eq(shk_slab_cache(s, cached), SHK_OK);
+        for (size_t i = 0; i < SHK_ARRAY_LEN(sizes); i++) {
+            for (int how = 0; how < 4; how++) {
+                void *p;
+                if (how < 2) {
+                    p = how ? shk_slab_calloc(s, sizes[i]) : shk_slab_alloc(s, sizes[i]);
+                } else {
+                    ck_assert_int_eq(shk_slab_lock(s), SHK_OK);
+                    p = how == 3 ? shk_slab_calloc_locked(s, sizes[i])
+                                 : shk_slab_alloc_locked(s, sizes[i]);
+                    shk_slab_unlock(s);
+                }
+                ck_assert_msg(p == NULL, "%zu bytes (call %d) gave %p", sizes[i], how, p);
+                ck_assert_int_eq(shk_last_error(), SHK_ENOMEM);
+                fails++;
+                ck_assert_msg(shk_slab_check(s) == SHK_OK, "%s", shk_last_errmsg());
+            }
+        }
+    }
+    ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
+    ck_assert_uint_eq(st.pages_free, st0.pages_free);
+    ck_assert_uint_eq(st.fails, st0.fails + fails);
+    check_block(s, &keep);
+    ck_assert_uint_eq(shk_slab_usable(s, keep.p), ps);
+    /* and the pool still serves what fits */
+    void *q = shk_slab_calloc(s, 2 * ps);
+    ck_assert_ptr_nonnull(q);
+    ck_assert_int_eq(shk_slab_free(s, q), SHK_OK);
+    ck_assert_int_eq(shk_slab_free(s, keep.p), SHK_OK);
+    ck_assert_int_eq(shk_slab_cache(s, 0), SHK_OK);
+    assert_all_free(s);
+    shk_slab_close(s);
+    tu_unshare(mem, pool);
+}
+END_TEST
+
 START_TEST(bad_frees_change_nothing)
 {
     unsigned char *mem = tu_shared(POOL);
@@ -1015,6 +1071,11 @@ START_TEST(stats_take_no_lock)
 }
 END_TEST
 
+static uint32_t page_of(shk_slab_t *s, const void *p)
+{
+    return (uint32_t)(((const char *)p - s->pages) / (ptrdiff_t)s->ps);
+}
+
 /* A pool of `pool` bytes between PROT_NONE guards of GUARD pages each (a
  * read outside it faults), for the damaged-pool tests. */
 enum { GUARD = 32 };
@@ -1150,6 +1211,561 @@ START_TEST(scribbled_pool_is_read_safely)
 }
 END_TEST
 
+/* Every field of the header's geometry, forged, is refused at open with a
+ * message naming it (a desc_off or pages_off that wrapped past the old
+ * bounds check used to open, and the first read faulted; a class of chunk
+ * size 0 divided by zero; a misaligned magazine was read by the stats). */
+START_TEST(forged_headers_are_refused)
+{
+    size_t pool = 1u << 20;
+    unsigned char *mem = tu_shared(pool);
+    shk_slab_t *s = new_pool(mem, pool), *o;
+    slab_pool_t *p = (slab_pool_t *)mem;
+    static slab_pool_t saved;
+    saved = *p;
+    struct {
+        const char *field;
+        void *at;
+        size_t len;
+        uint64_t value;
+    } forged[] = {
+        {"desc_off", &p->desc_off, 8, ~0ULL - 4095},
+        {"desc_off", &p->desc_off, 8, (uint64_t)1 << 62},
+        {"pages_off", &p->pages_off, 8, ~0ULL - 4095},
+        {"pages_off", &p->pages_off, 8, p->pages_off + 4096},
+        {"npages", &p->npages, 4, p->npages + 1},
+        {"npages", &p->npages, 4, 0xffffffffu},
+        {"mag_pages", &p->mag_pages, 4, 0},
+        {"nclasses", &p->nclasses, 4, 25},
+        {"cls[0].size", &p->cls[0].size, 4, 0},
+        {"cls[5].pages", &p->cls[5].pages, 4, 0},
+        {"cls[23].nchunks", &p->cls[23].nchunks, 4, 300},
+        {"cls[9].mcap", &p->cls[9].mcap, 4, 100000},
+        {"cls[7].mat", &p->cls[7].mat, 4, p->cls[7].mat + 4},
+    };
+    for (size_t i = 0; i < SHK_ARRAY_LEN(forged); i++) {
+        memcpy(forged[i].at, &forged[i].value, forged[i].len);
+        for (unsigned fl = 0; fl <= SHK_SLAB_RDONLY; fl++) {
+            ck_assert_int_eq(shk_slab_open(&o, mem, pool, fl), SHK_ECORRUPT);
+            ck_assert_msg(strstr(shk_last_errmsg(), forged[i].field), "%s: %s", forged[i].field,
+                          shk_last_errmsg());
+        }
+        *p = saved;
+        ck_assert_int_eq(shk_slab_open(&o, mem, pool, SHK_SLAB_RDONLY), SHK_OK);
+        shk_slab_close(o);
+    }
+    shk_slab_close(s);
+    tu_unshare(mem, pool);
+}
+END_TEST
+
+/* Links and counts out of range, met by allocations and frees on a
+ * read-write handle: not followed (the guard pages would fault), the pool
+ * marked damaged and repaired, the call done or refused; every block held
+ * stays intact and the pool works afterwards. */
+START_TEST(damaged_pool_is_repaired_not_followed)
+{
+    size_t pool = 1u << 20, ps = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char *mem = guarded_pool(pool);
+    shk_slab_t *s = new_pool(mem, pool);
+    slab_pool_t *p = (slab_pool_t *)mem;
+    shk_slab_stats_t st;
+    unsigned c200 = shk_slab_class_of(200);
+    live_t keep[4] = {{NULL, 200, 0x21}, {NULL, 2048, 0x43}, {NULL, 9000, 0x65}, {NULL, 64, 0x87}};
+    for (int i = 0; i < 4; i++) {
+        ck_assert_ptr_nonnull(keep[i].p = shk_slab_alloc(s, keep[i].size));
+        memset(keep[i].p, keep[i].pat, keep[i].size);
+    }
+    for (int round = 0; round < 5; round++) {
+        ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
+        uint64_t repairs = st.repairs;
+        logbuf[0] = '\0';
+        void *extra = NULL;
+        switch (round) {
+        case 0: /* a class's list head past the last page */
+            SHK_WRITE_ONCE(p->cls[c200].partial, 0x7ffffff0u);
+            ck_assert_ptr_nonnull(extra = shk_slab_alloc(s, 200));
+            break;
+        case 1: /* a free list's head: not a free run */
+            SHK_WRITE_ONCE(p->free_head[SLAB_NLISTS - 1], page_of(s, keep[2].p));
+            ck_assert_ptr_nonnull(extra = shk_slab_alloc(s, 3 * ps));
+            break;
+        case 2: { /* a slab on its list links past the pages */
+            uint32_t h = SHK_READ_ONCE(p->cls[c200].partial);
+            ck_assert_uint_lt(h, s->npages);
+            SHK_WRITE_ONCE(s->desc[h].next, 0xfffffff0u);
+            SHK_WRITE_ONCE(s->desc[h].nfree, 1);
+            ck_assert_ptr_nonnull(extra = shk_slab_alloc(s, 200));
+            break;
+        }
+        case 3: /* a full slab's free count one too high: the free of one
+                 * chunk would make it look empty, and its pages must not go
+                 * back while the other is in use */
+            ck_assert_ptr_nonnull(extra = shk_slab_alloc(s, 2048));
+            ck_assert_uint_eq(page_of(s, extra), page_of(s, keep[1].p));
+            SHK_WRITE_ONCE(s->desc[page_of(s, keep[1].p)].nfree, 1);
+            ck_assert_int_eq(shk_slab_free(s, extra), SHK_OK);
+            extra = NULL;
+            break;
+        default: { /* a free neighbour that leads nowhere */
+            void *a = shk_slab_alloc(s, 3 * ps), *b = shk_slab_alloc(s, 3 * ps);
+            ck_assert(a && b);
+            ck_assert_int_eq(shk_slab_free(s, a), SHK_OK);
+            SHK_WRITE_ONCE(s->desc[page_of(s, a) + 2].head, 0xfffffff0u);
+            ck_assert_int_eq(shk_slab_free(s, b), SHK_OK);
+            break;
+        }
+        }
+        ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
+        ck_assert_msg(st.repairs == repairs + 1, "round %d: %llu repairs", round,
+                      (unsigned long long)(st.repairs - repairs));
+        ck_assert_msg(strstr(logbuf, "is damaged"), "round %d: %s", round, logbuf);
+        ck_assert_msg(shk_slab_check(s) == SHK_OK, "round %d: %s", round, shk_last_errmsg());
+        for (int i = 0; i < 4; i++)
+            check_block(s, &keep[i]);
+        if (extra)
+            ck_assert_int_eq(shk_slab_free(s, extra), SHK_OK);
+    }
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(shk_slab_free(s, keep[i].p), SHK_OK);
+    assert_all_free(s);
+    shk_slab_close(s);
+    guarded_unmap(mem, pool);
+}
+END_TEST
+
+/* ---- crash consistency: a process killed at each step of an operation ------
+ *
+ * SLAB_STEP hooks (debug builds) mark every point between two writes of an
+ * operation. For each operation below, a child is stopped at step 1, 2, 3...
+ * in turn (it waits there and the parent kills it, as a worker dies in the
+ * middle of a call), until the operation runs to its end. After each kill
+ * the pool is recovered as the master or a waiter would (force-unlock and
+ * the next lock, a takeover, or force-unlock, repair and check), and then:
+ * the check passes; the blocks the parent kept are intact; the repair
+ * counted at most the operation's own blocks as leaked; once every block
+ * anyone holds is freed, what the pages still hold is exactly the leaked
+ * bytes (no block lost uncounted, none given twice); and a stress of
+ * allocations and frees works.
+ */
+#ifdef SHK_DEBUG
+
+typedef struct {
+    char step[96];      /* where the child was stopped */
+    unsigned steps;     /* steps it passed */
+    int done;           /* the operation returned */
+    unsigned nres;
+    uint64_t res[512];  /* offsets of the blocks the child holds (0: freed) */
+} crash_sh_t;
+
+typedef struct crash_ctx_s crash_ctx_t;
+
+typedef struct {
+    const char *name;
+    size_t pool;
+    void (*setup)(crash_ctx_t *x);  /* in the parent */
+    void (*prep)(crash_ctx_t *x);   /* in the child, before the hook is armed */
+    void (*op)(crash_ctx_t *x);     /* in the child: the one call that is cut short */
+    unsigned max_leak;              /* the operation's own blocks */
+} crash_op_t;
+
+struct crash_ctx_s {
+    shk_slab_t *s;
+    unsigned char *mem;
+    size_t pool;
+    live_t keep[64];
+    unsigned nkeep;
+    void *give[4];
+    pid_t owner;               /* a dead cache owner (reap, takeover) */
+    shk_slab_t *extra[SLAB_NCACHE];
+    unsigned nextra;
+};
+
+static crash_sh_t *csh;
+static unsigned crash_stop;
+static tu_pipe_t crash_pipe;
+
+/* The hook: at the chosen step, say where and wait to be killed. */
+static void crash_hook(const char *step)
+{
+    if (++csh->steps != crash_stop)
+        return;
+    snprintf(csh->step, sizeof csh->step, "%s", step);
+    tu_signal(&crash_pipe);
+    for (;;)
+        pause();
+}
+
+/* The child's ledger of the blocks it holds, so the parent can free them. */
+static void crash_hold(crash_ctx_t *x, void *p)
+{
+    TU_CHECK(p != NULL, "alloc: %s", shk_last_errmsg());
+    TU_CHECK(csh->nres < SHK_ARRAY_LEN(csh->res), "ledger full");
+    csh->res[csh->nres++] = shk_slab_off(x->s, p);
+}
+
+static void crash_drop(crash_ctx_t *x, void *p)
+{
+    uint64_t off = shk_slab_off(x->s, p);
+    for (unsigned i = 0; i < csh->nres; i++)
+        if (csh->res[i] == off)
+            csh->res[i] = 0;
+}
+
+static void keep_block(crash_ctx_t *x, size_t size)
+{
+    live_t *b = &x->keep[x->nkeep++];
+    b->size = size;
+    b->pat = (unsigned char)(0x11 * x->nkeep + 1);
+    b->p = shk_slab_alloc(x->s, size);
+    ck_assert_ptr_nonnull(b->p);
+    memset(b->p, b->pat, size);
+}
+
+/* The bytes the pool's pages hold for users, from the descriptors: page
+ * runs and the chunks slab bitmaps mark (the pool must be sound). */
+static uint64_t bytes_in_use(shk_slab_t *s)
+{
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < s->npages;) {
+        const slab_desc_t *d = &s->desc[i];
+        uint32_t n = SHK_READ_ONCE(d->npages);
+        ck_assert_uint_gt(n, 0);
+        if (SHK_READ_ONCE(d->kind) == SLAB_K_RUN)
+            bytes += (uint64_t)n * s->ps;
+        if (SHK_READ_ONCE(d->kind) == SLAB_K_SLAB)
+            for (unsigned w = 0; w < SLAB_MAX_CHUNKS / 64; w++)
+                bytes += (uint64_t)__builtin_popcountll(SHK_READ_ONCE(d->bits[w])) *
+                         s->csize[SHK_READ_ONCE(d->cls)];
+        i += n;
+    }
+    return bytes;
+}
+
+/* -- the operations ------------------------------------------------------- */
+
+static void setup_some(crash_ctx_t *x)
+{
+    keep_block(x, 64);
+    keep_block(x, 700);
+    keep_block(x, 5000);
+}
+
+static void op_alloc_200(crash_ctx_t *x) { crash_hold(x, shk_slab_alloc(x->s, 200)); }
+static void op_alloc_2048(crash_ctx_t *x) { crash_hold(x, shk_slab_alloc(x->s, 2048)); }
+static void op_calloc_run(crash_ctx_t *x) { crash_hold(x, shk_slab_calloc(x->s, 3 * x->s->ps + 100)); }
+static void op_free_give(crash_ctx_t *x) { TU_CHECK(shk_slab_free(x->s, x->give[0]) == SHK_OK, "free"); }
+
+/* a slab of 2048-byte chunks with one left: the allocation fills it */
+static void setup_slab_one_left(crash_ctx_t *x)
+{
+    setup_some(x);
+    keep_block(x, 2048);
+    ck_assert_uint_eq(x->s->cnchunks[shk_slab_class_of(2048)], 2);
+}
+
+/* a full slab of two 2048-byte chunks: freeing one lists it again */
+static void setup_full_slab(crash_ctx_t *x)
+{
+    setup_some(x);
+    keep_block(x, 2048);
+    x->give[0] = shk_slab_alloc(x->s, 2048);
+    ck_assert_ptr_nonnull(x->give[0]);
+}
+
+/* keep | A | give | B | free...; A and B freed: the block to free has free
+ * runs on both sides. give: a slab's only chunk (its release merges) or a
+ * page run. */
+static void setup_between_free_runs(crash_ctx_t *x, size_t give_size)
+{
+    keep_block(x, 64); /* its slab: page 0 */
+    void *a = shk_slab_alloc(x->s, 3000), *b;
+    x->give[0] = shk_slab_alloc(x->s, give_size);
+    b = shk_slab_alloc(x->s, 3000);
+    keep_block(x, 6000); /* so the right side is a run of its own */
+    ck_assert(a && x->give[0] && b);
+    uint32_t pa = page_of(x->s, a), pg = page_of(x->s, x->give[0]), pb = page_of(x->s, b);
+    ck_assert_uint_eq(pg, pa + 1);
+    ck_assert_uint_eq(pb, pg + (give_size > 2048 ? (give_size + x->s->ps - 1) / x->s->ps : 1));
+    ck_assert_int_eq(shk_slab_free(x->s, a), SHK_OK);
+    ck_assert_int_eq(shk_slab_free(x->s, b), SHK_OK);
+}
+
+static void setup_chunk_between(crash_ctx_t *x) { setup_between_free_runs(x, 2048); }
+static void setup_run_between(crash_ctx_t *x) { setup_between_free_runs(x, 2 * x->s->ps); }
+
+static void prep_cache(crash_ctx_t *x)
+{
+    TU_CHECK(shk_slab_cache(x->s, 1) == SHK_OK, "%s", shk_last_errmsg());
+}
+
+/* a cache claimed and one magazine refilled; the 2048-byte one is empty */
+static void prep_cache_claimed(crash_ctx_t *x)
+{
+    prep_cache(x);
+    crash_hold(x, shk_slab_alloc(x->s, 64));
+}
+
+/* the 2048-byte magazine one short of full: the next free fills it and
+ * spills half of it */
+static void prep_cache_full(crash_ctx_t *x)
+{
+    unsigned c = shk_slab_class_of(2048);
+    void *b[48];
+    prep_cache_claimed(x);
+    for (int i = 0; i < 48; i++)
+        crash_hold(x, b[i] = shk_slab_alloc(x->s, 2048));
+    slab_mag_t *m = shk_slab_mag_at(x->s, x->s->cbody, c);
+    int i = 0;
+    while (SHK_READ_ONCE(m->n) < x->s->cmcap[c] - 1) {
+        TU_CHECK(i < 47, "magazine never fills");
+        TU_CHECK(shk_slab_free(x->s, b[i]) == SHK_OK, "%s", shk_last_errmsg());
+        crash_drop(x, b[i++]);
+    }
+    x->give[0] = b[47];
+    crash_drop(x, b[47]); /* the op frees it */
+}
+
+static void op_free_spill(crash_ctx_t *x) { op_free_give(x); }
+
+/* a magazine with chunks in it: the next allocation pops one, the next
+ * free pushes one, without the lock */
+static void prep_cache_some(crash_ctx_t *x)
+{
+    prep_cache_claimed(x);
+    crash_hold(x, shk_slab_alloc(x->s, 2048));
+    void *b = shk_slab_alloc(x->s, 2048);
+    crash_hold(x, b);
+    x->give[0] = b; /* the push frees it */
+}
+
+static void op_free_held(crash_ctx_t *x)
+{
+    crash_drop(x, x->give[0]);
+    op_free_give(x);
+}
+
+/* a dead process's cache: parked chunks in its slot */
+static int leave_parked(void *arg)
+{
+    crash_ctx_t *x = arg;
+    void *b[6];
+    TU_CHECK(shk_slab_cache(x->s, 1) == SHK_OK, "%s", shk_last_errmsg());
+    for (int i = 0; i < 6; i++)
+        TU_CHECK((b[i] = shk_slab_alloc(x->s, i % 2 ? 2048 : 1800)) != NULL, "alloc");
+    for (int i = 0; i < 6; i++)
+        TU_CHECK(shk_slab_free(x->s, b[i]) == SHK_OK, "%s", shk_last_errmsg());
+    return 0; /* no close: the slot stays, with its chunks */
+}
+
+static void setup_dead_owner(crash_ctx_t *x)
+{
+    setup_some(x);
+    x->owner = tu_fork(leave_parked, x);
+    tu_wait_ok(x->owner);
+}
+
+static void op_reap(crash_ctx_t *x) { TU_CHECK(shk_slab_reap(x->s, x->owner) > 0, "reap: %s", shk_last_errmsg()); }
+
+/* every other slot taken by a live cache (handles of the parent's) */
+static void setup_slots_full(crash_ctx_t *x)
+{
+    setup_dead_owner(x);
+    for (unsigned i = 0; i < SLAB_NCACHE - 1; i++) {
+        shk_slab_t *h;
+        ck_assert_int_eq(shk_slab_open(&h, x->mem, x->pool, 0), SHK_OK);
+        ck_assert_int_eq(shk_slab_cache(h, 1), SHK_OK);
+        void *p = shk_slab_alloc(h, 16);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_int_eq(shk_slab_free(h, p), SHK_OK);
+        ck_assert_ptr_nonnull(h->cbody);
+        x->extra[x->nextra++] = h;
+    }
+}
+
+static const crash_op_t crash_ops[] = {
+    {"alloc: a chunk from a new slab split off a free run", 1u << 20, setup_some, NULL,
+     op_alloc_200, 1},
+    {"alloc: the chunk that fills its slab", 1u << 20, setup_slab_one_left, NULL, op_alloc_2048,
+     1},
+    {"calloc: a page run split off a longer one", 1u << 20, setup_some, NULL, op_calloc_run, 1},
+    {"free: a chunk of a full slab (it is listed again)", 1u << 20, setup_full_slab, NULL,
+     op_free_give, 1},
+    {"free: a slab's last chunk (the slab merges with free runs on both sides)", 1u << 20,
+     setup_chunk_between, NULL, op_free_give, 1},
+    {"free: a page run with free runs on both sides", 1u << 20, setup_run_between, NULL,
+     op_free_give, 1},
+    {"cache: claim and first refill", 1u << 20, setup_some, prep_cache, op_alloc_2048, 9},
+    {"cache: refill of an empty magazine", 1u << 20, setup_some, prep_cache_claimed,
+     op_alloc_2048, 9},
+    {"cache: spill of a full magazine", 1u << 20, setup_some, prep_cache_full, op_free_spill, 9},
+    {"cache: pop (no lock)", 1u << 20, setup_some, prep_cache_some, op_alloc_2048, 1},
+    {"cache: push of a free (no lock)", 1u << 20, setup_some, prep_cache_some, op_free_held, 1},
+    {"cache: reap of a dead process's cache", 1u << 20, setup_dead_owner, NULL, op_reap, 40},
+    {"cache: takeover of a dead owner's slot (all slots taken)", 8u << 20, setup_slots_full,
+     prep_cache, op_alloc_2048, 49},
+};
+
+static int crash_child(void *arg)
+{
+    crash_ctx_t *x = arg;
+    const crash_op_t *o = &crash_ops[csh->done]; /* the index rides in done */
+    csh->done = 0;
+    if (o->prep)
+        o->prep(x);
+    shk_slab_step_hook = crash_hook;
+    o->op(x);
+    shk_slab_step_hook = NULL;
+    csh->done = 1;
+    tu_signal(&crash_pipe);
+    return 0;
+}
+
+/* Recover the pool after pid died, as one of the three takers would. */
+static void crash_recover(shk_slab_t *s, pid_t pid, unsigned how)
+{
+    shk_shmtx_t *m = shk_slab_mutex(s);
+    int rc;
+    switch (how % 3) {
+    case 0: /* the master force-unlocks; the next process to lock repairs */
+        shk_shmtx_force_unlock(m, pid);
+        rc = shk_slab_lock(s);
+        ck_assert(shk_shmtx_held(rc));
+        shk_slab_unlock(s);
+        break;
+    case 1: /* a waiter takes the lock over from the dead owner */
+        rc = shk_slab_lock(s);
+        ck_assert(shk_shmtx_held(rc));
+        shk_slab_unlock(s);
+        break;
+    default: /* shk_zone_recover: force-unlock, lock, repair, check */
+        shk_shmtx_force_unlock(m, pid);
+        rc = shk_shmtx_timedlock(m, SHK_SLAB_REAP_WAIT_MS);
+        ck_assert(shk_shmtx_held(rc));
+        ck_assert_int_ge(shk_slab_repair_locked(s), 0);
+        ck_assert_msg(shk_slab_check_locked(s) == SHK_OK, "%s", shk_last_errmsg());
+        shk_slab_unlock(s);
+        break;
+    }
+}
+
+/* Random allocations and frees on a recovered pool, checked. */
+static void crash_stress(shk_slab_t *s, uint64_t *r)
+{
+    enum { N = 200 };
+    live_t live[N];
+    size_t n = 0;
+    for (int i = 0; i < (int)tu_scale(3000, 10); i++) {
+        if (n < N && (n == 0 || tu_rand(r) % 2)) {
+            live_t b = {.size = rand_size(r) % 9000 + 1, .pat = (unsigned char)(tu_rand(r) | 1)};
+            if (!(b.p = shk_slab_alloc(s, b.size)))
+                continue;
+            memset(b.p, b.pat, b.size);
+            live[n++] = b;
+        } else {
+            size_t k = tu_rand(r) % n;
+            check_block(s, &live[k]);
+            ck_assert_int_eq(shk_slab_free(s, live[k].p), SHK_OK);
+            live[k] = live[--n];
+        }
+    }
+    while (n) {
+        check_block(s, &live[--n]);
+        ck_assert_int_eq(shk_slab_free(s, live[n].p), SHK_OK);
+    }
+    ck_assert_msg(shk_slab_check(s) == SHK_OK, "%s", shk_last_errmsg());
+}
+
+START_TEST(killed_at_every_step)
+{
+    const crash_op_t *o = &crash_ops[_i];
+    uint64_t r = tu_seed("killed_at_every_step");
+    unsigned char *mem = tu_shared(o->pool);
+    unsigned kills = 0, stride = tu_valgrind() ? 5 : 1;
+    uint64_t leaks = 0;
+    char seen[2048] = "";
+    csh = tu_shared(sizeof *csh);
+    for (unsigned stop = 1;; stop++) {
+        if (stop > 6 && stop % stride)
+            continue;
+        ck_assert_uint_lt(stop, 5000);
+        crash_ctx_t *x = calloc(1, sizeof *x);
+        shk_slab_stats_t st0, st;
+        x->mem = mem;
+        x->pool = o->pool;
+        x->s = new_pool(mem, o->pool);
+        o->setup(x);
+        ck_assert_int_eq(shk_slab_stats(x->s, &st0), SHK_OK);
+        memset(csh, 0, sizeof *csh);
+        csh->done = _i;
+        crash_stop = stop;
+        tu_pipe(&crash_pipe);
+        pid_t pid = tu_fork(crash_child, x);
+        ck_assert_int_eq(tu_await(&crash_pipe), 0);
+        int done = csh->done;
+        if (!done) {
+            kill(pid, SIGKILL);
+            ck_assert_int_eq(tu_wait(pid), 128 + SIGKILL);
+        } else {
+            tu_wait_ok(pid);
+        }
+        tu_pipe_close(&crash_pipe);
+        int held = shk_shmtx_owner(shk_slab_mutex(x->s)) == pid;
+        crash_recover(x->s, pid, stop);
+        ck_assert_int_ge(shk_slab_reap(x->s, pid), 0);
+        if (x->owner)
+            ck_assert_int_ge(shk_slab_reap(x->s, x->owner), 0);
+        ck_assert_msg(shk_slab_check(x->s) == SHK_OK, "%s: killed at step %u (%s): %s", o->name,
+                      stop, csh->step, shk_last_errmsg());
+        ck_assert_int_eq(shk_slab_stats(x->s, &st), SHK_OK);
+        uint64_t leaked = st.leaked - st0.leaked;
+        ck_assert_msg(leaked <= o->max_leak, "%s: step %u (%s): %llu blocks leaked", o->name, stop,
+                      csh->step, (unsigned long long)leaked);
+        /* a death under the lock is repaired, one without it needs none */
+        ck_assert_msg(done ? leaked == 0 : !held || st.repairs > st0.repairs,
+                      "%s: step %u (%s): %llu repairs, died %s the lock", o->name, stop,
+                      csh->step, (unsigned long long)(st.repairs - st0.repairs),
+                      held ? "holding" : "without");
+        /* every block anyone holds, freed: what is left is the leak */
+        for (unsigned i = 0; i < x->nkeep; i++) {
+            check_block(x->s, &x->keep[i]);
+            ck_assert_int_eq(shk_slab_free(x->s, x->keep[i].p), SHK_OK);
+        }
+        for (unsigned i = 0; i < csh->nres; i++)
+            if (csh->res[i])
+                ck_assert_int_eq(shk_slab_free(x->s, shk_slab_ptr(x->s, csh->res[i])), SHK_OK);
+        for (unsigned i = 0; i < x->nextra; i++)
+            shk_slab_close(x->extra[i]);
+        ck_assert_msg(bytes_in_use(x->s) == st.leaked_bytes - st0.leaked_bytes,
+                      "%s: step %u (%s): %llu bytes in use, %llu leaked", o->name, stop, csh->step,
+                      (unsigned long long)bytes_in_use(x->s),
+                      (unsigned long long)(st.leaked_bytes - st0.leaked_bytes));
+        crash_stress(x->s, &r);
+        ck_assert_uint_eq(bytes_in_use(x->s), st.leaked_bytes - st0.leaked_bytes);
+        if (!done) {
+            kills++;
+            leaks += leaked;
+            /* each step's name once, with what a kill there leaked */
+            char item[160];
+            snprintf(item, sizeof item, "\n    %s: %llu", csh->step, (unsigned long long)leaked);
+            if (!strstr(seen, item) && strlen(seen) + strlen(item) < sizeof seen)
+                strcat(seen, item);
+        }
+        shk_slab_close(x->s);
+        free(x);
+        if (done)
+            break;
+    }
+    printf("killed_at_every_step: %s: %u kills, %llu blocks leaked in all; step: leaked%s\n",
+           o->name, kills, (unsigned long long)leaks, seen);
+    ck_assert_uint_gt(kills, 0);
+    tu_unshare(csh, sizeof *csh);
+    tu_unshare(mem, o->pool);
+}
+END_TEST
+
+#endif /* SHK_DEBUG */
+
 int main(void)
 {
     Suite *s = suite_create("slab");
@@ -1160,6 +1776,7 @@ int main(void)
     tcase_add_loop_test(tc, random_against_shadow, 0, 2);
     tcase_add_test(tc, fill_to_failure_then_free_all);
     tcase_add_test(tc, bad_frees_change_nothing);
+    tcase_add_test(tc, huge_sizes_fail_cleanly);
     tcase_add_test(tc, one_pool_two_addresses);
     tcase_add_test(tc, reclaim_callback);
     tcase_add_test(tc, open_checks_and_read_only);
@@ -1175,6 +1792,13 @@ int main(void)
     tcase_add_test(tc, stats_take_no_lock);
     tcase_add_test(tc, damaged_pool_is_read_safely);
     tcase_add_test(tc, scribbled_pool_is_read_safely);
+    tcase_add_test(tc, forged_headers_are_refused);
+    tcase_add_test(tc, damaged_pool_is_repaired_not_followed);
+#ifdef SHK_DEBUG
+    tcase_add_loop_test(tc, killed_at_every_step, 0, (int)SHK_ARRAY_LEN(crash_ops));
+#else
+    printf("killed_at_every_step: skipped (the step hooks are built with -DSHK_DEBUG only)\n");
+#endif
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
