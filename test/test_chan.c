@@ -751,7 +751,7 @@ static void slab_snapshot(uint64_t *chunks, uint64_t *pages)
 static int doomed_worker(void *arg)
 {
     rec_t *r = calloc(1, sizeof *r);
-    char name[8];
+    char name[16];
     (void)arg;
     TU_CHECK(shk_bus_join(bus, 0) == SHK_OK, "%s", shk_last_errmsg());
     TU_CHECK(shk_chan_join(ch, bus) >= 0, "%s", shk_last_errmsg());
@@ -769,7 +769,7 @@ static int successor(void *arg)
 {
     rec_t *r = calloc(1, sizeof *r);
     shk_chan_stats_t st;
-    char name[8];
+    char name[16];
     (void)arg;
     TU_CHECK(shk_bus_join(bus, 0) == SHK_OK, "%s", shk_last_errmsg());
     TU_CHECK(shk_chan_join(ch, bus) >= 0, "%s", shk_last_errmsg());
@@ -801,7 +801,7 @@ START_TEST(worker_killed_leaves_no_reference)
 {
     shk_chan_stats_t st;
     uint64_t chunks0, pages0, chunks1, pages1;
-    char name[8];
+    char name[16];
     make_store(16 * MB, 1, 256 * 1024, NULL);
     for (int c = 0; c < 5; c++) { /* the channels exist before: they cost nothing new later */
         snprintf(name, sizeof name, "k%d", c);
@@ -930,7 +930,7 @@ START_TEST(zone_full_reclaims_then_refuses)
     for (n = 0; n < 2000; n++) {
         snprintf(name, sizeof name, "f%ld", n % 7);
         memset(buf, 'a' + (int)(n % 26), sizeof buf);
-        snprintf(buf, 16, "%ld", n);
+        snprintf(buf, 16, "%ld", n % 100000);
         ck_assert_msg(shk_chan_publish(ch, name, buf, sizeof buf, NULL, NULL, NULL) == SHK_OK,
                       "publish %ld: %s", n, shk_last_errmsg());
     }
@@ -1310,7 +1310,7 @@ START_TEST(randomized_against_a_model)
     } win[RNC];
     int exists[RNC] = {0}, gcount = 0;
     long steps = tu_scale(3000, 6);
-    char name[8], data[16];
+    char name[16], data[16];
     shk_chan_info_t info;
 
     model = calloc(RNS, sizeof *model);
