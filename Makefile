@@ -6,7 +6,9 @@
 #   make tsan            the thread-applicable suites under ThreadSanitizer (build/tsan)
 #   make clang           the whole tree with clang, -Werror (build/clang)
 #   make fuzz            every libFuzzer target for FUZZ_S seconds (default 60)
+#   make soak            a master and 4 workers killed at random for SOAK_S seconds (default 60)
 #   make bench           every benchmark; make bench-<name> runs one (bench/bench_<name>.c)
+#   make pubsub-client   the pub/sub load client (build/rel/pubsub-client, bench/README.md)
 #   make demo            the demo walk-through (issue 6); make run: demo server in foreground
 #   make install         PREFIX=/usr/local DESTDIR= ; headers under include/shmkit/
 #   make clean
@@ -85,6 +87,14 @@ FUZZ_BINS   := $(patsubst fuzz/%.c,build/fuzz/fuzz/%,$(FUZZ_SRCS))
 FUZZ_REPLAY := $(patsubst %.c,$(B)/obj/%.o,$(FUZZ_SRCS))
 FUZZ_S      ?= 60
 
+# The pub/sub load client (bench/pubsub_*.c): no BENCH program, a tool the
+# pub/sub benchmark drives the demo and the nchan baseline with. It speaks
+# HTTP through http_parser and WebSocket through wslay (nettle for the
+# handshake), and links nothing of the library.
+PUBSUB_SRCS := $(wildcard bench/pubsub_*.c)
+PUBSUB_BIN  := $(if $(PUBSUB_SRCS),$(B)/pubsub-client)
+PUBSUB_LIBS  = -lhttp_parser -lwslay -lnettle
+
 TOOL_SRCS   := $(wildcard tools/*.c)
 TOOL_BIN    := $(if $(TOOL_SRCS),$(B)/shmkit)
 
@@ -95,7 +105,13 @@ TOOL_BIN    := $(if $(TOOL_SRCS),$(B)/shmkit)
 # command checks the library's directives only, the demo checks its own
 # with shmkit-demo -t.
 DEMO_MAIN   := demo/demo.c
-DEMO_LIB_SRCS := $(filter-out $(DEMO_MAIN),$(wildcard demo/*.c))
+# The demo's HTTP/1.1 and WebSocket layer (demo/http*.c, docs/http.md) on
+# libevent, with Debian's http_parser, wslay and nettle: its own archive,
+# linked by what uses it (test_demo_http; the demo server).
+HTTP_SRCS   := $(wildcard demo/http*.c)
+HTTP_LIB    := $(if $(HTTP_SRCS),$(B)/libdemohttp.a)
+HTTP_LIBS    = $(EVENT_LIBS) -lhttp_parser -lwslay -lnettle
+DEMO_LIB_SRCS := $(filter-out $(DEMO_MAIN) $(HTTP_SRCS),$(wildcard demo/*.c))
 DEMO_LIB    := $(if $(DEMO_LIB_SRCS),$(B)/libdemo.a)
 HAVE_EVENT  := $(shell pkg-config --exists libevent 2>/dev/null && echo yes)
 DEMO_BIN    := $(if $(and $(wildcard $(DEMO_MAIN)),$(HAVE_EVENT)),$(B)/shmkit-demo)
@@ -103,7 +119,8 @@ DEMO_TESTS  := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/test_demo*.c))
 DEMO_BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_demo*.c))
 
 .PHONY: all lib tests benches test test-run asan tsan clang bench bench-% install uninstall \
-        clean deps-test deps-demo fuzz check-layers check-exports check-docs check-install docs demo run
+        clean deps-test deps-demo deps-bench pubsub-client fuzz soak check-layers check-exports \
+        check-docs check-install docs demo run
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -156,12 +173,26 @@ $(B)/libdemo.a: $(patsubst %.c,$(B)/obj/%.o,$(DEMO_LIB_SRCS))
 	rm -f $@
 	ar rcs $@ $^
 
+$(patsubst %.c,$(B)/obj/%.o,$(HTTP_SRCS)): $(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(EVENT_CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/libdemohttp.a: $(patsubst %.c,$(B)/obj/%.o,$(HTTP_SRCS))
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(B)/test/test_demo_http: $(B)/obj/test/test_demo_http.o $(TEST_UTIL) $(HTTP_LIB) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $< $(TEST_UTIL) $(HTTP_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) $(HTTP_LIBS) \
+	    $(CHECK_LIBS) -lrt -lm
+
 $(B)/obj/demo/demo.o: demo/demo.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(DEMO_INC) $(EVENT_CFLAGS) -MMD -MP -c $< -o $@
 
-$(B)/shmkit-demo: $(B)/obj/demo/demo.o $(DEMO_LIB) $(STATIC_LIB)
-	$(CC) -o $@ $< $(DEMO_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) $(EVENT_LIBS) -lrt -lm
+$(B)/shmkit-demo: $(B)/obj/demo/demo.o $(HTTP_LIB) $(DEMO_LIB) $(STATIC_LIB)
+	$(CC) -o $@ $< $(HTTP_LIB) $(DEMO_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) $(HTTP_LIBS) -lrt -lm
 
 $(B)/bench/%: $(B)/obj/bench/%.o $(BENCH_UTIL) $(STATIC_LIB)
 	@mkdir -p $(dir $@)
@@ -170,11 +201,14 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(BENCH_UTIL) $(STATIC_LIB)
 
 $(DEMO_BENCHES): $(DEMO_LIB)
 
+$(B)/pubsub-client: $(patsubst %.c,$(B)/obj/%.o,$(PUBSUB_SRCS))
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PUBSUB_LIBS)
+
 $(B)/shmkit: $(patsubst %.c,$(B)/obj/%.o,$(TOOL_SRCS)) $(STATIC_LIB)
 	$(CC) -o $@ $(filter %.o,$^) $(STATIC_LIB) $(ALL_LDFLAGS) -lrt -lm
 
 tests: $(TEST_BINS) $(TOOL_BIN) $(DEMO_BIN)
-benches: $(BENCH_BINS) $(DEMO_BIN)
+benches: $(BENCH_BINS) $(DEMO_BIN) $(PUBSUB_BIN)
 
 # ---- tests -----------------------------------------------------------------
 
@@ -183,6 +217,9 @@ deps-test:
 
 deps-demo:
 	@mk/deps.sh demo
+
+deps-bench:
+	@mk/deps.sh bench
 
 # ---- the demo ------------------------------------------------------------------
 
@@ -240,11 +277,28 @@ fuzz:
 	@$(MAKE) --no-print-directory VARIANT=fuzz CC=clang $(FUZZ_BINS)
 	@mk/run-fuzz.sh build/fuzz $(FUZZ_S) $(FUZZ_BINS)
 
+# The soak (test/soak_master.c): a real master with 4 workers exchanging
+# alerts, taking a zone lock and churning a slab, SIGKILLed at random for
+# SOAK_S seconds; prints SOAK lines and fails on any loss, corruption or leak.
+SOAK_S      ?= 60
+
+$(B)/test/soak_%: $(B)/obj/test/soak_%.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $< $(STATIC_LIB) $(ALL_LDFLAGS) -lrt -lm
+
+soak:
+	@$(MAKE) --no-print-directory VARIANT=dbg build/dbg/test/soak_master
+	@build/dbg/test/soak_master $(SOAK_S)
+
 # ---- benchmarks --------------------------------------------------------------
 
 bench:
 	@$(MAKE) --no-print-directory VARIANT=rel benches
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
+
+pubsub-client:
+	@$(MAKE) --no-print-directory deps-bench
+	@$(MAKE) --no-print-directory VARIANT=rel build/rel/pubsub-client
 
 bench-%:
 	@$(MAKE) --no-print-directory VARIANT=rel build/rel/bench/bench_$* $(if $(DEMO_BIN),build/rel/shmkit-demo)

@@ -277,10 +277,10 @@ static double bus_unicast(long n, size_t len, int sleepy, double *doorbells, dou
     double secs = (double)(ub_now_ns() - t0) / 1e9;
     if (syscalls)
         *syscalls = calls_per_alert(ub_syscalls_stop(sc), S->sys[0], n);
-    shk_bus_stats_t st;
-    shk_bus_stats(bus, &st);
+    shk_bus_slot_stats_t st;
+    shk_bus_slot_stats(bus, 0, &st);
     if (doorbells)
-        *doorbells = (double)st.slot[0].rung / (double)n;
+        *doorbells = (double)st.rung / (double)n;
     free(data);
     return (double)n / secs;
 }

@@ -189,12 +189,14 @@ static run_t run(int use_chan, size_t len, long n)
         /* a full queue: the same alert again to the slots that missed it */
         if (shk_bus_broadcast(bus, "m", data, len, &res) == SHK_OK)
             continue;
-        shk_bus_stats_t bs;
-        shk_bus_stats(bus, &bs);
-        for (int t = 0; t < W; t++)
+        for (int t = 0; t < W; t++) {
+            shk_bus_slot_stats_t q;
+            if (!(res.failed >> t & 1) || shk_bus_slot_stats(bus, (unsigned)t, &q) != SHK_OK)
+                continue;
             while (res.failed >> t & 1)
-                if (shk_bus_send(bus, bs.slot[t].pid, "m", data, len) == SHK_OK)
+                if (shk_bus_send(bus, q.pid, "m", data, len) == SHK_OK)
                     res.failed &= ~(1ULL << t);
+        }
     }
     t1 = ub_now_ns();
     for (int i = 0; i < W; i++)

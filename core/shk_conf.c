@@ -708,6 +708,29 @@ int shk_parse_duration(const char *s, unsigned *ms)
     return SHK_OK;
 }
 
+int shk_parse_pid(const char *s, size_t len, pid_t *out)
+{
+    unsigned v = 0;
+    if (!s || !out)
+        return shk_error(SHK_EINVAL, "NULL argument");
+    if (len == 0)
+        return shk_error(SHK_EINVAL, "empty process id");
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return shk_error(SHK_EINVAL, "invalid process id \"%.*s\"", (int)(len > 64 ? 64 : len),
+                             s);
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > ((unsigned)INT_MAX - d) / 10)
+            return shk_error(SHK_ERANGE, "process id \"%.*s\" out of range (1 to %d)",
+                             (int)(len > 64 ? 64 : len), s, INT_MAX);
+        v = v * 10 + d;
+    }
+    if (v == 0)
+        return shk_error(SHK_ERANGE, "process id 0 out of range (1 to %d)", INT_MAX);
+    *out = (pid_t)v;
+    return SHK_OK;
+}
+
 int shk_parse_kv(const char *arg, const char **key, size_t *keylen, const char **val)
 {
     const char *eq;

@@ -14,6 +14,7 @@
 #define SHK_CONF_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "shk_core.h"
 
@@ -117,6 +118,13 @@ SHK_API int shk_parse_size(const char *s, size_t *out);
  * SHK_ERANGE when the total does not fit in an unsigned of milliseconds
  * (UINT_MAX, about 49 days). *ms is written only on success. */
 SHK_API int shk_parse_duration(const char *s, unsigned *ms);
+
+/* A process id: `len` bytes of s (no NUL needed), digits only, 1 to
+ * INT_MAX. SHK_EINVAL for anything else (empty, sign, space, junk),
+ * SHK_ERANGE for 0 or a number past INT_MAX: never cut down to a pid_t, so
+ * 2^32 + pid is refused rather than taken for pid. *out is written only on
+ * success. */
+SHK_API int shk_parse_pid(const char *s, size_t len, pid_t *out);
 
 /* "key=value": *key and *keylen give the key, *val the value (both point
  * into arg). SHK_EINVAL when there is no '=' or the key is empty. */

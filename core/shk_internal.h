@@ -64,19 +64,4 @@ int shk_error_sys(const char *what) SHK_HIDDEN;
  * a name silently. */
 int shk_strlcpy_exact(char *dst, size_t dstsz, const char *src) SHK_HIDDEN;
 
-/* A growable string for building reports (JSON, text). On allocation
- * failure `oom` is set and further appends do nothing; the caller checks it
- * once at the end. */
-typedef struct shk_sbuf_s {
-    char *p;
-    size_t len, cap;
-    int oom;
-} shk_sbuf_t;
-
-void shk_sbuf_printf(shk_sbuf_t *b, const char *fmt, ...) SHK_HIDDEN
-    __attribute__((format(printf, 2, 3)));
-/* Append s as a JSON string literal, quotes included. */
-void shk_sbuf_json_str(shk_sbuf_t *b, const char *s) SHK_HIDDEN;
-void shk_sbuf_free(shk_sbuf_t *b) SHK_HIDDEN;
-
 #endif /* SHK_INTERNAL_H */

@@ -1,20 +1,20 @@
 /*
- * demo.c: the shmkit demo server. A master/worker HTTP server on libevent's
- * evhttp (one event loop per worker, the bus's doorbell in that loop) that
- * reproduces the ngx.ipc example: GET /send/<pid>/<data> sends alert
- * "hello" to one worker, GET /broadcast/<data> to all; every worker logs the
- * hello and replies; /workers and /status report; locations with limit_req
- * share their leaky buckets through a zone.
+ * demo.c: the shmkit demo server. A master/worker HTTP server on the demo's
+ * HTTP layer (http.h: libevent, one event loop per worker, the bus's
+ * doorbell in that loop) that reproduces the ngx.ipc example: GET
+ * /send/<pid>/<data> sends alert "hello" to one worker, GET
+ * /broadcast/<data> to all; every worker logs the hello and replies;
+ * /workers and /status report; locations with limit_req share their leaky
+ * buckets through a zone. A graceful stop drains: requests in flight finish.
  */
 #include "shmkit.h"
 
 #include "demo_conf.h"
+#include "http.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +27,7 @@ typedef struct worker_ctx_s {
     shk_worker_t *w;
     shk_bus_t *bus;
     struct event_base *base;
-    struct evhttp *http;
+    http_server_t *http;
     struct event *bus_ev;
     demo_conf_t *conf;
     int stopping;
@@ -64,8 +64,9 @@ static void on_hello(shk_bus_t *bus, const char *name, const void *data, size_t 
     int n;
     (void)name;
     (void)ctx;
-    shk_log(SHK_LOG_NOTICE, "sender %d says %.*s", (int)shk_bus_sender(bus), (int)len,
-            (const char *)data);
+    char esc[1024];
+    http_log_escape(esc, sizeof esc, data, len); /* the data comes from a URL */
+    shk_log(SHK_LOG_NOTICE, "sender %d says %s", (int)shk_bus_sender(bus), esc);
     n = snprintf(reply, sizeof reply, "hello to you too. you said %.*s", (int)len,
                  (const char *)data);
     if (n >= (int)sizeof reply) {
@@ -90,8 +91,9 @@ static void on_reply(shk_bus_t *bus, const char *name, const void *data, size_t 
 {
     (void)name;
     (void)ctx;
-    shk_log(SHK_LOG_NOTICE, "%d replied %.*s", (int)shk_bus_sender(bus), (int)len,
-            (const char *)data);
+    char esc[1024];
+    http_log_escape(esc, sizeof esc, data, len);
+    shk_log(SHK_LOG_NOTICE, "%d replied %s", (int)shk_bus_sender(bus), esc);
 }
 
 static void bus_readable(evutil_socket_t fd, short what, void *arg)
@@ -104,111 +106,76 @@ static void bus_readable(evutil_socket_t fd, short what, void *arg)
 
 /* ---- HTTP ------------------------------------------------------------------- */
 
-static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *text)
+static void reply_text(http_req_t *req, int code, const char *text)
 {
-    struct evbuffer *b = evbuffer_new();
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "text/plain; charset=utf-8");
-    if (b) {
-        evbuffer_add_printf(b, "%s\n", text);
-    }
-    evhttp_send_reply(req, code, reason, b);
-    if (b)
-        evbuffer_free(b);
+    http_reply_text(req, code, "%s\n", text);
 }
 
-static void reply_json(struct evhttp_request *req, const char *json)
+static void reply_json(http_req_t *req, const char *json)
 {
-    struct evbuffer *b = evbuffer_new();
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    if (b)
-        evbuffer_add(b, json, strlen(json));
-    evhttp_send_reply(req, 200, "OK", b);
-    if (b)
-        evbuffer_free(b);
-}
-
-/* The decoded path of the request (caller frees), or NULL. */
-static char *request_path(struct evhttp_request *req, char **query)
-{
-    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
-    const char *p = u ? evhttp_uri_get_path(u) : NULL;
-    *query = NULL;
-    if (!p)
-        return NULL;
-    if (u && evhttp_uri_get_query(u))
-        *query = strdup(evhttp_uri_get_query(u));
-    return evhttp_uridecode(p, 0, NULL);
+    static const char *const ct[] = {"Content-Type", "application/json", NULL};
+    http_reply(req, 200, ct, json, strlen(json));
 }
 
 /* ?name=... overrides the alert name (to try names at the limits). */
-static char *alert_name(const char *query)
+static char *alert_name(http_req_t *req)
 {
-    struct evkeyvalq q;
-    char *name = NULL;
     const char *v;
-    if (!query)
-        return strdup("hello");
-    if (evhttp_parse_query_str(query, &q) == 0) {
-        v = evhttp_find_header(&q, "name");
-        if (v)
-            name = strdup(v);
-        evhttp_clear_headers(&q);
-    }
-    return name ? name : strdup("hello");
+    return strdup(http_req_arg(req, "name", &v) == SHK_OK ? v : "hello");
 }
 
-static void handle_send(struct evhttp_request *req, const char *rest, const char *query)
+static void handle_send(http_req_t *req, const char *rest)
 {
-    char *end, *name;
-    long pid;
+    char *name;
+    pid_t pid;
     const char *slash = strchr(rest, '/');
     char msg[1200];
     int rc;
 
     if (!slash) {
-        reply_text(req, 400, "Bad Request", "usage: /send/<pid>/<data>");
+        reply_text(req, 400, "usage: /send/<pid>/<data>");
         return;
     }
-    errno = 0;
-    pid = strtol(rest, &end, 10);
-    if (end != slash || errno || pid <= 0) {
-        reply_text(req, 400, "Bad Request", "usage: /send/<pid>/<data> (pid is a number)");
+    /* range-checked: 2^32 + pid must not be taken for pid */
+    if (shk_parse_pid(rest, (size_t)(slash - rest), &pid) != SHK_OK) {
+        snprintf(msg, sizeof msg, "usage: /send/<pid>/<data> (pid is a number): %s",
+                 shk_last_errmsg());
+        reply_text(req, 400, msg);
         return;
     }
-    name = alert_name(query);
-    rc = shk_bus_send(wctx.bus, (pid_t)pid, name, slash + 1, strlen(slash + 1));
+    name = alert_name(req);
+    rc = shk_bus_send(wctx.bus, pid, name, slash + 1, strlen(slash + 1));
     free(name);
     if (rc != SHK_OK) {
         snprintf(msg, sizeof msg, "%s: %s", shk_strerror(rc), shk_last_errmsg());
-        reply_text(req, 500, "Internal Server Error", msg);
+        reply_text(req, 500, msg);
         return;
     }
-    snprintf(msg, sizeof msg, "Sent alert to pid %ld", pid);
-    reply_text(req, 200, "OK", msg);
+    snprintf(msg, sizeof msg, "Sent alert to pid %ld", (long)pid);
+    reply_text(req, 200, msg);
 }
 
-static void handle_broadcast(struct evhttp_request *req, const char *data, const char *query)
+static void handle_broadcast(http_req_t *req, const char *data)
 {
-    char msg[1200], *name = alert_name(query);
+    char msg[1200], *name = alert_name(req);
     shk_bus_bcast_t res;
     int rc = shk_bus_broadcast(wctx.bus, name, data, strlen(data), &res);
     free(name);
     if (rc != SHK_OK) {
         snprintf(msg, sizeof msg, "%s: %s", shk_strerror(rc), shk_last_errmsg());
-        reply_text(req, 500, "Internal Server Error", msg);
+        reply_text(req, 500, msg);
         return;
     }
     snprintf(msg, sizeof msg, "Broadcast alert to %u workers", res.delivered);
-    reply_text(req, 200, "OK", msg);
+    reply_text(req, 200, msg);
 }
 
-static void handle_workers(struct evhttp_request *req)
+static void handle_workers(http_req_t *req)
 {
     shk_bus_stats_t st;
     struct evbuffer *b;
     if (shk_bus_stats(wctx.bus, &st) != SHK_OK) {
-        reply_text(req, 500, "Internal Server Error", shk_last_errmsg());
+        reply_text(req, 500, shk_last_errmsg());
         return;
     }
     b = evbuffer_new();
@@ -217,18 +184,19 @@ static void handle_workers(struct evhttp_request *req)
     evbuffer_add_printf(b, "{\"master\":%d,\"generation\":%llu,\"workers\":[", (int)getppid(),
                         (unsigned long long)shk_worker_generation(wctx.w));
     for (unsigned i = 0, k = 0; i < st.nslots; i++) {
-        if (!st.slot[i].pid || st.slot[i].state != SHK_BUS_SLOT_JOINED)
+        shk_bus_slot_stats_t q;
+        if (shk_bus_slot_stats(wctx.bus, i, &q) != SHK_OK || !q.pid ||
+            q.state != SHK_BUS_SLOT_JOINED)
             continue;
-        evbuffer_add_printf(b, "%s{\"slot\":%u,\"pid\":%d}", k++ ? "," : "", i,
-                            (int)st.slot[i].pid);
+        evbuffer_add_printf(b, "%s{\"slot\":%u,\"pid\":%d}", k++ ? "," : "", i, (int)q.pid);
     }
     evbuffer_add_printf(b, "],\"me\":%d}\n", (int)shk_pid());
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_add(b, "", 1);
+    reply_json(req, (const char *)evbuffer_pullup(b, -1));
     evbuffer_free(b);
 }
 
-static void handle_status(struct evhttp_request *req)
+static void handle_status(http_req_t *req)
 {
     shk_cycle_t *cy = shk_worker_cycle(wctx.w);
     shk_zones_t *reg = shk_cycle_zones(cy);
@@ -238,7 +206,7 @@ static void handle_status(struct evhttp_request *req)
         zs[n] = z;
     char *doc = shk_stat_render(zs, n, shk_zones_instance(reg), SHK_STAT_JSON);
     if (!doc) {
-        reply_text(req, 500, "Internal Server Error", shk_last_errmsg());
+        reply_text(req, 500, shk_last_errmsg());
         return;
     }
     reply_json(req, doc);
@@ -246,35 +214,44 @@ static void handle_status(struct evhttp_request *req)
 }
 
 typedef struct delayed_s {
-    struct evhttp_request *req;
+    http_req_t *req;
     struct event *ev;
 } delayed_t;
+
+static void delayed_free(http_req_t *req, void *arg)
+{
+    delayed_t *d = arg;
+    (void)req;
+    event_free(d->ev);
+    free(d);
+}
+
+static void delayed_now(http_req_t *req, void *arg)
+{
+    reply_text(req, 200, "ok (delayed)");
+    delayed_free(req, arg);
+}
 
 static void delayed_done(evutil_socket_t fd, short what, void *arg)
 {
     delayed_t *d = arg;
     (void)fd;
     (void)what;
-    reply_text(d->req, 200, "OK", "ok (delayed)");
-    event_free(d->ev);
-    free(d);
+    delayed_now(d->req, d);
 }
 
-static void handle_limited(struct evhttp_request *req, const demo_location_t *loc)
+static void handle_limited(http_req_t *req, const demo_location_t *loc)
 {
-    struct evhttp_connection *conn = evhttp_request_get_connection(req);
-    char *addr = NULL;
-    uint16_t port = 0;
+    const char *addr = http_req_peer(req);
     unsigned delay_ms = 0;
     int verdict;
     unsigned char key[16];
     size_t keylen;
 
-    evhttp_connection_get_peer(conn, &addr, &port);
     keylen = demo_binary_addr(addr, key);
     verdict = demo_location_limit(loc, key, keylen, &delay_ms);
     if (verdict == DEMO_LIMIT_REJECT) {
-        reply_text(req, 503, "Service Temporarily Unavailable", "503 limited");
+        reply_text(req, 503, "503 limited");
         return;
     }
     if (verdict == DEMO_LIMIT_DELAY && delay_ms) {
@@ -283,32 +260,39 @@ static void handle_limited(struct evhttp_request *req, const demo_location_t *lo
         if (d) {
             d->req = req;
             d->ev = evtimer_new(wctx.base, delayed_done, d);
-            if (d->ev && evtimer_add(d->ev, &tv) == 0)
+            if (d->ev && evtimer_add(d->ev, &tv) == 0) {
+                http_req_cbs_t cbs = {.on_close = delayed_free, .on_drain = delayed_now};
+                http_req_watch(req, &cbs, d);
                 return;
+            }
             if (d->ev)
                 event_free(d->ev);
             free(d);
         }
     }
-    reply_text(req, 200, "OK", "ok");
+    reply_text(req, 200, "ok");
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+static void on_request(http_req_t *req, void *arg)
 {
-    char *query = NULL;
-    char *path = request_path(req, &query);
+    const char *m = http_req_method(req);
+    const char *path;
     const demo_location_t *loc;
     (void)arg;
 
-    if (!path) {
-        reply_text(req, 400, "Bad Request", "bad URI");
-        free(query);
+    if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
+        static const char *const allow[] = {"Allow", "GET, HEAD", NULL};
+        http_reply(req, 405, allow, "405 Method Not Allowed\n", 23);
+        return;
+    }
+    if (!(path = http_req_path(req))) {
+        reply_text(req, 400, "bad URI");
         return;
     }
     if (strncmp(path, "/send/", 6) == 0)
-        handle_send(req, path + 6, query);
+        handle_send(req, path + 6);
     else if (strncmp(path, "/broadcast/", 11) == 0)
-        handle_broadcast(req, path + 11, query);
+        handle_broadcast(req, path + 11);
     else if (strcmp(path, "/workers") == 0)
         handle_workers(req);
     else if (strcmp(path, "/status") == 0)
@@ -316,12 +300,22 @@ static void on_request(struct evhttp_request *req, void *arg)
     else if ((loc = demo_location_find(wctx.conf, path)))
         handle_limited(req, loc);
     else
-        reply_text(req, 404, "Not Found", "not found");
-    free(path);
-    free(query);
+        reply_text(req, 404, "not found");
+}
+
+static void http_log(void *ctx, int level, const char *msg)
+{
+    (void)ctx;
+    shk_log(level, "%s", msg);
 }
 
 /* ---- the worker -------------------------------------------------------------- */
+
+static void drained(void *ctx)
+{
+    worker_ctx_t *c = ctx;
+    event_base_loopexit(c->base, NULL);
+}
 
 static void on_stop(shk_worker_t *w, int fast, void *ctx)
 {
@@ -334,10 +328,7 @@ static void on_stop(shk_worker_t *w, int fast, void *ctx)
     }
     /* Graceful: stop accepting, let requests in flight (and delayed ones)
      * finish, then leave the loop. */
-    struct timeval tv = {1, 0};
-    evhttp_free(c->http);
-    c->http = NULL;
-    event_base_loopexit(c->base, &tv);
+    http_server_drain(c->http, drained, c);
 }
 
 static int demo_worker(shk_worker_t *w, void *appctx)
@@ -353,13 +344,12 @@ static int demo_worker(shk_worker_t *w, void *appctx)
         return 1;
     }
     wctx.base = event_base_new();
-    wctx.http = wctx.base ? evhttp_new(wctx.base) : NULL;
+    wctx.http = wctx.base ? http_server_new(wctx.base, NULL, on_request, NULL) : NULL;
     if (!wctx.http)
         return 1;
-    evhttp_set_gencb(wctx.http, on_request, NULL);
-    evhttp_set_allowed_methods(wctx.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    http_server_set_log(wctx.http, http_log, NULL);
     for (unsigned i = 0; i < shk_worker_nlisteners(w); i++)
-        if (!evhttp_accept_socket_with_handle(wctx.http, shk_worker_listener(w, i))) {
+        if (http_server_listen(wctx.http, shk_worker_listener(w, i)) != SHK_OK) {
             shk_log(SHK_LOG_ERR, "cannot accept on socket %d", shk_worker_listener(w, i));
             return 1;
         }
@@ -375,8 +365,7 @@ static int demo_worker(shk_worker_t *w, void *appctx)
     if (!shk_worker_quitting())
         event_base_dispatch(wctx.base);
     event_free(wctx.bus_ev);
-    if (wctx.http)
-        evhttp_free(wctx.http);
+    http_server_free(wctx.http);
     event_base_free(wctx.base);
     return 0;
 }

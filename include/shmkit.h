@@ -9,7 +9,8 @@
  *   shm    named, tagged zones; reload reuse; attach
  *   bus    per-worker alert queues with a pipe doorbell
  *   chan   publish/subscribe channels stored in a zone, delivered over the bus
- *   proc   master/worker supervisor, zone reports
+ *   stat   reports on zones and the zones list (text, JSON)
+ *   proc   master/worker supervisor
  */
 #ifndef SHMKIT_H
 #define SHMKIT_H

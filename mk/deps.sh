@@ -1,20 +1,58 @@
 #!/usr/bin/env bash
 # mk/deps.sh: make sure the packages a make target needs are installed.
 #   mk/deps.sh test   Check, valgrind, pkg-config (make test, asan, tsan)
-#   mk/deps.sh demo   libevent, curl (make demo, make run)
+#   mk/deps.sh test   ... and what test_demo_http uses: the HTTP layer's libraries,
+#                     curl, Node.js and the npm packages of test/node (npm ci)
+#   mk/deps.sh demo   libevent, the HTTP layer's libraries (http_parser,
+#                     wslay, nettle), curl (make demo, make run)
 #   mk/deps.sh fuzz   clang and its libFuzzer runtime (make fuzz)
+#   mk/deps.sh bench  the pub/sub load client's libraries (http_parser, wslay,
+#                     nettle) and the nchan baseline: nginx-light with
+#                     libnginx-mod-nchan (bench/nchan/, bench/README.md)
 # As root, missing packages are installed with apt-get, saying so; otherwise
 # the packages to install are named and the script fails.
 set -u
 
 need=()
+node_dir=
 have_pc() { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists "$1"; }
+have_h() { [ -e "/usr/include/$1" ] || [ -e "/usr/local/include/$1" ]; }
+# demo/http*.c: libevent, Node.js's http_parser, wslay (WebSocket frames),
+# nettle (SHA-1 and base64 of the WebSocket handshake).
+http_layer() {
+    command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+    have_pc libevent || need+=(libevent-dev)
+    have_h http_parser.h || need+=(libhttp-parser-dev)
+    have_h wslay/wslay.h || need+=(libwslay-dev)
+    have_pc nettle || need+=(nettle-dev)
+}
+# test/node: the npm packages the tests' Node clients use, from the lock file.
+node_deps() {
+    node_dir=$(cd "$(dirname "$0")/.." && pwd)/test/node
+    [ -f "$node_dir/package-lock.json" ] || { node_dir=; return; }
+    command -v node >/dev/null 2>&1 || need+=(nodejs)
+    command -v npm >/dev/null 2>&1 || need+=(npm)
+}
+npm_ci() {
+    [ -n "$node_dir" ] || return 0
+    cmp -s "$node_dir/package-lock.json" "$node_dir/node_modules/.shmkit-lock" 2>/dev/null && return 0
+    echo "mk/deps.sh: npm ci in test/node"
+    if ! (cd "$node_dir" && npm ci --no-audit --no-fund >/tmp/shmkit-npm.log 2>&1); then
+        echo "mk/deps.sh: npm ci failed; see /tmp/shmkit-npm.log" >&2
+        tail -n 20 /tmp/shmkit-npm.log >&2
+        exit 1
+    fi
+    cp "$node_dir/package-lock.json" "$node_dir/node_modules/.shmkit-lock"
+}
 
 case "${1:-}" in
 test)
     command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
     have_pc check || need+=(check)
     command -v valgrind >/dev/null 2>&1 && [ -e /usr/include/valgrind/memcheck.h ] || need+=(valgrind)
+    http_layer
+    command -v curl >/dev/null 2>&1 || need+=(curl)
+    node_deps
     ;;
 fuzz)
     command -v clang >/dev/null 2>&1 || need+=(clang)
@@ -22,17 +60,29 @@ fuzz)
         need+=(libclang-rt-dev)
     ;;
 demo)
-    command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
-    have_pc libevent || need+=(libevent-dev)
+    http_layer
     command -v curl >/dev/null 2>&1 || need+=(curl)
     ;;
+bench)
+    # build/rel/pubsub-client parses responses with http_parser and speaks
+    # WebSocket through wslay (nettle checks the handshake's accept key).
+    command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+    have_h http_parser.h || need+=(libhttp-parser-dev)
+    have_h wslay/wslay.h || need+=(libwslay-dev)
+    have_pc nettle || need+=(nettle-dev)
+    { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } || need+=(nginx-light)
+    ls /usr/lib/nginx/modules/ngx_nchan_module.so >/dev/null 2>&1 || need+=(libnginx-mod-nchan)
+    ;;
 *)
-    echo "usage: $0 test|demo|fuzz" >&2
+    echo "usage: $0 test|demo|fuzz|bench" >&2
     exit 2
     ;;
 esac
 
-[ ${#need[@]} -eq 0 ] && exit 0
+if [ ${#need[@]} -eq 0 ]; then
+    npm_ci
+    exit 0
+fi
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "mk/deps.sh: installing missing packages with apt-get: ${need[*]}"
@@ -46,6 +96,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         fi
     fi
     echo "mk/deps.sh: installed ${need[*]}"
+    npm_ci
     exit 0
 fi
 

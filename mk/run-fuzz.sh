@@ -11,7 +11,8 @@ secs=$2
 shift 2
 mkdir -p "$bdir/crashes"
 work=$(mktemp -d /tmp/shmkit-fuzz.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# a target that crashed leaves its named zone behind: remove ours
+trap 'rm -rf "$work"; rm -f /dev/shm/shmkit.fz*' EXIT
 failed=()
 for bin in "$@"; do
     name=$(basename "$bin")

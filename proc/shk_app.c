@@ -61,7 +61,6 @@ static int read_pid_file(const char *path, pid_t *out)
     size_t n = 0, len;
     ssize_t k;
     struct stat st;
-    unsigned v = 0;
     int fd;
 
     /* O_NONBLOCK: a FIFO put in its place must not hang us in open(). */
@@ -101,24 +100,16 @@ static int read_pid_file(const char *path, pid_t *out)
     len = n && buf[n - 1] == '\n' ? n - 1 : n;
     if (len == 0)
         return shk_error(SHK_EINVAL, "pid file \"%s\" is empty", path);
-    for (size_t i = 0; i < len; i++) {
-        if (buf[i] < '0' || buf[i] > '9')
-            return shk_error(SHK_EINVAL, "pid file \"%s\" does not hold a process id", path);
-        /* A number past INT_MAX is refused, never cut down to a pid_t. */
-        unsigned d = (unsigned)(buf[i] - '0');
-        if (v > ((unsigned)INT_MAX - d) / 10)
-            return shk_error(SHK_ERANGE,
-                             "pid file \"%s\" holds a number out of range (a process id is "
-                             "1 to %d)",
-                             path, INT_MAX);
-        v = v * 10 + d;
-    }
-    if (v == 0)
+    switch (shk_parse_pid(buf, len, out)) {
+    case SHK_OK:
+        return SHK_OK;
+    case SHK_ERANGE:
         return shk_error(SHK_ERANGE,
                          "pid file \"%s\" holds a number out of range (a process id is 1 to %d)",
                          path, INT_MAX);
-    *out = (pid_t)v;
-    return SHK_OK;
+    default:
+        return shk_error(SHK_EINVAL, "pid file \"%s\" does not hold a process id", path);
+    }
 }
 
 /* -s NAME: signal the master the configuration's pid file names. */

@@ -443,10 +443,10 @@ static void commit_listeners(shk_cycle_t *cy, shk_cycle_t *old)
 
 size_t shk_cycle_bus_size(const shk_cycle_t *cy)
 {
-    /* Each worker's queue plus a page of its slot, the room for large
-     * alerts, and a megabyte for the bus header and the slab's own pages.
-     * The directives bound every term, so this cannot overflow size_t. */
-    return (size_t)cy->workers * (cy->bus_queue + 4096) + cy->bus_extra + (1u << 20);
+    /* What the bus itself needs (the bus's business: shk_bus_zone_size),
+     * plus the room for large alerts the configuration asks for. The
+     * directives bound both terms, so this cannot overflow size_t. */
+    return shk_bus_zone_size(cy->workers, cy->bus_queue) + cy->bus_extra;
 }
 
 /* The channel zone's init, in shk_zones_create: a kept zone's store is

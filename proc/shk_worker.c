@@ -86,7 +86,7 @@ static int default_worker(shk_worker_t *w)
         int rc = shk_bus_wait(bus, ch ? SHK_CHAN_TICK_MS : -1);
         if (rc < 0 && rc != SHK_ETIMEDOUT)
             return 1;
-        shk_bus_dispatch(bus, 64);
+        shk_bus_dispatch(bus, SHK_BUS_BUDGET);
         if (ch)
             shk_chan_tick(ch);
     }

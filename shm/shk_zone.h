@@ -109,15 +109,15 @@ SHK_API const char *shk_zones_instance(const shk_zones_t *reg);
 
 /*
  * Declare a zone (before shk_zones_create). `name`: [A-Za-z0-9_-], at most
- * SHK_ZONE_NAME_MAX bytes; `tag`: at most SHK_ZONE_TAG_MAX bytes, NULL means
- * "shm_zone". `size` is rounded up to whole pages; 0 means "whatever size it
+ * SHK_ZONE_NAME_MAX bytes; `tag`: 1 to SHK_ZONE_TAG_MAX bytes without
+ * control characters (reports print it), NULL means "shm_zone". `size` is rounded up to whole pages; 0 means "whatever size it
  * is declared with elsewhere" (a reference, as limit_req makes to a
  * limit_req_zone). Returns the declaration, or NULL with:
  *   SHK_EEXIST  the shared memory zone "one" is already declared for a
  *               different use (same name, another tag);
  *   SHK_EEXIST  the size 2097152 of shared memory zone "one" conflicts with
  *               already declared size 1048576;
- *   SHK_EINVAL  bad name or tag, zone too small (fewer than
+ *   SHK_EINVAL  bad name or tag (empty, a control character), zone too small (fewer than
  *               SHK_ZONE_MIN_PAGES pages), or the registry is already created;
  *   SHK_ERANGE  name or tag too long.
  * Same name and tag returns the existing declaration (and sets its size if
@@ -140,14 +140,29 @@ SHK_API int shk_zone_set_kind(shk_zone_t *zone, unsigned kind, unsigned mode);
  * tag and kind match a zone of `old` keeps that zone's memory, its
  * generation goes up by one, and its init gets the old data. Other zones
  * are created fresh (generation 1): header, empty slab pool, init with
- * old_data NULL. A named zone whose object already exists is refused with
- * SHK_EEXIST if the object's creator is alive, and replaced otherwise.
+ * old_data NULL. A named zone is made complete in an unnamed file and only
+ * then linked at its name, so a name never shows half a zone. Something
+ * already at the name (docs/untrusted.md) is removed only when it is
+ * provably a stale zone of ours: a regular file owned by this effective
+ * uid that holds no zone header, another zone's header, or this zone's
+ * header with its creator gone (shk_pid_alive); every other thing is left
+ * alone and refused with SHK_EEXIST and a message naming it and saying
+ * what to remove:
+ *   /dev/shm/shmkit.x.one is a FIFO, not a zone: refused; remove it ...
+ *   /dev/shm/shmkit.x.one is owned by uid 65534, not by uid 0 that runs
+ *     this: refused; remove it ...
+ *   shared memory zone "one" of instance "x" exists and its creator (pid
+ *     1234) is alive: refused; if pid 1234 is no server of this instance,
+ *     remove /dev/shm/shmkit.x.one
+ *   /dev/shm/shmkit.x.one holds a zone of layout version 2 (this library
+ *     reads 1): refused; ...
+ * Nothing here blocks on a name or follows a symbolic link.
  *
  * On failure nothing changes: zones mapped by this call are unmapped, and
  * `old` keeps every zone it had, untouched. Errors: SHK_EINVAL (a zone
  * declared with size 0 only, or already created), SHK_ENOMEM, SHK_ESYS,
- * SHK_EEXIST, or what an init callback returned. Not thread-safe; call it
- * in the master before forking.
+ * SHK_EPERM (the shm directory refuses us), SHK_EEXIST, or what an init
+ * callback returned. Not thread-safe; call it in the master before forking.
  */
 SHK_API int shk_zones_create(shk_zones_t *reg, shk_zones_t *old);
 
@@ -183,11 +198,25 @@ SHK_API int shk_zones_conf(shk_zones_t *reg, shk_conf_t *cf);
 /*
  * Map the named zone `name` of `instance` (NULL: "default"), read-only with
  * SHK_ZONE_RDONLY, else read-write, at whatever address the kernel picks.
- * The object's magic, layout version, recorded size (against the object's
- * real size), name and slab pool are checked before anything else is
- * read; a damaged or foreign object is refused with SHK_ECORRUPT, a missing
- * one with SHK_ENOENT, a permission problem with SHK_EPERM. Release with
- * shk_zone_detach().
+ * The object must be a regular file owned by this process's effective uid
+ * whose owner may read it (and write it, without SHK_ZONE_RDONLY): it is
+ * looked at before it is opened and again through its descriptor, opened
+ * without following a link and without waiting, so a FIFO or a directory
+ * at the name is refused at once. Then every field of the header is
+ * checked against the mapping (docs/untrusted.md): magic, layout version,
+ * recorded size against the object's, page size, the slab pool's place,
+ * creator, kind, the termination of every string, the instance and name,
+ * the data root, every root, the lock table's count and each entry's
+ * offset and alignment; the slab pool is opened only inside the mapping,
+ * and lock 0 must be its lock. Errors:
+ *   SHK_ENOENT    no object at the name
+ *   SHK_EPERM     /dev/shm/shmkit.x.one is owned by uid 33, not by uid 0
+ *                 that runs this: refused (run as the zone's owner); its
+ *                 owner may not read it
+ *   SHK_ECORRUPT  /dev/shm/shmkit.x.one is a FIFO, not a zone: refused;
+ *                 shared memory zone "one": nlocks 4294967295, the lock
+ *                 table holds 1 to 32 (every bad field named)
+ * Release with shk_zone_detach().
  */
 SHK_API shk_zone_t *shk_zone_attach(const char *instance, const char *name, unsigned flags);
 
@@ -206,9 +235,10 @@ typedef struct shk_zone_name_s {
  * instance, read from the system's POSIX shared-memory directory: *out gets
  * a malloc'd array of *n entries sorted by instance, then zone (strcmp
  * order; NULL when *n is 0); free it with shk_zones_list_free(). The list
- * is made from the objects' names only (nothing is opened): an entry may
- * still fail shk_zone_attach() (a damaged object, a zone going away, no
- * permission). Objects whose names are not ours are ignored; objects whose
+ * is made from the objects' names only (nothing but the directory is
+ * opened, so nothing planted there can block it): an entry may still fail
+ * shk_zone_attach() (not a regular file, another user's, a damaged
+ * object, a zone going away), which says why. Objects whose names are not ours are ignored; objects whose
  * names start like ours but do not carry a valid instance and zone name are
  * skipped, each logged at SHK_LOG_DEBUG with the reason. Errors: SHK_EINVAL
  * (NULL out or n, bad instance name), SHK_ERANGE (instance name too long),
@@ -240,7 +270,12 @@ SHK_API unsigned shk_zone_kind(const shk_zone_t *zone);
 /* 1 when this handle maps the zone read-only. */
 SHK_API int shk_zone_rdonly(const shk_zone_t *zone);
 
-/* The user's root object (a block of the zone's slab), or NULL. */
+/* The user's root object (a block of the zone's slab), or NULL. The offset
+ * is read from the header at each call and checked against the pool this
+ * handle validated: the pointer lies inside the slab pool, with at least
+ * one byte of it; a caller reading a record there on a zone it did not
+ * create checks that the record fits (shk_zone_base + shk_zone_size) and
+ * is aligned before it reads it. */
 SHK_API void *shk_zone_data(const shk_zone_t *zone);
 /* Record the user's root object: NULL or a pointer inside the slab pool
  * (SHK_EINVAL otherwise). Stored as an offset, so every process sees it. */
@@ -251,7 +286,7 @@ SHK_API int shk_zone_set_data(shk_zone_t *zone, void *p);
  * or inside the slab pool. SHK_ENOMEM when all SHK_ZONE_ROOTS are used.
  * Takes the slab lock. */
 SHK_API int shk_zone_root_set(shk_zone_t *zone, const char *key, void *p);
-/* The root stored under `key`, or NULL. */
+/* The root stored under `key`, or NULL; checked as shk_zone_data's. */
 SHK_API void *shk_zone_root(const shk_zone_t *zone, const char *key);
 
 /*
@@ -272,8 +307,10 @@ typedef struct shk_zone_lock_s {
 
 /* Number of locks in the zone's table (the slab pool's is the first). */
 SHK_API unsigned shk_zone_locks(const shk_zone_t *zone);
-/* Snapshot of lock i (name and counters); SHK_ENOENT past the end. Works on
- * a read-only mapping. */
+/* Snapshot of lock i (name and counters); SHK_ENOENT past the end,
+ * SHK_ECORRUPT when the entry's offset lies outside the slab pool or its
+ * record is not 64-byte aligned (checked at each call: the header may have
+ * changed since attach). Works on a read-only mapping. */
 SHK_API int shk_zone_lock_info(const shk_zone_t *zone, unsigned i, shk_zone_lock_t *out);
 
 /*

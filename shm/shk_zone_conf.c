@@ -1,7 +1,7 @@
 /*
  * shk_zone_conf.c: the zone grammar, in one place: the name check every
  * zone and instance name goes through (declaration, attach, listing, the
- * directives), the `name:size` parser that `shm_zone` and every
+ * directives), what a tag may hold, the `name:size` parser that `shm_zone` and every
  * `zone=name:size` argument use, and the built-in directives shm_zone,
  * shm_instance and shm_mapping (shk_zones_conf).
  */
@@ -26,6 +26,14 @@ int shk_zone_name_check(const char *s, size_t n, const char *what)
                              what, (int)n, s);
     }
     return SHK_OK;
+}
+
+int shk_zone_tag_printable(const char *tag)
+{
+    for (const unsigned char *p = (const unsigned char *)tag; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return 0;
+    return 1;
 }
 
 int shk_zone_parse(const char *arg, char name[SHK_ZONE_NAME_MAX + 1], size_t *size)

@@ -1,12 +1,17 @@
 /*
  * shk_zone_hdr.c: what a zone's header holds and how it changes: the layout
- * written when a zone is created, the accessors, the user's data root and
- * the named roots, the lock table (shk_zone_shmtx_create, shk_zone_locks,
- * shk_zone_lock_info) and the master's recovery after a dead worker
- * (shk_zone_recover). The layout itself is in shk_zone_internal.h.
+ * written when a zone is created, the checks of a header someone else wrote
+ * (attach: every field against the mapping, docs/untrusted.md), the
+ * accessors, the user's data root and the named roots, the lock table
+ * (shk_zone_shmtx_create, shk_zone_locks, shk_zone_lock_info) and the
+ * master's recovery after a dead worker (shk_zone_recover). The layout
+ * itself is in shk_zone_internal.h. Every offset read from a header is
+ * checked, at each use, against the pool's place kept in the handle.
  */
 #include "shk_zone_internal.h"
 
+#include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ---- layout ------------------------------------------------------------------- */
@@ -35,6 +40,8 @@ void shk_zone_hdr_init(shk_zone_t *z)
     h->page_size = shk_page_size();
     h->slab_off = hdr_bytes;
     h->slab_size = z->size - hdr_bytes;
+    z->slab_off = h->slab_off;
+    z->slab_size = h->slab_size;
     /* No other process can see the zone yet (anonymous: not forked yet;
      * named: an attacher checks the magic first), so relaxed stores do. */
     SHK_WRITE_ONCE(h->generation, 1);
@@ -44,12 +51,160 @@ void shk_zone_hdr_init(shk_zone_t *z)
     strcpy(h->name, z->name);
     strcpy(h->tag, z->tag);
     strcpy(h->locks[0].name, SHK_ZONE_SLAB_LOCK);
-    h->locks[0].off =
-        (uint64_t)((char *)shk_slab_mutex(z->slab)->sh - (char *)shk_slab_base(z->slab));
+    SHK_WRITE_ONCE(h->locks[0].off, (uint64_t)((char *)shk_slab_mutex(z->slab)->sh -
+                                               (char *)shk_slab_base(z->slab)));
     SHK_WRITE_ONCE(h->nlocks, 1);
     /* release: an attacher that acquires the magic sees the whole header. */
     SHK_STORE_RELEASE(h->magic, SHK_ZONE_MAGIC);
     z->hdr = h;
+}
+
+/* ---- checking a header someone else wrote --------------------------------------- */
+
+/* SHK_ECORRUPT with "shared memory zone "<zone>": " before the format (the
+ * first argument after it is the zone's name). */
+#define HDR_BAD(...) shk_error(SHK_ECORRUPT, "shared memory zone \"%s\": " __VA_ARGS__)
+
+/* A NUL-terminated string field of `cap` bytes at s, 1 byte at least. */
+static int hdr_str_check(const char *zname, const char *field, const char *s, size_t cap,
+                         int may_be_empty)
+{
+    if (!memchr(s, 0, cap))
+        return HDR_BAD("%s is not NUL-terminated", zname, field);
+    if (!may_be_empty && !*s)
+        return HDR_BAD("%s is empty", zname, field);
+    return SHK_OK;
+}
+
+/* A slab offset read from the header: 0 when allowed (`may_be_0`), else
+ * [off, off + len) inside the pool. */
+static int hdr_off_check(const char *zname, const char *field, uint64_t off, uint64_t len,
+                         uint64_t slab_size, int may_be_0)
+{
+    if (!off && may_be_0)
+        return SHK_OK;
+    if (off && shk_span_ok(off, len, slab_size))
+        return SHK_OK;
+    if (len == 1 || !shk_span_ok(off, 1, slab_size))
+        return HDR_BAD("%s %llu lies outside the slab pool (%llu bytes)", zname, field,
+                       (unsigned long long)off, (unsigned long long)slab_size);
+    return HDR_BAD("%s %llu: a %llu-byte record there would end outside the slab pool (%llu "
+                   "bytes)",
+                   zname, field, (unsigned long long)off, (unsigned long long)len,
+                   (unsigned long long)slab_size);
+}
+
+int shk_zone_hdr_check(const shk_zone_hdr_t *h, size_t real, const char *instance,
+                       const char *name, shk_zone_t *z)
+{
+    size_t ps = shk_page_size(), hdr_bytes = shk_zone_hdr_bytes();
+    shk_zone_hdr_t c; /* the fixed fields, read once */
+    char field[32];
+    int rc;
+
+    /* acquire: pairs with the creator's release of the magic, so every
+     * field it wrote before is visible to the copy below. */
+    uint64_t magic = SHK_LOAD_ACQUIRE(h->magic);
+    memcpy(&c, h, offsetof(shk_zone_hdr_t, data_off));
+    rc = shk_layout_check("shared memory zone", name, magic, SHK_ZONE_MAGIC, c.version,
+                          SHK_ZONE_VERSION, c.hdr_size, sizeof(shk_zone_hdr_t));
+    if (rc != SHK_OK)
+        return rc;
+    if (c.size != real)
+        return shk_error(SHK_ECORRUPT, "shared memory zone \"%s\": recorded size %llu but the "
+                                       "object holds %zu bytes",
+                         name, (unsigned long long)c.size, real);
+    if (real % ps || real < shk_zone_min_size())
+        return HDR_BAD("size %zu is not a whole number of pages of at least %zu bytes", name,
+                       real, shk_zone_min_size());
+    if (c.page_size != ps)
+        return HDR_BAD("page_size %llu, this system uses %zu", name,
+                       (unsigned long long)c.page_size, ps);
+    if (c.slab_off != hdr_bytes)
+        return HDR_BAD("slab_off %llu, the pool starts after the header at %zu", name,
+                       (unsigned long long)c.slab_off, hdr_bytes);
+    if (c.slab_size != real - hdr_bytes)
+        return HDR_BAD("slab_size %llu, the pool fills the %zu bytes after the header",
+                       name, (unsigned long long)c.slab_size, real - hdr_bytes);
+    /* relaxed: a value we check; only the master changes it (reload). */
+    if (SHK_READ_ONCE(c.generation) == 0)
+        return HDR_BAD("generation 0 (a zone starts at 1)", name);
+    if (c.creator <= 0)
+        return HDR_BAD("creator %d is no pid", name, (int)c.creator);
+    if (c.kind != SHK_ZONE_NAMED)
+        return HDR_BAD("kind %u, a named object holds a named zone (%u)", name, c.kind,
+                       SHK_ZONE_NAMED);
+    if ((rc = hdr_str_check(name, "instance", c.instance, sizeof c.instance, 0)) != SHK_OK ||
+        (rc = hdr_str_check(name, "name", c.name, sizeof c.name, 0)) != SHK_OK ||
+        (rc = hdr_str_check(name, "tag", c.tag, sizeof c.tag, 0)) != SHK_OK)
+        return rc;
+    if (strcmp(c.name, name) != 0)
+        return shk_error(SHK_ECORRUPT, "shared memory object for zone \"%s\" holds zone \"%s\"",
+                         name, c.name);
+    if (strcmp(c.instance, instance) != 0)
+        return HDR_BAD("instance \"%s\", the object belongs to instance \"%s\"", name,
+                       c.instance, instance);
+    if (!shk_zone_tag_printable(c.tag))
+        return HDR_BAD("tag holds a control character", name);
+
+    /* The growing parts, each loaded as its readers always load it. */
+    uint64_t slab = c.slab_size;
+    /* acquire: as shk_zone_data. */
+    if ((rc = hdr_off_check(name, "data_off", SHK_LOAD_ACQUIRE(h->data_off), 1, slab, 1)) !=
+        SHK_OK)
+        return rc;
+    for (int i = 0; i < SHK_ZONE_ROOTS; i++) {
+        /* acquire: as shk_zone_root; the key was written before. */
+        uint64_t off = SHK_LOAD_ACQUIRE(h->roots[i].off);
+        char key[sizeof h->roots[i].key];
+        if (!off)
+            continue;
+        memcpy(key, h->roots[i].key, sizeof key);
+        snprintf(field, sizeof field, "roots[%d].key", i);
+        if ((rc = hdr_str_check(name, field, key, sizeof key, 0)) != SHK_OK)
+            return rc;
+        snprintf(field, sizeof field, "roots[%d].off", i);
+        if ((rc = hdr_off_check(name, field, off, 1, slab, 0)) != SHK_OK)
+            return rc;
+    }
+    /* acquire: as shk_zone_locks; entries below n are complete. */
+    uint32_t n = SHK_LOAD_ACQUIRE(h->nlocks);
+    if (n < 1 || n > SHK_ZONE_MAX_LOCKS)
+        return HDR_BAD("nlocks %u, the lock table holds 1 to %d", name, n,
+                       SHK_ZONE_MAX_LOCKS);
+    for (uint32_t i = 0; i < n; i++) {
+        char lname[sizeof h->locks[i].name];
+        /* relaxed: published by the acquire of nlocks above. */
+        uint64_t off = SHK_READ_ONCE(h->locks[i].off);
+        memcpy(lname, h->locks[i].name, sizeof lname);
+        snprintf(field, sizeof field, "locks[%u].name", i);
+        if ((rc = hdr_str_check(name, field, lname, sizeof lname, 0)) != SHK_OK)
+            return rc;
+        snprintf(field, sizeof field, "locks[%u].off", i);
+        if ((rc = hdr_off_check(name, field, off, sizeof(shk_shmtx_sh_t), slab, 0)) != SHK_OK)
+            return rc;
+        /* the pool starts on a page, so this is the record's alignment */
+        if (off % 64)
+            return HDR_BAD("%s %llu is not 64-byte aligned", name, field,
+                           (unsigned long long)off);
+    }
+    strcpy(z->name, c.name);
+    strcpy(z->tag, c.tag);
+    z->slab_off = c.slab_off;
+    z->slab_size = c.slab_size;
+    return SHK_OK;
+}
+
+int shk_zone_hdr_check_slab_lock(const shk_zone_t *z)
+{
+    const shk_zone_hdr_t *h = z->hdr;
+    uint64_t want = (uint64_t)((char *)shk_slab_mutex(z->slab)->sh - (char *)shk_slab_base(z->slab));
+    /* relaxed: entry 0 is written once, before the magic's release. */
+    if (SHK_READ_ONCE(h->locks[0].off) != want ||
+        strncmp(h->locks[0].name, SHK_ZONE_SLAB_LOCK, sizeof h->locks[0].name) != 0)
+        return HDR_BAD("locks[0] is not the slab pool's lock (\"%s\" at %llu)", z->name,
+                       SHK_ZONE_SLAB_LOCK, (unsigned long long)want);
+    return SHK_OK;
 }
 
 /* ---- a zone -------------------------------------------------------------------- */
@@ -74,22 +229,24 @@ pid_t shk_zone_creator(const shk_zone_t *zone)
     return zone && zone->hdr ? (pid_t)zone->hdr->creator : 0;
 }
 
-/* A slab offset -> pointer, refusing offsets outside the pool. */
+/* A slab offset read from the header -> pointer, refusing offsets whose
+ * [off, off + len) is not inside the pool (the handle's bounds, never the
+ * header's: another process may change the header at any time). */
 static void *slab_ptr_checked(const shk_zone_t *zone, uint64_t off, size_t len)
 {
-    if (!off || off >= zone->hdr->slab_size || len > zone->hdr->slab_size - off)
+    if (!off || !shk_span_ok(off, len, zone->slab_size))
         return NULL;
-    return (char *)zone->base + zone->hdr->slab_off + off;
+    return (char *)zone->base + zone->slab_off + off;
 }
 
 static int slab_off_checked(const shk_zone_t *zone, const void *p, uint64_t *off)
 {
-    const char *s = (const char *)zone->base + zone->hdr->slab_off;
+    const char *s = (const char *)zone->base + zone->slab_off;
     if (!p) {
         *off = 0;
         return SHK_OK;
     }
-    if ((const char *)p <= s || (const char *)p >= s + zone->hdr->slab_size)
+    if ((const char *)p <= s || (const char *)p >= s + zone->slab_size)
         return shk_error(SHK_EINVAL, "pointer %p is not inside the slab pool of zone \"%s\"", p,
                          zone->name);
     *off = (uint64_t)((const char *)p - s);
@@ -194,9 +351,13 @@ unsigned shk_zone_locks(const shk_zone_t *zone)
     return n > SHK_ZONE_MAX_LOCKS ? SHK_ZONE_MAX_LOCKS : n;
 }
 
+/* Lock i's shared part, or NULL when its offset is out of the pool or the
+ * record misaligned. i < SHK_ZONE_MAX_LOCKS (callers clamp). */
 static shk_shmtx_sh_t *lock_sh(const shk_zone_t *zone, unsigned i)
 {
-    uint64_t off = zone->hdr->locks[i].off;
+    /* relaxed: read once and checked; the entry was published by the
+     * caller's acquire of nlocks. */
+    uint64_t off = SHK_READ_ONCE(zone->hdr->locks[i].off);
     shk_shmtx_sh_t *sh = slab_ptr_checked(zone, off, sizeof *sh);
     if (sh && ((uintptr_t)sh & 63))
         return NULL;
@@ -236,7 +397,7 @@ int shk_zone_shmtx_create(shk_zone_t *zone, shk_shmtx_t *mtx, const char *name)
     h = zone->hdr;
     n = shk_zone_locks(zone);
     for (unsigned i = 0; i < n; i++)
-        if (strcmp(h->locks[i].name, name) == 0) {
+        if (strncmp(h->locks[i].name, name, sizeof h->locks[i].name) == 0) {
             if (!(sh = lock_sh(zone, i)))
                 return shk_error(SHK_ECORRUPT, "zone \"%s\": lock \"%s\" is out of bounds",
                                  zone->name, name);
@@ -254,7 +415,7 @@ int shk_zone_shmtx_create(shk_zone_t *zone, shk_shmtx_t *mtx, const char *name)
     if (n > SHK_ZONE_MAX_LOCKS)
         n = SHK_ZONE_MAX_LOCKS;
     for (unsigned i = 0; i < n; i++)
-        if (strcmp(h->locks[i].name, name) == 0) {
+        if (strncmp(h->locks[i].name, name, sizeof h->locks[i].name) == 0) {
             sh = lock_sh(zone, i);
             shk_slab_unlock(zone->slab);
             if (!sh)
@@ -276,7 +437,7 @@ int shk_zone_shmtx_create(shk_zone_t *zone, shk_shmtx_t *mtx, const char *name)
     sh = (shk_shmtx_sh_t *)SHK_ALIGN_UP((uintptr_t)blk, (uintptr_t)64);
     memset(h->locks[n].name, 0, sizeof h->locks[n].name);
     strcpy(h->locks[n].name, name);
-    h->locks[n].off = (uint64_t)((char *)sh - ((char *)zone->base + h->slab_off));
+    SHK_WRITE_ONCE(h->locks[n].off, (uint64_t)((char *)sh - ((char *)zone->base + zone->slab_off)));
     /* release: the entry is complete before readers (who acquire nlocks)
      * can see it. */
     SHK_STORE_RELEASE(h->nlocks, n + 1);
@@ -297,7 +458,10 @@ int shk_zone_recover(shk_zone_t *zone, pid_t pid)
     for (unsigned i = 0; i < n; i++) {
         shk_shmtx_t m;
         shk_shmtx_sh_t *sh = lock_sh(zone, i);
-        if (!sh || shk_shmtx_create(&m, sh, zone->hdr->locks[i].name) != SHK_OK)
+        char lname[sizeof zone->hdr->locks[i].name];
+        memcpy(lname, zone->hdr->locks[i].name, sizeof lname);
+        lname[sizeof lname - 1] = '\0';
+        if (!sh || shk_shmtx_create(&m, sh, lname) != SHK_OK)
             continue;
         if (shk_shmtx_force_unlock(&m, pid)) {
             shk_log(SHK_LOG_WARN, "shared memory zone \"%s\" was locked by %d", zone->name,

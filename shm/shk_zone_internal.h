@@ -5,9 +5,10 @@
  * offers the others. Never installed, never included by a public header.
  *
  * Who holds what: shk_zone_reg.c the registry and the reload reuse rule;
- * shk_zone_map.c mappings, named objects (their naming scheme and listing)
- * and attach; shk_zone_hdr.c the header, roots, lock table and recovery;
- * shk_zone_conf.c the zone grammar (names, name:size) and the directives.
+ * shk_zone_map.c mappings, named objects (their naming scheme, what may be
+ * found at a name, listing) and attach; shk_zone_hdr.c the header, its
+ * checks on attach, roots, lock table and recovery; shk_zone_conf.c the
+ * zone grammar (names, tags, name:size) and the directives.
  */
 #ifndef SHK_ZONE_INTERNAL_H
 #define SHK_ZONE_INTERNAL_H
@@ -15,6 +16,8 @@
 #include "shk_atomic_internal.h"
 #include "shk_internal.h"
 #include "shk_zone.h"
+
+#include <sys/types.h>
 
 #define SHK_ZONE_MAGIC 0x454e4f5a4b4d4853ULL /* "SHMKZONE" read as little-endian */
 #define SHK_ZONE_VERSION 1u
@@ -25,8 +28,8 @@
 /* Where the system keeps POSIX shared-memory objects (shm_open's names), for
  * listing them; only shk_zone_map.c uses it. */
 #define SHK_ZONE_SHM_DIR "/dev/shm"
-/* Room for "/shmkit.<instance>.<zone>" and its NUL. */
-#define SHK_ZONE_PATH_MAX (2 * SHK_ZONE_NAME_MAX + 16)
+/* Room for SHK_ZONE_SHM_DIR "/shmkit.<instance>.<zone>" and its NUL. */
+#define SHK_ZONE_PATH_MAX (2 * SHK_ZONE_NAME_MAX + 32)
 
 /* ---- the header at offset 0 of every zone (shared) ------------------------
  *
@@ -44,7 +47,7 @@ typedef struct shk_zone_hroot_s {
 
 typedef struct shk_zone_hlock_s {
     char name[SHK_SHMTX_NAME_MAX + 1];
-    uint64_t off; /* slab offset of the shk_shmtx_sh_t; written before nlocks grows */
+    _Atomic uint64_t off; /* slab offset of the shk_shmtx_sh_t; written before nlocks grows */
 } shk_zone_hlock_t;
 
 typedef struct shk_zone_hdr_s {
@@ -83,6 +86,12 @@ struct shk_zone_s {
     void *base; /* mapping, NULL until created */
     size_t map_size;
     shk_zone_hdr_t *hdr;
+    /* The slab pool's place, validated once (written at creation, checked
+     * at attach) and never read back from the header: every offset read
+     * from the mapping is checked against these. */
+    uint64_t slab_off, slab_size;
+    dev_t dev; /* the named object's file, to know it again at its name */
+    ino_t ino;
     shk_slab_t *slab;
     int rdonly;
     int adopted;      /* a newer registry took this mapping over */
@@ -112,6 +121,11 @@ struct shk_zones_s {
  *   invalid zone name "o.e" (allowed: A-Z a-z 0-9 _ -)     SHK_EINVAL
  */
 SHK_HIDDEN int shk_zone_name_check(const char *s, size_t n, const char *what);
+
+/* 1 when the NUL-terminated tag holds no control character (tags are
+ * printed by the reports, so one made by someone else must not carry
+ * terminal escapes); shk_zone_add and attach both ask. */
+SHK_HIDDEN int shk_zone_tag_printable(const char *tag);
 
 /* shk_zone_name_check on a NUL-terminated string (NULL is empty). */
 static inline int shk_zone_name_check_str(const char *s, const char *what)
@@ -143,5 +157,22 @@ SHK_HIDDEN size_t shk_zone_hdr_bytes(void);
 /* Write the header of a zone just mapped at z->base whose slab pool z->slab
  * is laid out, and publish it (magic last, release). */
 SHK_HIDDEN void shk_zone_hdr_init(shk_zone_t *z);
+
+/*
+ * The checks of attach, on a header someone else wrote (docs/untrusted.md):
+ * every field of the header mapped at `h` (`real` bytes, the object's size)
+ * against the mapping, with the zone's expected `instance` and `name`.
+ * The fixed fields are read once into a copy, the growing ones (data root,
+ * roots, lock table) with the loads their writers pair with. SHK_OK, or
+ * SHK_ECORRUPT naming the field: `shared memory zone "one": nlocks
+ * 4294967295, the lock table holds 1 to 32`. On success the checked fixed
+ * fields go into z: name, tag, slab_off, slab_size.
+ */
+SHK_HIDDEN int shk_zone_hdr_check(const shk_zone_hdr_t *h, size_t real, const char *instance,
+                                  const char *name, shk_zone_t *z);
+
+/* After the slab pool is open: lock table entry 0 is the pool's own lock
+ * ("slab", at the pool's lock). SHK_OK or SHK_ECORRUPT. */
+SHK_HIDDEN int shk_zone_hdr_check_slab_lock(const shk_zone_t *z);
 
 #endif /* SHK_ZONE_INTERNAL_H */

@@ -1,10 +1,20 @@
 /*
  * shk_zone_map.c: a zone's memory: anonymous and POSIX shared-memory
  * mappings, the named objects (their naming scheme "/shmkit.<instance>.
- * <zone>", creation with O_EXCL and the stale-object rule, listing them with
- * shk_zones_list), and attaching to a named zone from an unrelated process,
- * which validates the header before it reads anything else. Nothing outside
- * this file builds or parses an object's name.
+ * <zone>", how one is made and put in place, what may be found at a zone's
+ * name and what is done with it, listing them with shk_zones_list), and
+ * attaching to a named zone from an unrelated process. Nothing outside this
+ * file builds or parses an object's name.
+ *
+ * Another local user can plant anything at a name in the shm directory, so
+ * no name is trusted (docs/untrusted.md): a name is first looked at without
+ * being opened or followed (lstat); only a regular file owned by this
+ * effective uid is ever opened, with O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+ * and checked again through its descriptor. A new zone is made complete in
+ * an unnamed file (O_TMPFILE) and only then linked at its name, so a name
+ * never shows a zone half made; an object in the way is removed only when
+ * it is provably a stale zone of ours, under an exclusive flock so two
+ * servers never both remove and replace it.
  */
 #include "shk_zone_internal.h"
 
@@ -14,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,12 +33,41 @@
  * shm directory the file has the name without the slash. */
 #define SHK_ZONE_OBJ_PREFIX "shmkit."
 
-static int object_path(char *buf, size_t cap, const char *instance, const char *name)
+/* How often creation retries when the name changes under it (another server
+ * of the instance starting at the same moment, a planted object going). */
+#define ZONE_LINK_TRIES 4
+
+/* The flags of every open of a named object: never follow a link, never
+ * wait (a FIFO), never leak into an exec'd program. */
+#define ZONE_OPEN_FLAGS (O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+
+/* The file behind the object: SHK_ZONE_SHM_DIR "/shmkit.<instance>.<zone>",
+ * the path every message names (it is what an admin removes). */
+static int object_file(char *buf, size_t cap, const char *instance, const char *name)
 {
-    int n = snprintf(buf, cap, "/" SHK_ZONE_OBJ_PREFIX "%s.%s", instance, name);
+    int n = snprintf(buf, cap, SHK_ZONE_SHM_DIR "/" SHK_ZONE_OBJ_PREFIX "%s.%s", instance, name);
     if (n < 0 || (size_t)n >= cap)
         return shk_error(SHK_ERANGE, "shared memory object name too long");
     return SHK_OK;
+}
+
+static const char *file_type(mode_t m)
+{
+    switch (m & S_IFMT) {
+    case S_IFREG: return "regular file";
+    case S_IFIFO: return "FIFO";
+    case S_IFDIR: return "directory";
+    case S_IFLNK: return "symbolic link";
+    case S_IFSOCK: return "socket";
+    case S_IFCHR: return "character device";
+    case S_IFBLK: return "block device";
+    default: return "special file";
+    }
+}
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
 }
 
 /* ---- mapping ---------------------------------------------------------------- */
@@ -52,98 +92,220 @@ void shk_zone_release(shk_zone_t *z, pid_t creator)
     if (z->base && z->kind == SHK_ZONE_NAMED && z->created_here && !z->unlinked &&
         creator == SHK_PID() && z->reg) {
         char path[SHK_ZONE_PATH_MAX];
-        /* The names were checked when declared: the path fits (no error). */
-        if (object_path(path, sizeof path, z->reg->instance, z->name) == SHK_OK)
-            shm_unlink(path);
+        struct stat st;
+        /* The names were checked when declared: the path fits (no error).
+         * Only our own file is unlinked: if the name was removed and taken
+         * by someone else meanwhile, theirs stays. */
+        if (object_file(path, sizeof path, z->reg->instance, z->name) == SHK_OK &&
+            lstat(path, &st) == 0) {
+            if (S_ISREG(st.st_mode) && st.st_dev == z->dev && st.st_ino == z->ino)
+                unlink(path);
+            else
+                shk_log(SHK_LOG_NOTICE, "%s is no longer the object of shared memory zone "
+                                        "\"%s\": left alone",
+                        path, z->name);
+        }
         z->unlinked = 1;
     }
     zone_unmap(z);
 }
 
-/* The creator recorded in someone else's object at `path`, 0 when it holds
- * no zone header. */
-static pid_t object_creator(const char *path)
-{
-    int fd = shm_open(path, O_RDONLY | O_CLOEXEC, 0);
-    pid_t owner = 0;
-    struct stat st;
+/* ---- what is at a zone's name ---------------------------------------------------- */
 
-    if (fd < 0)
-        return 0;
-    if (fstat(fd, &st) == 0 && (size_t)st.st_size >= sizeof(shk_zone_hdr_t)) {
-        shk_zone_hdr_t *h = mmap(NULL, sizeof *h, PROT_READ, MAP_SHARED, fd, 0);
-        if (h != MAP_FAILED) {
-            /* acquire: pairs with the creator's release of the magic. */
-            if (SHK_LOAD_ACQUIRE(h->magic) == SHK_ZONE_MAGIC)
-                owner = h->creator;
-            munmap(h, sizeof *h);
-        }
+/* The name is taken by something we will not remove: SHK_EEXIST with what
+ * it is and what the admin can do. */
+#define NAME_REFUSED(...) shk_error(SHK_EEXIST, __VA_ARGS__)
+
+/*
+ * The name `path` of zone z is taken (a link failed with EEXIST). Decide
+ * what is there, without blocking and without following a link:
+ *   - the old generation's object of this zone (`replaced`, the same file):
+ *     its name moves to the new object (its mappings stay valid);
+ *   - not a regular file, or not ours: refused;
+ *   - ours, but no zone header of this layout naming this instance and zone
+ *     (too short, another magic, another zone's header): nothing can be
+ *     using it as this zone (a zone is linked at its name only complete):
+ *     removed;
+ *   - ours, a zone header of another layout version: another shmkit may be
+ *     using it: refused;
+ *   - ours, this zone's header: refused while its creator is alive
+ *     (shk_pid_alive), removed as stale otherwise.
+ * Removal happens under an exclusive flock on the object, which every
+ * process that removes one takes first, so that of two servers starting
+ * at once only one removes the stale object (the other then finds the
+ * winner's live zone). Returns SHK_OK when the name may be free now (link
+ * again), or the refusal.
+ */
+static int name_clear(const shk_zone_t *z, shk_zone_t *replaced, const char *path)
+{
+    struct stat ls, st;
+    shk_zone_hdr_t h;
+    const char *why = NULL;
+    char whybuf[160];
+    int fd, rc = SHK_OK;
+    ssize_t got;
+
+    if (lstat(path, &ls) != 0)
+        return errno == ENOENT ? SHK_OK : shk_error_sys("lstat");
+    if (replaced && replaced->kind == SHK_ZONE_NAMED && replaced->base && !replaced->unlinked &&
+        S_ISREG(ls.st_mode) && ls.st_dev == replaced->dev && ls.st_ino == replaced->ino) {
+        /* The old generation's zone of this name is being replaced: its
+         * mappings stay valid, only the name moves to the new object. */
+        if (unlink(path) != 0 && errno != ENOENT)
+            return shk_error_sys("unlink");
+        replaced->unlinked = 1;
+        return SHK_OK;
     }
-    close(fd);
-    return owner;
+    if (!S_ISREG(ls.st_mode))
+        return NAME_REFUSED("%s is a %s, not a zone: refused; remove it to let shared memory "
+                            "zone \"%s\" be created",
+                            path, file_type(ls.st_mode), z->name);
+    if (ls.st_uid != geteuid())
+        return NAME_REFUSED("%s is owned by uid %u, not by uid %u that runs this: refused; "
+                            "remove it to let shared memory zone \"%s\" be created",
+                            path, (unsigned)ls.st_uid, (unsigned)geteuid(), z->name);
+
+    fd = open(path, O_RDONLY | ZONE_OPEN_FLAGS);
+    if (fd < 0) {
+        if (errno == ENOENT || errno == ELOOP)
+            return SHK_OK; /* changed since the lstat: look again */
+        return NAME_REFUSED("%s cannot be read (%s): refused; remove it to let shared memory "
+                            "zone \"%s\" be created",
+                            path, strerror(errno), z->name);
+    }
+    if (fstat(fd, &st) != 0) {
+        rc = shk_error_sys("fstat");
+        goto out;
+    }
+    if (!same_file(&st, &ls) || !S_ISREG(st.st_mode) || st.st_uid != geteuid())
+        goto out; /* changed since the lstat: look again */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        rc = errno == EWOULDBLOCK
+                 ? NAME_REFUSED("%s is being examined by another process (a server of instance "
+                                "\"%s\" starting at the same time?): refused",
+                                path, z->reg->instance)
+                 : shk_error_sys("flock");
+        goto out;
+    }
+    /* Who held the lock before us may have removed it already. */
+    if (fstat(fd, &st) != 0 || st.st_nlink == 0)
+        goto out;
+
+    memset(&h, 0, sizeof h);
+    got = pread(fd, &h, sizeof h, 0);
+    if (got < 0) {
+        rc = shk_error_sys("pread");
+        goto out;
+    }
+    /* A plain copy: the object is not mapped, the header is checked field
+     * by field here. */
+    if ((size_t)got < sizeof h) {
+        why = "it is too small for a zone header";
+    } else if (SHK_READ_ONCE(h.magic) != SHK_ZONE_MAGIC) {
+        why = "it holds no zone header";
+    } else if (h.version != SHK_ZONE_VERSION || h.hdr_size != sizeof h) {
+        rc = NAME_REFUSED("%s holds a zone of layout version %u (this library reads %u): "
+                          "refused; remove it once no server of that version uses it",
+                          path, h.version, SHK_ZONE_VERSION);
+        goto out;
+    } else if (!memchr(h.instance, 0, sizeof h.instance) || !memchr(h.name, 0, sizeof h.name) ||
+               strcmp(h.instance, z->reg->instance) != 0 || strcmp(h.name, z->name) != 0) {
+        snprintf(whybuf, sizeof whybuf, "its header names zone \"%.*s\" of instance \"%.*s\"",
+                 (int)strnlen(h.name, sizeof h.name), h.name,
+                 (int)strnlen(h.instance, sizeof h.instance), h.instance);
+        why = whybuf;
+    } else if (shk_pid_alive((pid_t)h.creator)) {
+        rc = NAME_REFUSED("shared memory zone \"%s\" of instance \"%s\" exists and its creator "
+                          "(pid %d) is alive: refused; if pid %d is no server of this instance, "
+                          "remove %s",
+                          z->name, z->reg->instance, (int)h.creator, (int)h.creator, path);
+        goto out;
+    } else {
+        why = "its creator is gone";
+    }
+    shk_log(SHK_LOG_NOTICE, "removing stale shared memory object \"%s\" (%s)", path, why);
+    if (unlink(path) != 0 && errno != ENOENT)
+        rc = shk_error_sys("unlink");
+out:
+    close(fd); /* and with it the flock */
+    return rc;
 }
 
-/* Create the named object for z; if a stale one is in the way (its creator is
- * gone, or it belongs to the zone this one replaces), unlink it first. */
-static int named_create(shk_zone_t *z, shk_zone_t *replaced, int *fd_out)
+/* Put the complete zone behind fd at its name: link it there (which fails
+ * if the name is taken), clearing the name by name_clear's rules. */
+static int named_link(shk_zone_t *z, shk_zone_t *replaced, int fd, const char *path)
 {
-    char path[SHK_ZONE_PATH_MAX];
-    int rc, fd;
-
-    if ((rc = object_path(path, sizeof path, z->reg->instance, z->name)) != SHK_OK)
-        return rc;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, z->mode);
-        if (fd >= 0) {
-            /* The umask must not decide the mode the configuration asked for. */
-            if (fchmod(fd, z->mode) != 0) {
-                rc = shk_error_sys("fchmod");
-                close(fd);
-                shm_unlink(path);
-                return rc;
-            }
-            *fd_out = fd;
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    for (int attempt = 0; attempt < ZONE_LINK_TRIES; attempt++) {
+        int r = linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
+        if (r != 0 && errno == ENOENT) /* no /proc: the descriptor itself */
+            r = linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH);
+        if (r == 0)
             return SHK_OK;
-        }
         if (errno != EEXIST)
-            return shk_error(errno == EACCES ? SHK_EPERM : SHK_ESYS,
-                             "shm_open(\"%s\") failed: %s", path, strerror(errno));
-        if (attempt)
-            break;
-        if (replaced && replaced->kind == SHK_ZONE_NAMED && replaced->base &&
-            !replaced->unlinked) {
-            /* The old generation's zone of this name is being replaced: its
-             * mappings stay valid, only the name moves to the new object. */
-            shm_unlink(path);
-            replaced->unlinked = 1;
-            continue;
-        }
-        /* Someone else's object: refuse unless its creator is gone. */
-        pid_t owner = object_creator(path);
-        if (owner > 0 && shk_pid_alive(owner))
-            return shk_error(SHK_EEXIST,
-                             "shared memory zone \"%s\" of instance \"%s\" exists and its "
-                             "creator (pid %d) is alive",
-                             z->name, z->reg->instance, (int)owner);
-        shk_log(SHK_LOG_NOTICE, "removing stale shared memory object \"%s\"%s", path,
-                owner > 0 ? " (its creator is gone)" : "");
-        shm_unlink(path);
+            return shk_error(errno == EACCES || errno == EPERM ? SHK_EPERM : SHK_ESYS,
+                             "cannot link shared memory zone \"%s\" at %s: %s", z->name, path,
+                             strerror(errno));
+        int rc = name_clear(z, replaced, path);
+        if (rc != SHK_OK)
+            return rc;
     }
-    return shk_error(SHK_EEXIST, "shm_open(\"%s\"): object exists", path);
+    return NAME_REFUSED("%s: the name keeps being taken while shared memory zone \"%s\" is "
+                        "created: refused",
+                        path, z->name);
+}
+
+/* An unnamed file in the shm directory for zone z, with exactly the mode
+ * the configuration asked for (the umask must not decide it). */
+static int named_tmpfile(const shk_zone_t *z, int *fd_out)
+{
+    struct stat st;
+    int fd = open(SHK_ZONE_SHM_DIR, O_TMPFILE | O_RDWR | O_CLOEXEC, (mode_t)z->mode);
+    int rc;
+
+    if (fd < 0)
+        return shk_error(errno == EACCES ? SHK_EPERM : SHK_ESYS,
+                         "cannot make the object of shared memory zone \"%s\" in %s: %s",
+                         z->name, SHK_ZONE_SHM_DIR, strerror(errno));
+    if (fchmod(fd, (mode_t)z->mode) != 0) {
+        rc = shk_error_sys("fchmod");
+        goto fail;
+    }
+    if (fstat(fd, &st) != 0) {
+        rc = shk_error_sys("fstat");
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 07777) != z->mode) {
+        rc = shk_error(SHK_ESYS, "the object of shared memory zone \"%s\" came out a %s of uid "
+                                 "%u, mode 0%o (wanted a regular file of uid %u, mode 0%o)",
+                       z->name, file_type(st.st_mode), (unsigned)st.st_uid,
+                       (unsigned)(st.st_mode & 07777), (unsigned)geteuid(), z->mode);
+        goto fail;
+    }
+    *fd_out = fd;
+    return SHK_OK;
+fail:
+    close(fd);
+    return rc;
 }
 
 int shk_zone_map_fresh(shk_zone_t *z, shk_zone_t *replaced)
 {
     size_t hdr_bytes = shk_zone_hdr_bytes();
+    char path[SHK_ZONE_PATH_MAX];
+    struct stat st;
     void *base;
     int fd = -1, rc;
 
     if (z->kind == SHK_ZONE_NAMED) {
-        if ((rc = named_create(z, replaced, &fd)) != SHK_OK)
+        if ((rc = object_file(path, sizeof path, z->reg->instance, z->name)) != SHK_OK ||
+            (rc = named_tmpfile(z, &fd)) != SHK_OK)
             return rc;
         if (ftruncate(fd, (off_t)z->size) != 0) {
             rc = shk_error_sys("ftruncate");
-            goto fail_named;
+            close(fd);
+            return rc;
         }
         base = mmap(NULL, z->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     } else {
@@ -153,68 +315,99 @@ int shk_zone_map_fresh(shk_zone_t *z, shk_zone_t *replaced)
         rc = shk_error(errno == ENOMEM ? SHK_ENOMEM : SHK_ESYS,
                        "mmap of shared memory zone \"%s\" (%zu bytes) failed: %s", z->name,
                        z->size, strerror(errno));
-        goto fail_named;
+        if (fd >= 0)
+            close(fd);
+        return rc;
     }
-    if (fd >= 0)
-        close(fd);
     z->base = base;
     z->map_size = z->size;
-    if (z->kind == SHK_ZONE_NAMED)
-        z->created_here = 1;
 
     rc = shk_slab_init(&z->slab, (char *)base + hdr_bytes, z->size - hdr_bytes,
                        SHK_ZONE_SLAB_LOCK);
-    if (rc != SHK_OK) {
-        shk_zone_release(z, SHK_PID());
-        return rc;
-    }
+    if (rc != SHK_OK)
+        goto fail;
     shk_zone_hdr_init(z);
+    if (fd >= 0) {
+        /* Complete (magic published): only now does it get its name. */
+        if ((rc = named_link(z, replaced, fd, path)) != SHK_OK)
+            goto fail;
+        if (fstat(fd, &st) != 0) {
+            rc = shk_error_sys("fstat");
+            goto fail;
+        }
+        z->dev = st.st_dev;
+        z->ino = st.st_ino;
+        z->created_here = 1;
+        close(fd);
+    }
     return SHK_OK;
 
-fail_named:
-    if (fd >= 0) {
-        char path[SHK_ZONE_PATH_MAX];
+fail:
+    /* Not linked (or linked and then fstat failed, which cannot happen on
+     * a descriptor we hold): the unnamed file goes with its last user. */
+    if (fd >= 0)
         close(fd);
-        if (object_path(path, sizeof path, z->reg->instance, z->name) == SHK_OK)
-            shm_unlink(path);
-    }
+    zone_unmap(z);
     return rc;
 }
 
 /* ---- attach ----------------------------------------------------------------- */
 
-/* Everything attach trusts, checked before anything else is read: the
- * magic (acquire, pairing with the creator's release), version and header
- * size through shk_layout_check, then the size against the object's. */
-static int hdr_validate(const shk_zone_hdr_t *h, size_t real, const char *name)
+/* What attach accepts at a name, checked on lstat's answer (before anything
+ * is opened) and again on the descriptor's: a regular file owned by this
+ * effective uid whose owner may read it (and write it, for read-write).
+ * Group and other bits are the creator's choice and not judged here. */
+static int attach_check(const char *path, const struct stat *st, int rdonly)
 {
-    size_t ps = shk_page_size();
-    int rc = shk_layout_check("shared memory zone", name, SHK_LOAD_ACQUIRE(h->magic),
-                              SHK_ZONE_MAGIC, h->version, SHK_ZONE_VERSION, h->hdr_size,
-                              sizeof(shk_zone_hdr_t));
-    if (rc != SHK_OK)
+    mode_t need = rdonly ? S_IRUSR : S_IRUSR | S_IWUSR;
+    if (!S_ISREG(st->st_mode))
+        return shk_error(SHK_ECORRUPT, "%s is a %s, not a zone: refused", path,
+                         file_type(st->st_mode));
+    if (st->st_uid != geteuid())
+        return shk_error(SHK_EPERM, "%s is owned by uid %u, not by uid %u that runs this: "
+                                    "refused",
+                         path, (unsigned)st->st_uid, (unsigned)geteuid());
+    if ((st->st_mode & need) != need)
+        return shk_error(SHK_EPERM, "%s has mode 0%03o, its owner may not %s it: refused", path,
+                         (unsigned)(st->st_mode & 07777), rdonly ? "read" : "read and write");
+    return SHK_OK;
+}
+
+/* Open the object at path for attach; *st is the descriptor's fstat. */
+static int attach_open(const char *path, const char *instance, const char *name, int rdonly,
+                       struct stat *st, int *fd_out)
+{
+    struct stat ls;
+    int fd, rc;
+
+    if (lstat(path, &ls) != 0)
+        return shk_error(errno == ENOENT ? SHK_ENOENT : errno == EACCES ? SHK_EPERM : SHK_ESYS,
+                         "cannot open shared memory zone \"%s\" of instance \"%s\" (%s): %s",
+                         name, instance, path, strerror(errno));
+    if ((rc = attach_check(path, &ls, rdonly)) != SHK_OK)
         return rc;
-    if (h->size != real)
-        return shk_error(SHK_ECORRUPT, "shared memory zone \"%s\": recorded size %llu but the "
-                                       "object holds %zu bytes",
-                         name, (unsigned long long)h->size, real);
-    if (h->page_size != ps)
-        return shk_error(SHK_ECORRUPT, "shared memory zone \"%s\": page size %llu, this system "
-                                       "uses %zu",
-                         name, (unsigned long long)h->page_size, ps);
-    if (h->slab_off < sizeof(shk_zone_hdr_t) || h->slab_off % ps || h->slab_off > real ||
-        h->slab_size != real - h->slab_off)
-        return shk_error(SHK_ECORRUPT, "shared memory zone \"%s\": slab pool out of bounds",
-                         name);
-    if (!memchr(h->name, 0, sizeof h->name) || !memchr(h->tag, 0, sizeof h->tag) ||
-        !memchr(h->instance, 0, sizeof h->instance))
-        return shk_error(SHK_ECORRUPT, "shared memory zone \"%s\": unterminated name", name);
-    if (strcmp(h->name, name) != 0)
-        return shk_error(SHK_ECORRUPT, "shared memory object for zone \"%s\" holds zone \"%s\"",
-                         name, h->name);
-    /* acquire: as every reader of the lock table (shk_zone_locks). */
-    if (SHK_LOAD_ACQUIRE(h->nlocks) > SHK_ZONE_MAX_LOCKS)
-        return shk_error(SHK_ECORRUPT, "shared memory zone \"%s\": lock table overflow", name);
+    fd = open(path, (rdonly ? O_RDONLY : O_RDWR) | ZONE_OPEN_FLAGS);
+    if (fd < 0) {
+        if (errno == ELOOP)
+            return shk_error(SHK_ECORRUPT, "%s is a symbolic link, not a zone: refused", path);
+        return shk_error(errno == ENOENT ? SHK_ENOENT
+                         : errno == EACCES || errno == EPERM ? SHK_EPERM
+                                                             : SHK_ESYS,
+                         "cannot open shared memory zone \"%s\" of instance \"%s\" (%s): %s",
+                         name, instance, path, strerror(errno));
+    }
+    if (fstat(fd, st) != 0) {
+        rc = shk_error_sys("fstat");
+        close(fd);
+        return rc;
+    }
+    /* The descriptor's answer is the one that counts (the name may have
+     * changed since the lstat). */
+    if ((rc = attach_check(path, st, rdonly)) != SHK_OK) {
+        close(fd);
+        return rc;
+    }
+    *fd_out = fd;
     return SHK_OK;
 }
 
@@ -224,8 +417,9 @@ shk_zone_t *shk_zone_attach(const char *instance, const char *name, unsigned fla
     int rdonly = !!(flags & SHK_ZONE_RDONLY);
     struct stat st;
     shk_zone_t *z = NULL;
-    void *base = MAP_FAILED;
-    int fd;
+    void *base;
+    size_t size;
+    int fd = -1;
 
     if (flags & ~SHK_ZONE_RDONLY) {
         shk_error(SHK_EINVAL, "invalid attach flags %#x", flags);
@@ -236,59 +430,53 @@ shk_zone_t *shk_zone_attach(const char *instance, const char *name, unsigned fla
     if (shk_zone_name_check_str(instance, "instance") != SHK_OK ||
         shk_zone_name_check_str(name, "zone") != SHK_OK)
         return NULL;
-    if (object_path(path, sizeof path, instance, name) != SHK_OK)
+    if (object_file(path, sizeof path, instance, name) != SHK_OK)
         return NULL;
-    fd = shm_open(path, (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
-    if (fd < 0) {
-        shk_error(errno == ENOENT ? SHK_ENOENT : errno == EACCES ? SHK_EPERM : SHK_ESYS,
-                  "cannot open shared memory zone \"%s\" of instance \"%s\" (%s): %s", name,
-                  instance, path, strerror(errno));
+    if (attach_open(path, instance, name, rdonly, &st, &fd) != SHK_OK)
         return NULL;
-    }
-    if (fstat(fd, &st) != 0) {
-        shk_error_sys("fstat");
-        close(fd);
-        return NULL;
-    }
-    if ((size_t)st.st_size < sizeof(shk_zone_hdr_t)) {
+    if (st.st_size < (off_t)sizeof(shk_zone_hdr_t)) {
         shk_error(SHK_ECORRUPT, "shared memory zone \"%s\": object is %lld bytes, too small "
                                 "for a zone header",
                   name, (long long)st.st_size);
         close(fd);
         return NULL;
     }
-    base = mmap(NULL, (size_t)st.st_size, PROT_READ | (rdonly ? 0 : PROT_WRITE), MAP_SHARED, fd,
-                0);
+    size = (size_t)st.st_size;
+    base = mmap(NULL, size, PROT_READ | (rdonly ? 0 : PROT_WRITE), MAP_SHARED, fd, 0);
     close(fd);
     if (base == MAP_FAILED) {
-        shk_error(SHK_ESYS, "mmap of \"%s\" failed: %s", path, strerror(errno));
+        shk_error(SHK_ESYS, "mmap of %s failed: %s", path, strerror(errno));
         return NULL;
     }
-    if (hdr_validate(base, (size_t)st.st_size, name) != SHK_OK)
-        goto fail;
     z = calloc(1, sizeof *z);
     if (!z) {
         shk_error(SHK_ENOMEM, "out of memory");
-        goto fail;
+        munmap(base, size);
+        return NULL;
     }
     z->base = base;
-    z->map_size = (size_t)st.st_size;
+    z->map_size = size;
     z->hdr = base;
-    z->size = z->map_size;
+    z->size = size;
     z->kind = SHK_ZONE_NAMED;
     z->rdonly = rdonly;
-    strcpy(z->name, z->hdr->name);
-    strcpy(z->tag, z->hdr->tag);
-    if (shk_slab_open(&z->slab, (char *)base + z->hdr->slab_off, z->hdr->slab_size,
+    z->dev = st.st_dev;
+    z->ino = st.st_ino;
+    if (shk_zone_hdr_check(base, size, instance, name, z) != SHK_OK)
+        goto fail;
+    /* The pool's bounds are the checked ones: inside the mapping. */
+    if (shk_slab_open(&z->slab, (char *)base + z->slab_off, (size_t)z->slab_size,
                       rdonly ? SHK_SLAB_RDONLY : 0) != SHK_OK) {
         shk_error(SHK_ECORRUPT, "shared memory zone \"%s\": %s", name, shk_last_errmsg());
         goto fail;
     }
+    if (shk_zone_hdr_check_slab_lock(z) != SHK_OK)
+        goto fail;
     return z;
 
 fail:
+    zone_unmap(z);
     free(z);
-    munmap(base, (size_t)st.st_size);
     return NULL;
 }
 

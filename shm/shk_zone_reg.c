@@ -48,12 +48,18 @@ int shk_zones_set_instance(shk_zones_t *reg, const char *instance)
     return SHK_OK;
 }
 
-static int check_mode(unsigned mode)
+/* A mapping kind and file mode as the setters take them; *mode 0 becomes
+ * the default 0600. */
+static int check_kind_mode(unsigned kind, unsigned *mode)
 {
-    if (mode & ~0777u)
-        return shk_error(SHK_EINVAL, "invalid mode %#o", mode);
-    if (!(mode & 0600u))
-        return shk_error(SHK_EINVAL, "mode %#o does not let the owner read and write", mode);
+    if (kind != SHK_ZONE_ANON && kind != SHK_ZONE_NAMED)
+        return shk_error(SHK_EINVAL, "invalid zone kind %u", kind);
+    if (!*mode)
+        *mode = 0600;
+    if (*mode & ~0777u)
+        return shk_error(SHK_EINVAL, "invalid mode %#o", *mode);
+    if (!(*mode & 0600u))
+        return shk_error(SHK_EINVAL, "mode %#o does not let the owner read and write", *mode);
     return SHK_OK;
 }
 
@@ -62,11 +68,7 @@ int shk_zones_set_mapping(shk_zones_t *reg, unsigned kind, unsigned mode)
     int rc;
     if (!reg)
         return shk_error(SHK_EINVAL, "NULL registry");
-    if (kind != SHK_ZONE_ANON && kind != SHK_ZONE_NAMED)
-        return shk_error(SHK_EINVAL, "invalid zone kind %u", kind);
-    if (!mode)
-        mode = 0600;
-    if ((rc = check_mode(mode)) != SHK_OK)
+    if ((rc = check_kind_mode(kind, &mode)) != SHK_OK)
         return rc;
     reg->def_kind = kind;
     reg->def_mode = mode;
@@ -110,6 +112,10 @@ shk_zone_t *shk_zone_add(shk_zones_t *reg, const char *name, size_t size, const 
     if (strlen(tag) > SHK_ZONE_TAG_MAX) {
         shk_error(SHK_ERANGE, "tag of shared memory zone \"%s\" is longer than %d bytes", name,
                   SHK_ZONE_TAG_MAX);
+        return NULL;
+    }
+    if (!shk_zone_tag_printable(tag)) {
+        shk_error(SHK_EINVAL, "tag of shared memory zone \"%s\" holds a control character", name);
         return NULL;
     }
     if (size) {
@@ -191,11 +197,7 @@ int shk_zone_set_kind(shk_zone_t *zone, unsigned kind, unsigned mode)
         return shk_error(SHK_EINVAL, "not a declared zone");
     if (zone->reg->created)
         return shk_error(SHK_EINVAL, "zone \"%s\" is already created", zone->name);
-    if (kind != SHK_ZONE_ANON && kind != SHK_ZONE_NAMED)
-        return shk_error(SHK_EINVAL, "invalid zone kind %u", kind);
-    if (!mode)
-        mode = 0600;
-    if ((rc = check_mode(mode)) != SHK_OK)
+    if ((rc = check_kind_mode(kind, &mode)) != SHK_OK)
         return rc;
     zone->kind = kind;
     zone->mode = mode;
@@ -289,6 +291,10 @@ int shk_zones_create(shk_zones_t *reg, shk_zones_t *old)
             z->base = o->base;
             z->map_size = o->map_size;
             z->hdr = o->hdr;
+            z->slab_off = o->slab_off;
+            z->slab_size = o->slab_size;
+            z->dev = o->dev;
+            z->ino = o->ino;
             z->slab = o->slab;
             z->created_here = o->created_here;
             o->adopted = 1;

@@ -229,24 +229,38 @@ taken:
     if (sleeps)
         shk_shmtx_owner_count(&sh->sleeps, sleeps);
     if (status == SHK_EOWNERDEAD) {
+        /* a takeover reports the death itself: a mark a racing force_unlock
+         * left goes with it (relaxed: we hold the lock) */
+        SHK_WRITE_ONCE(sh->orphaned, 0);
         shk_shmtx_owner_count(&sh->recovered, 1);
         shk_logf(SHK_LOG_WARN, "shmtx \"%s\": owner %u died holding it; taken over by %u",
                  mtx->name, v, me);
+        return status;
     }
-    return status;
+    return shk_shmtx_taken_status(mtx);
+}
+
+int shk_shmtx_orphan_taken(shk_shmtx_t *mtx)
+{
+    /* relaxed: we hold the lock; the next owner's acquire orders it */
+    SHK_WRITE_ONCE(mtx->sh->orphaned, 0);
+    shk_shmtx_owner_count(&mtx->sh->recovered, 1);
+    shk_logf(SHK_LOG_WARN, "shmtx \"%s\": its owner died holding it (released by the master); "
+             "taken by %ld", mtx->name, (long)SHK_PID());
+    return SHK_EOWNERDEAD;
 }
 
 int shk_shmtx_lock(shk_shmtx_t *mtx)
 {
     if (SHK_LIKELY(shk_shmtx_take(mtx->sh)))
-        return SHK_OK;
+        return shk_shmtx_taken_status(mtx);
     return lock_wait(mtx, -1);
 }
 
 int shk_shmtx_timedlock(shk_shmtx_t *mtx, unsigned timeout_ms)
 {
     if (shk_shmtx_trylock(mtx))
-        return SHK_OK;
+        return shk_shmtx_taken_status(mtx);
     return lock_wait(mtx, (long)timeout_ms);
 }
 
@@ -272,11 +286,20 @@ int shk_shmtx_force_unlock(shk_shmtx_t *mtx, pid_t pid)
     shk_shmtx_sh_t *sh = mtx->sh;
     uint32_t expect = (uint32_t)pid;
 
-    if (pid <= 0)
+    if (pid <= 0 || SHK_READ_ONCE(sh->lock) != expect)
         return 0;
+    /* The mark first: the next taker's acquire CAS pairs with the release
+     * (part of seq_cst) of our CAS below, so it sees the mark (relaxed is
+     * enough for the store itself). */
+    SHK_WRITE_ONCE(sh->orphaned, 1);
     /* seq_cst for the same reason as in unlock. */
-    if (!SHK_CAS(sh->lock, &expect, 0, seq_cst, relaxed))
+    if (!SHK_CAS(sh->lock, &expect, 0, seq_cst, relaxed)) {
+        /* a waiter took it over from the dead owner meanwhile and reports
+         * it itself; a taker after it may still see the mark (a report too
+         * many, harmless) */
+        SHK_WRITE_ONCE(sh->orphaned, 0);
         return 0;
+    }
     /* relaxed: a statistic; the lock was released by the CAS above, so this
      * process no longer owns the counters and must use an atomic add. */
     SHK_ADD_RELAXED(sh->forced, 1);

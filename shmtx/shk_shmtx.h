@@ -46,7 +46,9 @@ typedef struct shk_shmtx_sh_s {
     _Atomic uint64_t recovered; /* takeovers from a dead owner */
     _Atomic uint64_t forced;    /* successful force-unlocks */
     _Atomic uint32_t heal;      /* waiter count an empty wake saw (see shk_shmtx.c) */
-    uint32_t reserved32;
+    _Atomic uint32_t orphaned;  /* 1: force_unlock released it for a dead owner; the
+                                   next lock or timedlock that takes it reports
+                                   SHK_EOWNERDEAD and clears it */
     uint64_t reserved;
 } shk_shmtx_sh_t;
 
@@ -90,7 +92,10 @@ SHK_API void shk_shmtx_sh_init(shk_shmtx_sh_t *sh);
 
 /* Take the lock if it is free, without waiting. Returns 1 when taken, 0 when
  * it is held (by anyone, this process included). A failed attempt only reads
- * the lock's cache line. Never recovers a dead owner's lock. */
+ * the lock's cache line. Never recovers a dead owner's lock: a lock that
+ * force_unlock released for a dead owner is taken like a free one, and the
+ * report of that death (SHK_EOWNERDEAD) is left for the next
+ * shk_shmtx_lock or shk_shmtx_timedlock that takes it. */
 SHK_API int shk_shmtx_trylock(shk_shmtx_t *mtx);
 
 /* Take the lock, waiting as long as needed: spin about a microsecond (when
@@ -98,7 +103,8 @@ SHK_API int shk_shmtx_trylock(shk_shmtx_t *mtx);
  * checks, at growing intervals (1 ms doubling to 64 ms), whether the owner
  * is still alive; if not, it takes the lock over.
  * Returns SHK_OK, or SHK_EOWNERDEAD when the lock was taken over from a dead
- * owner: the caller holds the lock either way, and in the second case
+ * owner, or is the first taking since shk_shmtx_force_unlock released it for
+ * a dead owner: the caller holds the lock either way, and in the second case
  * should check the data the lock protects. Taking a lock this process
  * already holds deadlocks until something force-unlocks it, as with any
  * non-recursive mutex. */
@@ -126,7 +132,12 @@ SHK_API int shk_shmtx_unlock(shk_shmtx_t *mtx);
 
 /* Release the lock if and only if the lock word holds `pid`, then wake a
  * sleeper. Returns 1 if it released the lock, 0 otherwise. This is what a
- * master calls for every shared lock when it reaps a dead worker. */
+ * master calls for every shared lock when it reaps a dead worker: the lock
+ * is marked orphaned, so that the next shk_shmtx_lock or timedlock that
+ * takes it returns SHK_EOWNERDEAD (the dead owner may have left the data
+ * half changed). If a waiter takes the lock over at the same moment, a
+ * later taker may be told once more: a report too many, never one too
+ * few. */
 SHK_API int shk_shmtx_force_unlock(shk_shmtx_t *mtx, pid_t pid);
 
 /* Wake one sleeper, if the waiter count says there is one. */

@@ -50,10 +50,24 @@ static inline int shk_shmtx_take(shk_shmtx_sh_t *sh)
     return 1;
 }
 
+/* Taken, and a force_unlock had released it for a dead owner: clear the
+ * mark, count and log a recovery. Returns SHK_EOWNERDEAD. */
+SHK_HIDDEN int shk_shmtx_orphan_taken(shk_shmtx_t *mtx);
+
+/* Holding the lock: SHK_EOWNERDEAD if it was the first taking since a
+ * force_unlock for a dead owner, else SHK_OK. The mark is read after our
+ * acquire CAS, which pairs with force_unlock's (release) CAS that followed
+ * its store of the mark; relaxed is enough, and the line is ours already. */
+static inline int shk_shmtx_taken_status(shk_shmtx_t *mtx)
+{
+    return SHK_LIKELY(!SHK_READ_ONCE(mtx->sh->orphaned)) ? SHK_OK : shk_shmtx_orphan_taken(mtx);
+}
+
 /* shk_shmtx_lock with its uncontended case inline. */
 static inline int shk_shmtx_lock_fast(shk_shmtx_t *mtx)
 {
-    return SHK_LIKELY(shk_shmtx_take(mtx->sh)) ? SHK_OK : shk_shmtx_lock(mtx);
+    return SHK_LIKELY(shk_shmtx_take(mtx->sh)) ? shk_shmtx_taken_status(mtx)
+                                               : shk_shmtx_lock(mtx);
 }
 
 /* shk_shmtx_unlock, inline (it is the whole of it). */

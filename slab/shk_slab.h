@@ -12,7 +12,8 @@
  * the pool at different addresses. See docs/slab.md.
  *
  * Handles (shk_slab_t) are process-local: each process opens its own.
- * All functions without _locked take the pool's lock themselves.
+ * Functions without _locked take the pool's lock themselves when they need
+ * it; the stats and shk_slab_usable never do.
  */
 #ifndef SHK_SLAB_H
 #define SHK_SLAB_H
@@ -32,17 +33,7 @@ typedef struct shk_slab_s shk_slab_t; /* process-local handle */
 
 #define SHK_SLAB_RDONLY 0x1u /* open flag: the mapping is read-only */
 
-typedef struct shk_slab_class_stat_s {
-    size_t size;    /* chunk size of the class, bytes */
-    uint64_t total; /* chunks in the slabs the class holds now */
-    uint64_t used;  /* chunks allocated to users */
-    uint64_t cached; /* free chunks parked in process caches (shk_slab_cache) */
-    uint64_t reqs;  /* requests served by the class (cumulative) */
-    uint64_t fails; /* requests for the class that failed */
-} shk_slab_class_stat_t;
-
-#define SHK_SLAB_MAX_CLASSES 64 /* upper bound; nclasses says how many are real */
-
+/* The pool's totals (shk_slab_stats). */
 typedef struct shk_slab_stats_s {
     size_t page_size;
     size_t pages_total, pages_free;
@@ -51,9 +42,18 @@ typedef struct shk_slab_stats_s {
     uint64_t run_reqs;       /* requests served with whole page runs */
     unsigned caches;         /* process caches in the pool (each holds cache_pages) */
     size_t cache_pages;
-    unsigned nclasses;
-    shk_slab_class_stat_t cls[SHK_SLAB_MAX_CLASSES];
+    unsigned nclasses;       /* size classes: shk_slab_class_stats(slab, 0 .. nclasses-1) */
 } shk_slab_stats_t;
+
+/* One size class (shk_slab_class_stats). */
+typedef struct shk_slab_class_stat_s {
+    size_t size;     /* chunk size of the class, bytes */
+    uint64_t total;  /* chunks in the slabs the class holds now */
+    uint64_t used;   /* chunks allocated to users */
+    uint64_t cached; /* free chunks parked in process caches (shk_slab_cache) */
+    uint64_t reqs;   /* requests served by the class (cumulative) */
+    uint64_t fails;  /* requests for the class that failed */
+} shk_slab_class_stat_t;
 
 /* Smallest region shk_slab_init() accepts. */
 SHK_API size_t shk_slab_min_size(void);
@@ -68,7 +68,7 @@ SHK_API int shk_slab_init(shk_slab_t **out, void *addr, size_t size, const char 
 /* Check an existing pool (magic, layout version, recorded size == size, the
  * header's geometry; nothing is read past addr+size) and return a handle.
  * flags: 0 or SHK_SLAB_RDONLY (the mapping is read-only: allocation, free
- * and lock then fail with SHK_EPERM, stats are read without the lock). */
+ * and lock then fail with SHK_EPERM; stats and check work). */
 SHK_API int shk_slab_open(shk_slab_t **out, void *addr, size_t size, unsigned flags);
 
 /* Release the handle; the pool stays. Under valgrind, blocks this process
@@ -159,13 +159,29 @@ SHK_API size_t shk_slab_usable(const shk_slab_t *slab, const void *p);
 typedef int (*shk_slab_reclaim_t)(shk_slab_t *slab, size_t size, void *ctx);
 SHK_API void shk_slab_set_reclaim(shk_slab_t *slab, shk_slab_reclaim_t fn, void *ctx);
 
-/* Counters and the size-class table. Takes the lock unless read-only. */
+/* The pool's totals into *st. Takes no lock, on any handle: a snapshot of
+ * counters read with relaxed loads, exact when no process is allocating,
+ * and while one is, each figure is one it had lately (they may disagree
+ * with each other by what changed during the read). Every read is checked
+ * against the geometry the handle was opened with and every list walk is
+ * bounded by the page count, so a damaged or scribbled-on pool gives odd
+ * figures, never a hang or a read outside the pool (shk_slab_check says
+ * what is broken). Errors: SHK_EINVAL (NULL). */
 SHK_API int shk_slab_stats(shk_slab_t *slab, shk_slab_stats_t *st);
+
+/* Size class i (0 .. nclasses-1, smallest chunks first) into *out, taking
+ * no lock, on the same terms as shk_slab_stats (`cached` is counted from
+ * the process caches' magazines, and `used` excludes it). Iterate with
+ *     for (unsigned i = 0; shk_slab_class_stats(slab, i, &cs) == SHK_OK; i++)
+ * Errors: SHK_EINVAL (NULL), SHK_ENOENT (i is past the last class). */
+SHK_API int shk_slab_class_stats(shk_slab_t *slab, unsigned i, shk_slab_class_stat_t *out);
 
 /* Walk every structure of the pool and report the first broken invariant:
  * SHK_OK, or SHK_ECORRUPT with shk_last_errmsg() naming it. Every walk is
  * bounded, so a pool damaged by a process that died mid-update is reported,
- * never looped on. */
+ * never looped on. shk_slab_check takes the lock, except on a read-only
+ * handle, where it reads without it (then a pool others are changing may
+ * be reported broken); _locked expects the caller to hold it. */
 SHK_API int shk_slab_check(shk_slab_t *slab);
 SHK_API int shk_slab_check_locked(shk_slab_t *slab);
 

@@ -728,8 +728,11 @@ static void slab_snapshot(uint64_t *chunks, uint64_t *pages)
     shk_slab_stats_t s;
     *chunks = 0;
     ck_assert_int_eq(shk_slab_stats(shk_zone_slab(zone), &s), SHK_OK);
-    for (unsigned i = 0; i < s.nclasses; i++)
-        *chunks += s.cls[i].used;
+    for (unsigned i = 0; i < s.nclasses; i++) {
+        shk_slab_class_stat_t cs;
+        ck_assert_int_eq(shk_slab_class_stats(shk_zone_slab(zone), i, &cs), SHK_OK);
+        *chunks += cs.used;
+    }
     *pages = s.pages_total - s.pages_free;
 }
 

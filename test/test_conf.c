@@ -723,6 +723,33 @@ START_TEST(include_fanout_is_bounded)
 }
 END_TEST
 
+START_TEST(parse_pid_range)
+{
+    pid_t p = 77;
+    ck_assert_int_eq(shk_parse_pid("1", 1, &p), SHK_OK);
+    ck_assert_int_eq(p, 1);
+    ck_assert_int_eq(shk_parse_pid("2147483647", 10, &p), SHK_OK);
+    ck_assert_int_eq(p, 2147483647);
+    ck_assert_int_eq(shk_parse_pid("12345/rest", 5, &p), SHK_OK); /* only len bytes */
+    ck_assert_int_eq(p, 12345);
+    p = 77;
+    ck_assert_int_eq(shk_parse_pid("2147483648", 10, &p), SHK_ERANGE);
+    ck_assert_int_eq(shk_parse_pid("4294967297", 10, &p), SHK_ERANGE); /* 2^32 + 1: not 1 */
+    ck_assert_str_eq(shk_last_errmsg(), "process id \"4294967297\" out of range (1 to 2147483647)");
+    ck_assert_int_eq(shk_parse_pid("99999999999999999999999", 23, &p), SHK_ERANGE);
+    ck_assert_int_eq(shk_parse_pid("0", 1, &p), SHK_ERANGE);
+    ck_assert_int_eq(shk_parse_pid("000", 3, &p), SHK_ERANGE);
+    ck_assert_int_eq(shk_parse_pid("", 0, &p), SHK_EINVAL);
+    ck_assert_int_eq(shk_parse_pid("-1", 2, &p), SHK_EINVAL);
+    ck_assert_int_eq(shk_parse_pid("+1", 2, &p), SHK_EINVAL);
+    ck_assert_int_eq(shk_parse_pid(" 1", 2, &p), SHK_EINVAL);
+    ck_assert_int_eq(shk_parse_pid("1x", 2, &p), SHK_EINVAL);
+    ck_assert_str_eq(shk_last_errmsg(), "invalid process id \"1x\"");
+    ck_assert_int_eq(p, 77); /* untouched on failure */
+    ck_assert_int_eq(shk_parse_pid(NULL, 1, &p), SHK_EINVAL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("conf");
@@ -742,6 +769,7 @@ int main(void)
     tcase_add_test(tc, endless_and_odd_files);
     tcase_add_test(tc, empty_quoted_words);
     tcase_add_test(tc, include_fanout_is_bounded);
+    tcase_add_test(tc, parse_pid_range);
     tcase_add_test(tc, parse_duration_units);
     suite_add_tcase(s, tc);
     return tu_run(s);

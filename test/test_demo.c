@@ -199,10 +199,26 @@ START_TEST(http_send_broadcast_status_limits)
     ck_assert_int_eq(get("/send/1/x", out, sizeof out), 500);
     ck_assert_msg(strstr(out, "pid 1 is not a worker"), "%s", out);
 
+    /* Regression: a pid written as 2^32 + pid was cut down to pid_t and
+     * delivered to that worker. Now refused, and nothing reaches it. */
+    snprintf(path, sizeof path, "/send/%lld/wrapped", 4294967296LL + pids[1]);
+    ck_assert_int_eq(get(path, out, sizeof out), 400);
+    ck_assert_msg(strstr(out, "out of range"), "%s", out);
+    ck_assert_int_eq(get("/send/-5/x", out, sizeof out), 400);
+    ck_assert_int_eq(get("/send/12ab/x", out, sizeof out), 400);
+    /* Regression: %0A in alert data forged a line in the log; it is
+     * escaped now, so the log has one line for it. */
+    snprintf(path, sizeof path, "/send/%d/a%%0A2026/01/01%%2000:00:00%%20%%5Bnotice%%5D%%201:%%20forged",
+             (int)pids[1]);
+    ck_assert_int_eq(get(path, out, sizeof out), 200);
+    ck_assert(await_log("says a\\x0a2026/01/01 00:00:00 [notice] 1: forged", 1));
+    ck_assert_int_eq(log_count("\n2026/01/01 00:00:00 [notice] 1: forged"), 0);
+
     /* broadcast: both workers, the sender included */
     ck_assert_int_eq(get("/broadcast/all", out, sizeof out), 200);
     ck_assert_str_eq(out, "Broadcast alert to 2 workers");
     ck_assert(await_log("says all", 2));
+    ck_assert_int_eq(log_count("says wrapped"), 0);
     ck_assert(await_log("you said all", 2));
 
     /* names at the limits */

@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 
 int shk_fuzz_conf(const uint8_t *data, size_t size);
+int shk_fuzz_zone(const uint8_t *data, size_t size);
+int shk_fuzz_bus(const uint8_t *data, size_t size);
 
 typedef struct {
     const char *name;
@@ -22,6 +24,8 @@ typedef struct {
 
 static const target_t targets[] = {
     {"conf", shk_fuzz_conf},
+    {"zone", shk_fuzz_zone},
+    {"bus", shk_fuzz_bus},
 };
 
 /* Run fn on every regular file of dir; returns how many (0 if no dir). */

@@ -6,7 +6,8 @@
  * recovery after a dead worker, the zone grammar (shk_zone_parse at its
  * limits; test_demo checks the demo's limit_req_zone gives the same
  * messages), the shm_zone directive, and `shmkit stat` / `shmkit zones` /
- * `shmkit check` on live zones.
+ * `shmkit check` on live zones. Hostile objects at a zone's name and
+ * damaged headers are test_hostile.c's.
  */
 #include "shk_conf.h"
 #include "shk_zone.h"
@@ -183,6 +184,22 @@ START_TEST(add_rejects_bad_input)
     ck_assert_uint_eq(shk_zone_size(z), (size_t)(SHK_ZONE_MIN_PAGES + 1) * (size_t)ps);
     ck_assert_ptr_null(shk_zone_add(reg, "late", MB, NULL));
     ck_assert_int_eq(shk_last_error(), SHK_EINVAL);
+    shk_zones_free(reg);
+}
+END_TEST
+
+/* Tags are printed by the reports: one with a control character (a
+ * terminal escape) is refused where it is declared, as attach refuses it in
+ * a header. */
+START_TEST(add_refuses_control_characters_in_tags)
+{
+    shk_zones_t *reg = shk_zones_new(instance);
+    ck_assert_ptr_null(shk_zone_add(reg, "esc", MB, "red\x1b[31m"));
+    ck_assert_int_eq(shk_last_error(), SHK_EINVAL);
+    ck_assert_str_eq(shk_last_errmsg(), "tag of shared memory zone \"esc\" holds a control character");
+    ck_assert_ptr_null(shk_zone_add(reg, "tab", MB, "a\tb"));
+    ck_assert_ptr_null(shk_zone_add(reg, "del", MB, "a\x7f"));
+    ck_assert_ptr_nonnull(shk_zone_add(reg, "fine", MB, "limit_req: \"x\" 100%"));
     shk_zones_free(reg);
 }
 END_TEST
@@ -1138,6 +1155,7 @@ int main(int argc, char **argv)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, add_conflict_rules);
     tcase_add_test(tc, add_rejects_bad_input);
+    tcase_add_test(tc, add_refuses_control_characters_in_tags);
     tcase_add_test(tc, create_lays_out_header);
     tcase_add_test(tc, reload_reuse_rule);
     tcase_add_test(tc, failed_create_leaves_old_untouched);

@@ -411,6 +411,59 @@ static void wait_for_sleepers(uint32_t n)
         sched_yield();
 }
 
+/* A master that reaps a worker killed inside a critical section releases
+ * its lock with force_unlock; the next process that takes the lock must
+ * still be told the section was left half done (SHK_EOWNERDEAD), whether it
+ * takes it afterwards or was asleep on it, and only that one. trylock never
+ * recovers: it takes the lock, and the report waits for the next lock. (The
+ * master's release used to hand the next taker SHK_OK, and the dirty
+ * section went unnoticed: the soak counted them.) */
+START_TEST(force_unlock_reports_the_death_to_the_next_taker)
+{
+    shk_shmtx_t m;
+    shk_shmtx_stats_t st;
+    handle(&m);
+    for (int round = 0; round < 3; round++) {
+        tu_pipe(&ch.to_child);
+        tu_pipe(&ch.to_parent);
+        atomic_store(&sh->status, 1);
+        pid_t h = tu_fork(hold_forever, NULL);
+        ck_assert_int_eq(tu_await(&ch.to_parent), 0);
+        pid_t w = 0;
+        if (round == 1) { /* a waiter asleep on it when the master releases it */
+            w = tu_fork(waiter, NULL);
+            wait_for_sleepers(1);
+        }
+        kill(h, SIGKILL);
+        siginfo_t si; /* as the supervisor does: a zombie, released, then reaped */
+        ck_assert_int_eq(waitid(P_PID, h, &si, WEXITED | WNOWAIT), 0);
+        ck_assert_int_eq(shk_shmtx_force_unlock(&m, h), 1);
+        ck_assert_int_eq(shk_shmtx_owner(&m), 0);
+        ck_assert_int_eq(tu_wait(h), 128 + SIGKILL);
+        if (round == 0) {
+            ck_assert_int_eq(shk_shmtx_lock(&m), SHK_EOWNERDEAD);
+            ck_assert_int_eq(shk_shmtx_unlock(&m), SHK_OK);
+        } else if (round == 1) {
+            tu_wait_ok(w);
+            ck_assert_int_eq(atomic_load(&sh->status), SHK_EOWNERDEAD);
+        } else {
+            ck_assert_int_eq(shk_shmtx_trylock(&m), 1);
+            ck_assert_int_eq(shk_shmtx_unlock(&m), SHK_OK);
+            ck_assert_int_eq(shk_shmtx_timedlock(&m, 0), SHK_EOWNERDEAD);
+            ck_assert_int_eq(shk_shmtx_unlock(&m), SHK_OK);
+        }
+        /* told once: the next one takes a clean lock */
+        ck_assert_int_eq(shk_shmtx_lock(&m), SHK_OK);
+        ck_assert_int_eq(shk_shmtx_unlock(&m), SHK_OK);
+        tu_pipe_close(&ch.to_child);
+        tu_pipe_close(&ch.to_parent);
+    }
+    shk_shmtx_stats(&sh->lock, &st);
+    ck_assert_uint_eq(st.forced, 3);
+    ck_assert_uint_eq(st.recovered, 3);
+}
+END_TEST
+
 static void owner_dead_case(int reap_first, int waiter_sleeps_first, unsigned timeout)
 {
     shk_shmtx_stats_t st;
@@ -571,6 +624,7 @@ int main(void)
         tcase_add_test(tc, owner_killed_before_waiter_came);
         tcase_add_test(tc, owner_killed_timedlock_recovers);
         tcase_add_test(tc, owner_killed_short_timedlock_recovers_at_deadline);
+        tcase_add_test(tc, force_unlock_reports_the_death_to_the_next_taker);
         tcase_add_test(tc, kill_holder_at_random_points);
         suite_add_tcase(s, tc);
     }

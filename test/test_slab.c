@@ -8,9 +8,12 @@
  * and without process caches, and the caches have their own tests (double
  * free of a parked chunk, write after free, flush, reap of a dead
  * process's cache, forked children, other threads, a full pool, slots
- * taken over from dead owners).
+ * taken over from dead owners). The stats take no lock, and they, the
+ * checker and shk_slab_usable stay inside a damaged or scribbled-on pool
+ * (guard pages around it) and return.
  */
 #include "shk_slab.h"
+#include "shk_slab_internal.h" /* the damaged-pool tests break chosen fields */
 #include "util_test.h"
 
 #include <pthread.h>
@@ -52,6 +55,13 @@ static shk_slab_t *new_pool(void *mem, size_t size)
     return s;
 }
 
+static shk_slab_class_stat_t class_stat(shk_slab_t *s, unsigned c)
+{
+    shk_slab_class_stat_t cs;
+    ck_assert_int_eq(shk_slab_class_stats(s, c, &cs), SHK_OK);
+    return cs;
+}
+
 static void assert_all_free(shk_slab_t *s)
 {
     shk_slab_stats_t st;
@@ -60,7 +70,7 @@ static void assert_all_free(shk_slab_t *s)
     ck_assert_uint_eq(st.pages_free, st.pages_total);
     ck_assert_uint_eq(st.largest_free_run, st.pages_total);
     for (unsigned c = 0; c < st.nclasses; c++)
-        ck_assert_uint_eq(st.cls[c].used, 0);
+        ck_assert_uint_eq(class_stat(s, c).used, 0);
 }
 
 typedef struct {
@@ -501,8 +511,8 @@ START_TEST(size_classes_cover_every_size)
     shk_slab_stats(s, &st);
     ck_assert_uint_ge(st.nclasses, 20);
     for (unsigned c = 1; c < st.nclasses; c++)
-        ck_assert_uint_gt(st.cls[c].size, st.cls[c - 1].size);
-    ck_assert_uint_eq(st.cls[st.nclasses - 1].size, 2048);
+        ck_assert_uint_gt(class_stat(s, c).size, class_stat(s, c - 1).size);
+    ck_assert_uint_eq(class_stat(s, st.nclasses - 1).size, 2048);
     for (size_t sz = 0; sz <= 3 * 4096 + 1; sz += sz < 2100 ? 1 : 509) {
         unsigned char *p = shk_slab_alloc(s, sz);
         ck_assert_ptr_nonnull(p);
@@ -531,8 +541,9 @@ static uint64_t sum_cached(shk_slab_t *s, uint64_t *used)
     uint64_t c = 0, u = 0;
     ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
     for (unsigned i = 0; i < st.nclasses; i++) {
-        c += st.cls[i].cached;
-        u += st.cls[i].used;
+        shk_slab_class_stat_t cs = class_stat(s, i);
+        c += cs.cached;
+        u += cs.used;
     }
     if (used)
         *used = u;
@@ -964,6 +975,181 @@ START_TEST(cache_slots_of_dead_owners_are_taken_over)
 }
 END_TEST
 
+/* ---- stats without the lock, and damaged pools ------------------------------------ */
+
+START_TEST(stats_take_no_lock)
+{
+    size_t pool = 1u << 20;
+    unsigned char *mem = tu_shared(pool);
+    shk_slab_t *s = new_pool(mem, pool);
+    shk_slab_stats_t st;
+    shk_slab_class_stat_t cs;
+    shk_shmtx_stats_t before, after;
+    void *p = shk_slab_alloc(s, 100);
+
+    /* on a read-write handle: the lock is not even taken once */
+    shk_shmtx_stats(shk_slab_mutex(s)->sh, &before);
+    ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
+    for (unsigned i = 0; i < st.nclasses; i++)
+        ck_assert_int_eq(shk_slab_class_stats(s, i, &cs), SHK_OK);
+    shk_shmtx_stats(shk_slab_mutex(s)->sh, &after);
+    ck_assert_uint_eq(after.acquired, before.acquired);
+    /* so they work while the lock is held, by us as by anyone */
+    ck_assert_int_eq(shk_slab_lock(s), SHK_OK);
+    ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
+    ck_assert_uint_lt(st.pages_free, st.pages_total);
+    ck_assert_int_eq(shk_slab_class_stats(s, 6, &cs), SHK_OK); /* 97..112 bytes */
+    ck_assert_uint_eq(cs.size, 112);
+    ck_assert_uint_eq(cs.used, 1);
+    shk_slab_unlock(s);
+    /* the iteration ends with SHK_ENOENT; NULL is SHK_EINVAL */
+    ck_assert_int_eq(shk_slab_class_stats(s, st.nclasses, &cs), SHK_ENOENT);
+    ck_assert_int_eq(shk_slab_class_stats(s, ~0u, &cs), SHK_ENOENT);
+    ck_assert_int_eq(shk_slab_class_stats(NULL, 0, &cs), SHK_EINVAL);
+    ck_assert_int_eq(shk_slab_class_stats(s, 0, NULL), SHK_EINVAL);
+    ck_assert_int_eq(shk_slab_stats(NULL, &st), SHK_EINVAL);
+    ck_assert_int_eq(shk_slab_free(s, p), SHK_OK);
+    assert_all_free(s);
+    shk_slab_close(s);
+    tu_unshare(mem, pool);
+}
+END_TEST
+
+/* A pool of `pool` bytes between PROT_NONE guards of GUARD pages each (a
+ * read outside it faults), for the damaged-pool tests. */
+enum { GUARD = 32 };
+
+static unsigned char *guarded_pool(size_t pool)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char *m = mmap(NULL, pool + 2 * GUARD * ps, PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ck_assert(m != MAP_FAILED);
+    ck_assert_int_eq(mprotect(m, GUARD * ps, PROT_NONE), 0);
+    ck_assert_int_eq(mprotect(m + GUARD * ps + pool, GUARD * ps, PROT_NONE), 0);
+    return m + GUARD * ps;
+}
+
+static void guarded_unmap(unsigned char *mem, size_t pool)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    munmap(mem - GUARD * ps, pool + 2 * GUARD * ps);
+}
+
+/* A child leaves blocks, parked chunks and a cache body (it exits without
+ * closing); the parent itself never allocates, so under valgrind all of
+ * the pool stays plain memory in its view. */
+static int leave_blocks_and_a_cache(void *arg)
+{
+    shk_slab_t *s = arg;
+    void *b[200];
+    TU_CHECK(shk_slab_cache(s, 1) == SHK_OK, "%s", shk_last_errmsg());
+    for (int i = 0; i < 200; i++)
+        TU_CHECK((b[i] = shk_slab_alloc(s, i % 10 == 0 ? 5000 : 16 + (size_t)i * 9)) != NULL,
+                 "alloc");
+    for (int i = 0; i < 200; i += 2)
+        TU_CHECK(shk_slab_free(s, b[i]) == SHK_OK, "%s", shk_last_errmsg());
+    return 0;
+}
+
+/* Everything that reads the pool without changing it, on a damaged one: it
+ * returns, the figures stay within what the handle knows. */
+static void read_damaged(shk_slab_t *s, shk_slab_t *ro, uint64_t *r)
+{
+    shk_slab_stats_t st;
+    shk_slab_class_stat_t cs;
+    unsigned char *base = shk_slab_base(s);
+    size_t size = shk_slab_size(s), n = 0;
+    int rc;
+    ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
+    ck_assert_uint_le(st.pages_free, st.pages_total);
+    ck_assert_uint_le(st.largest_free_run, st.pages_total);
+    ck_assert_uint_le(st.caches, 128);
+    for (unsigned i = 0; shk_slab_class_stats(s, i, &cs) == SHK_OK; i++)
+        n++;
+    ck_assert_uint_eq(n, st.nclasses);
+    for (int k = 0; k < 2000; k++)
+        ck_assert_uint_le(shk_slab_usable(s, base + tu_rand(r) % size), size);
+    rc = shk_slab_check(ro); /* read-only: no lock, whatever the lock word says */
+    ck_assert_msg(rc == SHK_OK || rc == SHK_ECORRUPT, "check: %d %s", rc, shk_last_errmsg());
+}
+
+START_TEST(damaged_pool_is_read_safely)
+{
+    size_t pool = 1u << 20;
+    unsigned char *mem = guarded_pool(pool);
+    shk_slab_t *s = new_pool(mem, pool), *ro;
+    slab_pool_t *p = (slab_pool_t *)mem;
+    uint64_t r = 1;
+    shk_slab_stats_t st;
+    ck_assert_int_eq(shk_slab_open(&ro, mem, pool, SHK_SLAB_RDONLY), SHK_OK);
+    tu_wait_ok(tu_fork(leave_blocks_and_a_cache, s));
+    ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
+    ck_assert_uint_eq(st.caches, 1);
+    uint32_t np = (uint32_t)st.pages_total;
+    slab_desc_t *desc = (slab_desc_t *)(mem + p->desc_off);
+
+    /* the list of long free runs loops back on itself */
+    ck_assert(SHK_READ_ONCE(p->nonempty) & 1ULL << 63);
+    uint32_t h = SHK_READ_ONCE(p->free_head[63]);
+    ck_assert_uint_lt(h, np);
+    SHK_WRITE_ONCE(desc[h].next, h);
+    read_damaged(s, ro, &r);
+    ck_assert_int_eq(shk_slab_check(s), SHK_ECORRUPT);
+    /* a cache slot names a body that runs past the last page */
+    for (unsigned i = 0; i < 128; i++)
+        if (SHK_READ_ONCE(p->caches[i].pid))
+            SHK_WRITE_ONCE(p->caches[i].body, np - 1);
+    read_damaged(s, ro, &r);
+    /* counters and a run length past anything real */
+    SHK_WRITE_ONCE(p->pages_free, ~0ULL);
+    SHK_WRITE_ONCE(p->ncaches, 100000);
+    SHK_WRITE_ONCE(desc[h].npages, 0x7fffffff);
+    SHK_WRITE_ONCE(desc[h].kind, SLAB_K_RUN);
+    read_damaged(s, ro, &r);
+    ck_assert_uint_eq(shk_slab_usable(s, mem + p->pages_off + (size_t)h * st.page_size), 0);
+
+    shk_slab_close(ro);
+    shk_slab_close(s);
+    guarded_unmap(mem, pool);
+}
+END_TEST
+
+START_TEST(scribbled_pool_is_read_safely)
+{
+    uint64_t r = tu_seed("scribbled_pool_is_read_safely");
+    size_t pool = 1u << 20, ps = (size_t)sysconf(_SC_PAGESIZE);
+    long rounds = tu_scale(40, 10);
+    for (long round = 0; round < rounds; round++) {
+        unsigned char *mem = guarded_pool(pool);
+        shk_slab_t *s = new_pool(mem, pool), *ro;
+        shk_slab_stats_t st;
+        ck_assert_int_eq(shk_slab_open(&ro, mem, pool, SHK_SLAB_RDONLY), SHK_OK);
+        tu_wait_ok(tu_fork(leave_blocks_and_a_cache, s));
+        ck_assert_int_eq(shk_slab_stats(s, &st), SHK_OK);
+        uint32_t np = (uint32_t)st.pages_total;
+        /* every other round the whole pool, else its header and
+         * descriptors only; the words are mostly page indexes, so links
+         * lead somewhere (and loop), with NIL and anything mixed in */
+        size_t words = (round % 2 ? pool : pool - (size_t)np * ps) / 4;
+        uint32_t *w = (uint32_t *)mem;
+        for (size_t i = 0; i < words; i++) {
+            uint64_t x = tu_rand(&r);
+            switch (x % 8) {
+            case 0: w[i] = 0xffffffffu; break;
+            case 1: w[i] = (uint32_t)(x >> 32); break;
+            case 2: w[i] = 0x80000000u | (uint32_t)(x >> 40); break;
+            default: w[i] = (uint32_t)((x >> 8) % (np + 1)); break;
+            }
+        }
+        read_damaged(s, ro, &r);
+        shk_slab_close(ro);
+        shk_slab_close(s);
+        guarded_unmap(mem, pool);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("slab");
@@ -986,6 +1172,9 @@ int main(void)
     tcase_add_test(tc, cache_per_process_and_thread);
     tcase_add_test(tc, cache_gives_way_when_full);
     tcase_add_test(tc, cache_slots_of_dead_owners_are_taken_over);
+    tcase_add_test(tc, stats_take_no_lock);
+    tcase_add_test(tc, damaged_pool_is_read_safely);
+    tcase_add_test(tc, scribbled_pool_is_read_safely);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -30,6 +30,52 @@ static void ws(tjp_t *s)
 
 static int value(tjp_t *s, tj_t *v);
 
+/* Length of the valid UTF-8 sequence at p (NUL-terminated text), 0 if
+ * none: no overlong forms, no surrogates, nothing above U+10FFFF. */
+size_t tj_utf8_len(const char *p)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (u[0] < 0x80)
+        return 1;
+    if (u[0] >= 0xc2 && u[0] <= 0xdf)
+        len = 2;
+    else if (u[0] >= 0xe0 && u[0] <= 0xef)
+        len = 3;
+    else if (u[0] >= 0xf0 && u[0] <= 0xf4)
+        len = 4;
+    else
+        return 0;
+    if (u[0] == 0xe0)
+        lo = 0xa0;
+    else if (u[0] == 0xed)
+        hi = 0x9f;
+    else if (u[0] == 0xf0)
+        lo = 0x90;
+    else if (u[0] == 0xf4)
+        hi = 0x8f;
+    if (u[1] < lo || u[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((u[i] & 0xc0) != 0x80)
+            return 0;
+    return len;
+}
+
+/* Four hex digits of a \u escape into *cp. */
+static int hex4(tjp_t *s, unsigned *cp)
+{
+    *cp = 0;
+    for (int i = 0; i < 4; i++) {
+        char h = *s->p++;
+        if (!isxdigit((unsigned char)h))
+            return -1;
+        *cp = *cp * 16 + (unsigned)(isdigit((unsigned char)h) ? h - '0' : (tolower(h) - 'a' + 10));
+    }
+    return 0;
+}
+
 static int string(tjp_t *s, char **out)
 {
     size_t cap = 16, n = 0;
@@ -54,6 +100,19 @@ static int string(tjp_t *s, char **out)
             s->p--;
             return fail(s, c ? "control character in string" : "unterminated string");
         }
+        if (c >= 0x80) {
+            /* raw bytes >= 0x80 must be one valid UTF-8 sequence (RFC 8259) */
+            size_t len = tj_utf8_len(s->p - 1);
+            if (!len) {
+                free(b);
+                s->p--;
+                return fail(s, "invalid UTF-8 in string");
+            }
+            b[n++] = (char)c;
+            for (size_t i = 1; i < len; i++)
+                b[n++] = *s->p++;
+            continue;
+        }
         if (c != '\\') {
             b[n++] = (char)c;
             continue;
@@ -67,16 +126,34 @@ static int string(tjp_t *s, char **out)
         case 'r': b[n++] = '\r'; break;
         case 't': b[n++] = '\t'; break;
         case 'u': {
-            unsigned cp = 0;
-            for (int i = 0; i < 4; i++) {
-                char h = *s->p++;
-                if (!isxdigit((unsigned char)h)) {
-                    free(b);
-                    return fail(s, "bad \\u escape");
-                }
-                cp = cp * 16 + (unsigned)(isdigit((unsigned char)h) ? h - '0' : (tolower(h) - 'a' + 10));
+            unsigned cp;
+            if (hex4(s, &cp) != 0) {
+                free(b);
+                return fail(s, "bad \\u escape");
             }
-            if (cp < 0x80) {
+            if (cp >= 0xdc00 && cp <= 0xdfff) {
+                free(b);
+                return fail(s, "lone low surrogate");
+            }
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                unsigned lo;
+                if (s->p[0] != '\\' || s->p[1] != 'u') {
+                    free(b);
+                    return fail(s, "lone high surrogate");
+                }
+                s->p += 2;
+                if (hex4(s, &lo) != 0 || lo < 0xdc00 || lo > 0xdfff) {
+                    free(b);
+                    return fail(s, "bad low surrogate");
+                }
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            }
+            if (cp >= 0x10000) {
+                b[n++] = (char)(0xf0 | (cp >> 18));
+                b[n++] = (char)(0x80 | ((cp >> 12) & 0x3f));
+                b[n++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+                b[n++] = (char)(0x80 | (cp & 0x3f));
+            } else if (cp < 0x80) {
                 b[n++] = (char)cp;
             } else if (cp < 0x800) {
                 b[n++] = (char)(0xc0 | (cp >> 6));

@@ -1,7 +1,9 @@
 /*
  * util_json.h: a small JSON parser for tests that check machine-readable
  * output (shmkit stat --json, the demo's /status). Strict: the whole input
- * must be one JSON value; anything else is a parse error.
+ * must be one JSON value, and strings valid UTF-8 (RFC 8259: raw bytes
+ * >= 0x80 one valid sequence each, \u escapes decoded to UTF-8, surrogates
+ * only in pairs); anything else is a parse error.
  */
 #ifndef UTIL_JSON_H
 #define UTIL_JSON_H
@@ -29,5 +31,9 @@ const tj_t *tj_get(const tj_t *v, const char *path);
 /* Shorthands: the number / string at path, or def / NULL. */
 double tj_num(const tj_t *v, const char *path, double def);
 const char *tj_str(const tj_t *v, const char *path);
+
+/* Length of the valid UTF-8 sequence at p (1 for ASCII, NUL included), 0
+ * if p does not start one. */
+size_t tj_utf8_len(const char *p);
 
 #endif

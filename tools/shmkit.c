@@ -2,7 +2,10 @@
  * shmkit.c: the `shmkit` command: inspect live named zones (stat, zones)
  * and test configuration files against the library's own directives
  * (check), as `nginx -t` does. An application's own directives are its
- * business: it checks them with its -t (shk_app_main).
+ * business: it checks them with its -t (shk_app_main). A thin layer: the
+ * reports are the stat module's (shk_stat_render, shk_stat_render_list
+ * over shk_zones_list), and every message that may hold someone else's
+ * bytes goes out escaped as the reports escape them (shk_stat_escape).
  */
 #include "shmkit.h"
 
@@ -39,11 +42,13 @@ static void usage_stat(FILE *f)
             "usage: %s stat [--json] [--instance NAME] [ZONE...]\n"
             "\n"
             "Attach read-only to the named zones of instance NAME (default \"default\") and\n"
-            "print, for each: size, tag, generation, creator pid, slab pages free/total, the\n"
-            "largest free run, the size-class table (size, used/total, requests, failures),\n"
-            "every lock in the zone (owner pid or free, counters) and the bus if the zone\n"
-            "holds one. Without ZONE, every zone of the instance. --json prints one JSON\n"
-            "document (the demo's /status prints the same).\n"
+            "print, for each: size, tag, generation, creator pid, the slab pool (pages\n"
+            "total and free, the largest free run, failures, process caches), the size-class\n"
+            "table (size, used, cached, total, requests, failures), every lock in the zone\n"
+            "(owner pid or free, waiters, counters) and the bus if the zone holds one (a row\n"
+            "per slot). Without ZONE, every zone of the instance. --json prints one JSON\n"
+            "document (the demo's /status prints the same). Strings are escaped: the text\n"
+            "shows control bytes and bytes >= 0x80 as \\xHH (docs/stat.md).\n"
             "Exit status: 0, or 1 if a zone could not be attached.\n",
             prog);
 }
@@ -55,7 +60,8 @@ static void usage_zones(FILE *f)
             "\n"
             "List the named zones found in " SHM_DIR ": instance, zone, size, tag, generation\n"
             "and creator pid (alive or gone). Objects that are not valid zones are listed\n"
-            "with the reason.\n",
+            "with the reason; names that are not zone names are left out. --json prints\n"
+            "one JSON document: {\"zones\": [...]}.\n",
             prog);
 }
 
@@ -78,6 +84,43 @@ static int is_help(const char *a)
     return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
 }
 
+/* s on f, escaped for a terminal: a message may name an object or quote
+ * an argument or a configuration file byte for byte. */
+static void put_esc(FILE *f, const char *s)
+{
+    char *e = shk_stat_escape(s, 0);
+    fputs(e ? e : "(out of memory)", f);
+    free(e);
+}
+
+/* "shmkit VERB: MSG" on stderr. */
+static void complain(const char *verb, const char *msg)
+{
+    fprintf(stderr, "%s %s: ", prog, verb);
+    put_esc(stderr, msg);
+    fputc('\n', stderr);
+}
+
+/* "shmkit VERB: unknown WHAT "ARG"" on stderr. */
+static void complain_arg(const char *verb, const char *what, const char *arg)
+{
+    fprintf(stderr, "%s %s: unknown %s \"", prog, verb, what);
+    put_esc(stderr, arg);
+    fputs("\"\n", stderr);
+}
+
+/* Print a report from shk_stat_render*, or complain. */
+static int emit(const char *verb, char *out)
+{
+    if (!out) {
+        complain(verb, shk_last_errmsg());
+        return 1;
+    }
+    fputs(out, stdout);
+    free(out);
+    return 0;
+}
+
 static int cmd_stat(int argc, char **argv)
 {
     const char *instance = "default";
@@ -86,9 +129,8 @@ static int cmd_stat(int argc, char **argv)
     shk_zone_name_t *found = NULL;
     int rc = 0;
     shk_zone_t **zones;
-    char *out;
-
     int i;
+
     for (i = 1; i < argc; i++) {
         if (is_help(argv[i])) {
             usage_stat(stdout);
@@ -100,7 +142,7 @@ static int cmd_stat(int argc, char **argv)
         } else if (strncmp(argv[i], "--instance=", 11) == 0) {
             instance = argv[i] + 11;
         } else if (argv[i][0] == '-') {
-            fprintf(stderr, "%s stat: unknown option \"%s\"\n", prog, argv[i]);
+            complain_arg("stat", "option", argv[i]);
             usage_stat(stderr);
             return 2;
         } else {
@@ -111,7 +153,7 @@ static int cmd_stat(int argc, char **argv)
         names = argv + i;
         nnames = (unsigned)(argc - i);
     } else if (shk_zones_list(instance, &found, &nnames) != SHK_OK) {
-        fprintf(stderr, "%s stat: %s\n", prog, shk_last_errmsg());
+        complain("stat", shk_last_errmsg());
         return 1;
     }
     zones = calloc(nnames ? nnames : 1, sizeof *zones);
@@ -123,88 +165,51 @@ static int cmd_stat(int argc, char **argv)
         shk_zone_t *z = shk_zone_attach(instance, found ? found[k].zone : names[k],
                                         SHK_ZONE_RDONLY);
         if (!z) {
-            fprintf(stderr, "%s stat: %s\n", prog, shk_last_errmsg());
+            complain("stat", shk_last_errmsg());
             rc = 1;
             continue;
         }
         zones[nz++] = z;
     }
-    out = shk_stat_render(zones, nz, instance, flags);
-    if (out) {
-        fputs(out, stdout);
-        free(out);
-    } else {
-        fprintf(stderr, "%s stat: %s\n", prog, shk_last_errmsg());
+    if (emit("stat", shk_stat_render(zones, nz, instance, flags)) != 0)
         rc = 1;
-    }
     for (unsigned k = 0; k < nz; k++)
         shk_zone_detach(zones[k]);
     free(zones);
     shk_zones_list_free(found);
-    if (!nnames && !(flags & SHK_STAT_JSON))
-        fprintf(stderr, "%s stat: no named zones for instance \"%s\"\n", prog, instance);
+    if (!nnames && !(flags & SHK_STAT_JSON)) {
+        fprintf(stderr, "%s stat: no named zones for instance \"", prog);
+        put_esc(stderr, instance);
+        fputs("\"\n", stderr);
+    }
     return rc;
 }
 
 static int cmd_zones(int argc, char **argv)
 {
-    int json = 0;
+    unsigned flags = 0, n;
     shk_zone_name_t *found;
-    unsigned n;
+    int rc;
 
     for (int i = 1; i < argc; i++) {
         if (is_help(argv[i])) {
             usage_zones(stdout);
             return 0;
         } else if (strcmp(argv[i], "--json") == 0) {
-            json = 1;
+            flags |= SHK_STAT_JSON;
         } else {
-            fprintf(stderr, "%s zones: unknown argument \"%s\"\n", prog, argv[i]);
+            complain_arg("zones", "argument", argv[i]);
             usage_zones(stderr);
             return 2;
         }
     }
     if (shk_zones_list(NULL, &found, &n) != SHK_OK) {
-        fprintf(stderr, "%s zones: %s\n", prog, shk_last_errmsg());
+        complain("zones", shk_last_errmsg());
         return 1;
     }
-    if (json)
-        printf("{\"zones\":[");
-    else
-        printf("%-16s %-16s %12s %-16s %5s %s\n", "INSTANCE", "ZONE", "SIZE", "TAG", "GEN",
-               "CREATOR");
-    for (unsigned k = 0; k < n; k++) {
-        const char *inst = found[k].instance, *zname = found[k].zone;
-        shk_zone_t *z = shk_zone_attach(inst, zname, SHK_ZONE_RDONLY);
-        if (json) {
-            printf("%s{\"instance\":\"%s\",\"zone\":\"%s\"", k ? "," : "", inst, zname);
-            if (z) {
-                pid_t c = shk_zone_creator(z);
-                printf(",\"size\":%zu,\"tag\":\"%s\",\"generation\":%llu,\"creator\":%d,"
-                       "\"creator_alive\":%s}",
-                       shk_zone_size(z), shk_zone_tag(z),
-                       (unsigned long long)shk_zone_generation(z), (int)c,
-                       c > 0 && shk_pid_alive(c) ? "true" : "false");
-            } else {
-                printf(",\"error\":\"");
-                for (const char *m = shk_last_errmsg(); *m; m++)
-                    printf(*m == '"' || *m == '\\' ? "\\%c" : "%c", *m);
-                printf("\"}");
-            }
-        } else if (z) {
-            pid_t c = shk_zone_creator(z);
-            printf("%-16s %-16s %12zu %-16s %5llu %d (%s)\n", inst, zname, shk_zone_size(z),
-                   shk_zone_tag(z), (unsigned long long)shk_zone_generation(z), (int)c,
-                   c > 0 && shk_pid_alive(c) ? "alive" : "gone");
-        } else {
-            printf("%-16s %-16s invalid: %s\n", inst, zname, shk_last_errmsg());
-        }
-        shk_zone_detach(z);
-    }
+    rc = emit("zones", shk_stat_render_list(found, n, flags));
     shk_zones_list_free(found);
-    if (json)
-        printf("]}\n");
-    return 0;
+    return rc;
 }
 
 static int cmd_check(int argc, char **argv)
@@ -219,7 +224,7 @@ static int cmd_check(int argc, char **argv)
         } else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
             file = argv[++i];
         } else {
-            fprintf(stderr, "%s check: unknown argument \"%s\"\n", prog, argv[i]);
+            complain_arg("check", "argument", argv[i]);
             usage_check(stderr);
             return 2;
         }
@@ -231,14 +236,19 @@ static int cmd_check(int argc, char **argv)
     /* No application: the library's directives only. */
     rc = shk_master_check(file, NULL);
     if (rc == SHK_OK) {
-        printf("configuration file %s test is successful\n", file);
+        fputs("configuration file ", stdout);
+        put_esc(stdout, file);
+        fputs(" test is successful\n", stdout);
         fprintf(stderr,
                 "%s check: only the library's directives were checked; an application checks "
                 "its own with its -t\n",
                 prog);
         return 0;
     }
-    fprintf(stderr, "%s\nconfiguration file %s test failed\n", shk_last_errmsg(), file);
+    put_esc(stderr, shk_last_errmsg());
+    fputs("\nconfiguration file ", stderr);
+    put_esc(stderr, file);
+    fputs(" test failed\n", stderr);
     if (strncmp(shk_last_errmsg(), "unknown directive", 17) == 0)
         fprintf(stderr,
                 "%s check knows only the library's directives; check an application's "
@@ -278,7 +288,9 @@ int main(int argc, char **argv)
         printf("shmkit %s\n", shk_version());
         return 0;
     }
-    fprintf(stderr, "%s: unknown verb \"%s\"\n", prog, argv[1]);
+    fprintf(stderr, "%s: unknown verb \"", prog);
+    put_esc(stderr, argv[1]);
+    fputs("\"\n", stderr);
     usage_main(stderr);
     return 2;
 }

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# bench/nchan/nchan.sh: start and stop the nchan baseline of the pub/sub
+# benchmark (Debian's nginx-light + libnginx-mod-nchan; mk/deps.sh bench).
+#
+#   bench/nchan/nchan.sh start [-w WORKERS] [-b BUFFER] [-m SHM] [-p PORT]
+#       Makes a temporary prefix directory, writes nginx.conf there from
+#       bench/nchan/nginx.conf.in (WORKERS nginx workers, default 4; BUFFER
+#       messages kept per channel, default 100; SHM shared memory, default
+#       256m; PORT a free loopback port, picked when not given), starts
+#       nginx on 127.0.0.1:PORT and waits until it answers. Prints one line:
+#           NCHAN port=PORT pid=MASTER_PID prefix=PREFIX
+#   bench/nchan/nchan.sh stop PREFIX
+#       nginx -s quit, waits up to 5 s for the master to go, then SIGKILLs
+#       the master and its workers; removes PREFIX.
+#   bench/nchan/nchan.sh pids PREFIX
+#       The master's pid and its workers', comma-separated (for the load
+#       client's --server-pids).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+MODULE=/usr/lib/nginx/modules/ngx_nchan_module.so
+
+die() { echo "nchan.sh: $*" >&2; exit 1; }
+
+port_free() { ! ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
+
+start() {
+    local workers=4 buffer=100 shm=256m port=
+    while getopts "w:b:m:p:" o; do
+        case $o in
+        w) workers=$OPTARG ;;
+        b) buffer=$OPTARG ;;
+        m) shm=$OPTARG ;;
+        p) port=$OPTARG ;;
+        *) die "usage: nchan.sh start [-w WORKERS] [-b BUFFER] [-m SHM] [-p PORT]" ;;
+        esac
+    done
+    [ -x "$NGINX" ] || die "no nginx (run mk/deps.sh bench as root)"
+    [ -e "$MODULE" ] || die "no $MODULE (run mk/deps.sh bench as root)"
+    local prefix tries=0 p
+    prefix=$(mktemp -d /tmp/shmkit-nchan.XXXXXX) || die "mktemp failed"
+    # The workers run as nobody when started by root: they must reach PREFIX.
+    chmod 755 "$prefix"
+    mkdir -p "$prefix/tmp"
+    while :; do
+        p=${port:-$((20000 + RANDOM % 40000))}
+        if [ -z "$port" ] && ! port_free "$p"; then
+            continue
+        fi
+        sed -e "s|@PREFIX@|$prefix|g" -e "s|@PORT@|$p|g" -e "s|@WORKERS@|$workers|g" \
+            -e "s|@BUFFER@|$buffer|g" -e "s|@SHM@|$shm|g" "$here/nginx.conf.in" >"$prefix/nginx.conf"
+        if "$NGINX" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" 2>"$prefix/start.err"; then
+            break
+        fi
+        tries=$((tries + 1))
+        if [ -n "$port" ] || [ $tries -ge 5 ] || ! grep -q "Address already in use" "$prefix/start.err"; then
+            cat "$prefix/start.err" >&2
+            rm -rf "$prefix"
+            die "nginx did not start"
+        fi
+    done
+    echo "$p" >"$prefix/port"
+    local i pid=
+    for i in $(seq 100); do
+        pid=$(cat "$prefix/nginx.pid" 2>/dev/null)
+        if [ -n "$pid" ] && curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/nchan_status"; then
+            echo "NCHAN port=$p pid=$pid prefix=$prefix"
+            return 0
+        fi
+        sleep 0.05
+    done
+    cat "$prefix/error.log" >&2
+    stop "$prefix"
+    die "nginx started but does not answer on 127.0.0.1:$p"
+}
+
+# children PID: the pids of PID's children
+children() { ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' '; }
+
+stop() {
+    local prefix=${1:-}
+    [ -n "$prefix" ] && [ -f "$prefix/nginx.conf" ] || die "usage: nchan.sh stop PREFIX (a prefix made by start)"
+    local pid i kids
+    pid=$(cat "$prefix/nginx.pid" 2>/dev/null)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kids=$(children "$pid")
+        "$NGINX" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" -s quit 2>/dev/null ||
+            kill -QUIT "$pid" 2>/dev/null
+        for i in $(seq 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "nchan.sh: master $pid still there after 5 s: SIGKILL" >&2
+            kill -KILL "$pid" $kids 2>/dev/null
+        fi
+    fi
+    rm -rf "$prefix"
+}
+
+pids() {
+    local prefix=${1:-} pid
+    pid=$(cat "$prefix/nginx.pid" 2>/dev/null) || die "no nginx.pid under '$prefix'"
+    echo "$pid" $(children "$pid") | tr ' ' ','
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+start) start "$@" ;;
+stop) stop "$@" ;;
+pids) pids "$@" ;;
+*) die "usage: nchan.sh start|stop PREFIX|pids PREFIX" ;;
+esac
