@@ -1308,26 +1308,37 @@ START_TEST(randomized_against_a_model)
     join_here(0);
     for (int i = 0; i < RNS; i++)
         subs[i] = shk_chan_sub_new(ch, on_model, (void *)(intptr_t)i);
+    /* one subscriber first, and a burst at step 0: its queue overflows */
+    ck_assert_int_eq(shk_chan_sub_add(subs[0], "r0", NULL), SHK_OK);
+    model[0][0].state = 1;
+    exists[0] = 1;
     for (long step = 0; step < steps; step++) {
         int op = (int)(tu_rand(&rs) % 100), c = (int)(tu_rand(&rs) % RNC),
             i = (int)(tu_rand(&rs) % RNS), rc;
+        if (step == 0) {
+            op = 96;
+            c = 0;
+        }
         snprintf(name, sizeof name, "r%d", c);
-        if (op < 45) {
-            int g = gcount++;
-            snprintf(data, sizeof data, "g%d", g);
-            rc = shk_chan_publish(ch, name, data, strlen(data), NULL, NULL, &info);
-            ck_assert_msg(rc == SHK_OK, "step %ld: %s", step, shk_last_errmsg());
-            exists[c] = 1;
-            for (int j = 0; j < RNS; j++)
-                if (model[j][c].state == 1 && model[j][c].nexp < RLIST)
-                    model[j][c].exp[model[j][c].nexp++] = g;
-            if (win[c].n == RSTORE) {
-                memmove(win[c].g, win[c].g + 1, (RSTORE - 1) * sizeof win[c].g[0]);
-                memmove(win[c].id, win[c].id + 1, (RSTORE - 1) * sizeof win[c].id[0]);
-                win[c].n--;
+        if (op < 45 || op == 96 || op == 97) {
+            /* one publish, or a burst of 40 with no dispatch between */
+            for (int b = 0; b < (op < 45 ? 1 : 40); b++) {
+                int g = gcount++;
+                snprintf(data, sizeof data, "g%d", g);
+                rc = shk_chan_publish(ch, name, data, strlen(data), NULL, NULL, &info);
+                ck_assert_msg(rc == SHK_OK, "step %ld: %s", step, shk_last_errmsg());
+                exists[c] = 1;
+                for (int j = 0; j < RNS; j++)
+                    if (model[j][c].state == 1 && model[j][c].nexp < RLIST)
+                        model[j][c].exp[model[j][c].nexp++] = g;
+                if (win[c].n == RSTORE) {
+                    memmove(win[c].g, win[c].g + 1, (RSTORE - 1) * sizeof win[c].g[0]);
+                    memmove(win[c].id, win[c].id + 1, (RSTORE - 1) * sizeof win[c].id[0]);
+                    win[c].n--;
+                }
+                win[c].g[win[c].n] = g;
+                win[c].id[win[c].n++] = info.last_id;
             }
-            win[c].g[win[c].n] = g;
-            win[c].id[win[c].n++] = info.last_id;
         } else if (op < 65) {
             shk_chan_from_t f = {(int)(tu_rand(&rs) % 3), {0, 0}, 1 + (unsigned)(tu_rand(&rs) % 6)};
             int k = (int)(tu_rand(&rs) % (RSTORE + 1)), from = win[c].n;
