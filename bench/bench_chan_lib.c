@@ -164,7 +164,7 @@ static run_t run(int use_chan, size_t len, long n)
 {
     static char data[16384];
     shk_bus_bcast_t res;
-    shk_chan_stats_t cs;
+    shk_chan_slot_stats_t cs;
     pid_t pids[W];
     run_t r = {0, 0, 0};
     uint64_t t0, t1;
@@ -204,9 +204,10 @@ static run_t run(int use_chan, size_t len, long n)
             die("a worker failed");
     r.pub_s = (double)(t1 - t0) / 1e9;
     r.all_s = (double)(ub_now_ns() - t0) / 1e9;
-    if (use_chan && shk_chan_stats(ch, &cs) == SHK_OK)
+    if (use_chan)
         for (int i = 0; i < W; i++)
-            r.alerts += cs.slot[i].alerts + cs.slot[i].alerts_missed;
+            if (shk_chan_slot_stats(ch, (unsigned)i, &cs) == SHK_OK)
+                r.alerts += cs.alerts + cs.alerts_missed;
     return r;
 }
 

@@ -169,7 +169,6 @@ typedef struct shk_chan_stats_s {
     uint64_t deleted;              /* channels deleted or removed when inactive */
     uint64_t events_failed;        /* events that could not be published */
     uint64_t oldest_age_ms;        /* of the oldest stored message, 0 if none */
-    shk_chan_slot_stats_t slot[SHK_CHAN_MAX_SLOTS];
 } shk_chan_stats_t;
 
 /* ---- ids --------------------------------------------------------------------- */
@@ -283,9 +282,16 @@ SHK_API int shk_chan_info(shk_chan_t *ch, const char *channel, shk_chan_info_t *
 SHK_API int shk_chan_next(shk_chan_t *ch, const char *prefix, const char *after,
                           shk_chan_info_t *info);
 
-/* Counters of the store and of every slot, read without the lock (a
- * snapshot); works on a read-only handle. */
+/* The store's counters, read without the lock (a snapshot); works on a
+ * read-only handle. Per slot: shk_chan_slot_stats. */
 SHK_API int shk_chan_stats(shk_chan_t *ch, shk_chan_stats_t *st);
+
+/* Slot i's counters (i from 0 to nslots - 1), read without the lock, on
+ * the same terms as shk_chan_stats. SHK_ENOENT past the last slot,
+ * SHK_EINVAL for NULL:
+ *     for (unsigned i = 0; shk_chan_slot_stats(ch, i, &s) == SHK_OK; i++)
+ */
+SHK_API int shk_chan_slot_stats(shk_chan_t *ch, unsigned i, shk_chan_slot_stats_t *out);
 
 /* Walk every structure of the store (tree, channels, message lists, the
  * age, idle and deleted lists, the counters) with bounded walks and report

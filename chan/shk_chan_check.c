@@ -45,7 +45,7 @@ static int check_channel(shk_chan_t *ch, chan_ch_t *c, int deleted, tally_t *t)
         return bad(ch, "channel id not terminated", coff);
     if (!(flags & CHAN_F_DELETED) != !deleted)
         return bad(ch, "channel deleted flag does not match its list", coff);
-    for (unsigned s = 0; s < st->nslots; s++) {
+    for (unsigned s = 0; s < ch->nslots; s++) {
         nsubs += subs[s];
         t->slot_subs[s] += subs[s];
     }
@@ -70,7 +70,7 @@ static int check_channel(shk_chan_t *ch, chan_ch_t *c, int deleted, tally_t *t)
             return bad(ch, "message with no reference left in a list", o);
         for (unsigned s = 0; s < 63; s++)
             if ((refs & CHAN_REF_SLOT(s)) &&
-                (s >= st->nslots || (!subs[s] && !SHK_READ_ONCE(st->slots[s].dead))))
+                (s >= ch->nslots || (!subs[s] && !SHK_READ_ONCE(st->slots[s].dead))))
                 return bad(ch, "message held by a slot with no subscriber there", o);
         if (m->data && !shk_span_ok(m->data, m->len, ch->size))
             return bad(ch, "message data out of bounds", o);
@@ -185,8 +185,8 @@ int shk_chan_check_locked(shk_chan_t *ch)
     tally_t t;
     int rc;
     memset(&t, 0, sizeof t);
-    if (st->nslots == 0 || st->nslots > SHK_CHAN_MAX_SLOTS)
-        return bad(ch, "slot count out of range", 0);
+    if (st->nslots != ch->nslots)
+        return bad(ch, "slot count changed since the store was opened", 0);
     if ((rc = check_tree(ch, &t)) != SHK_OK || (rc = check_lists(ch, &t)) != SHK_OK)
         return rc;
     if (t.msgs != SHK_READ_ONCE(st->messages))
@@ -195,7 +195,7 @@ int shk_chan_check_locked(shk_chan_t *ch)
         return bad(ch, "subscriber count differs from the channels", 0);
     if (t.wild != SHK_READ_ONCE(st->wildcard_channels))
         return bad(ch, "wildcard channel count differs from the tree", 0);
-    for (unsigned s = 0; s < st->nslots; s++)
+    for (unsigned s = 0; s < ch->nslots; s++)
         if (t.slot_subs[s] != SHK_READ_ONCE(st->slots[s].subscribers) &&
             !SHK_READ_ONCE(st->slots[s].dead))
             return bad(ch, "a slot's subscribers differ from the channels", s);

@@ -486,10 +486,10 @@ int shk_chan_join(shk_chan_t *ch, shk_bus_t *bus)
     st = ch->st;
     if ((rc = shk_chan_lock(ch)) != SHK_OK)
         return rc;
-    for (unsigned i = 0; i < st->nslots && s < 0; i++)
+    for (unsigned i = 0; i < ch->nslots && s < 0; i++)
         if (!SHK_READ_ONCE(st->slots[i].pid) && !SHK_READ_ONCE(st->slots[i].dead))
             s = (int)i;
-    for (unsigned i = 0; i < st->nslots && s < 0; i++)
+    for (unsigned i = 0; i < ch->nslots && s < 0; i++)
         if (SHK_READ_ONCE(st->slots[i].dead) || !shk_pid_alive(SHK_READ_ONCE(st->slots[i].pid))) {
             shk_chan_clean_slot(ch, i);
             s = (int)i;
@@ -497,7 +497,7 @@ int shk_chan_join(shk_chan_t *ch, shk_bus_t *bus)
     if (s < 0) {
         shk_chan_unlock(ch);
         return shk_error(SHK_EBUSY, "all %u slots of the channel store in zone \"%s\" are held",
-                         st->nslots, shk_zone_name(ch->zone));
+                         ch->nslots, shk_zone_name(ch->zone));
     }
     /* Under the lock for publishers; relaxed for the lock-free stats. */
     ch->epoch = SHK_READ_ONCE(st->slots[s].epoch) + 1;

@@ -200,6 +200,7 @@ struct shk_chan_s {
     char *base;  /* slab base */
     size_t size; /* slab size */
     chan_store_t *st;
+    unsigned nslots; /* st->nslots as checked at create or open: what every loop trusts */
     shk_shmtx_t mtx;
     int rdonly;
     shk_bus_t *bus;

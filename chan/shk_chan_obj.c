@@ -105,7 +105,7 @@ int shk_chan_cmp(const shk_rbtree_node_t *a, const shk_rbtree_node_t *b, void *c
 chan_ch_t *shk_chan_ch_at(const shk_chan_t *ch, uint64_t off)
 {
     chan_ch_t *c;
-    size_t fixed = chan_ch_bytes(ch->st->nslots, 0);
+    size_t fixed = chan_ch_bytes(ch->nslots, 0);
     if (!off || off % 8 || !shk_span_ok(off, fixed, ch->size))
         return NULL;
     c = chan_ptr(ch, off);
@@ -400,7 +400,7 @@ chan_ch_t *shk_chan_make(shk_chan_t *ch, const char *id, size_t len)
         shk_error(SHK_EAGAIN, "too many channels (%u)", st->max_channels);
         return NULL;
     }
-    c = shk_slab_calloc(ch->slab, chan_ch_bytes(st->nslots, len));
+    c = shk_slab_calloc(ch->slab, chan_ch_bytes(ch->nslots, len));
     if (!c) {
         shk_error(SHK_ENOMEM, "zone \"%s\" is full: no room for channel \"%s\"",
                   shk_zone_name(ch->zone), id);

@@ -44,7 +44,7 @@ static uint64_t target_bits(shk_chan_t *ch, chan_ch_t *c)
 {
     const uint32_t *subs = chan_subs(ch, c);
     uint64_t bits = 0;
-    for (unsigned s = 0; s < ch->st->nslots; s++)
+    for (unsigned s = 0; s < ch->nslots; s++)
         if (subs[s] && SHK_READ_ONCE(ch->st->slots[s].pid) &&
             !SHK_READ_ONCE(ch->st->slots[s].dead))
             bits |= CHAN_REF_SLOT(s);
@@ -219,7 +219,7 @@ static void link_message(shk_chan_t *ch, chan_ch_t *c, chan_msg_t *m, uint64_t r
             SHK_WRITE_ONCE(st->oldest_ms, m->born_ms);
     }
     a.seq = m->seq;
-    for (unsigned s = 0; s < st->nslots; s++)
+    for (unsigned s = 0; s < ch->nslots; s++)
         if (refs & CHAN_REF_SLOT(s)) {
             a.prev = last[s];
             last[s] = m->seq;
@@ -365,7 +365,7 @@ int shk_chan_delete(shk_chan_t *ch, const char *channel)
         const uint32_t *subs = chan_subs(ch, c);
         chan_alert_t a = {CHAN_ALERT_DELETED, 0, 0, 0, chan_off(ch, c), c->serial, 0,
                           SHK_READ_ONCE(c->seq), 0};
-        for (unsigned s = 0; s < ch->st->nslots; s++)
+        for (unsigned s = 0; s < ch->nslots; s++)
             if (subs[s] && SHK_READ_ONCE(ch->st->slots[s].pid))
                 add_target(ch, &t, s, &a);
     }

@@ -69,7 +69,7 @@ int shk_chan_reap(shk_chan_t *ch, pid_t pid)
     if (ch->rdonly)
         return shk_error(SHK_EPERM, "channel store is open read-only");
     st = ch->st;
-    for (unsigned i = 0; i < st->nslots && s < 0; i++)
+    for (unsigned i = 0; i < ch->nslots && s < 0; i++)
         if (SHK_READ_ONCE(st->slots[i].pid) == pid)
             s = (int)i;
     if (s < 0)
@@ -143,7 +143,7 @@ int shk_chan_tick(shk_chan_t *ch)
     {
         int dead = 0;
         uint64_t now = shk_chan_now(ch);
-        for (unsigned s = 0; s < ch->st->nslots && !dead; s++)
+        for (unsigned s = 0; s < ch->nslots && !dead; s++)
             dead = SHK_READ_ONCE(ch->st->slots[s].dead) != 0;
         if (!dead && ch->expired_ms && now - ch->expired_ms < SHK_CHAN_TICK_MS)
             return n;
@@ -153,7 +153,7 @@ int shk_chan_tick(shk_chan_t *ch)
         gone.n = 0;
         if ((rc = shk_chan_lock(ch)) != SHK_OK)
             return rc;
-        for (unsigned s = 0; s < ch->st->nslots; s++)
+        for (unsigned s = 0; s < ch->nslots; s++)
             if (SHK_READ_ONCE(ch->st->slots[s].dead))
                 shk_chan_clean_slot(ch, s);
         shk_chan_expire(ch, 1024, &gone);
@@ -272,7 +272,7 @@ int shk_chan_stats(shk_chan_t *ch, shk_chan_stats_t *out)
     st = ch->st;
     memset(out, 0, sizeof *out);
     /* Relaxed snapshots of counters written under the lock. */
-    out->nslots = st->nslots;
+    out->nslots = ch->nslots;
     out->channels = SHK_READ_ONCE(st->channels);
     out->wildcard_channels = SHK_READ_ONCE(st->wildcard_channels);
     out->stored = SHK_READ_ONCE(st->stored);
@@ -289,18 +289,29 @@ int shk_chan_stats(shk_chan_t *ch, shk_chan_stats_t *out)
         uint64_t now = shk_chan_now(ch);
         out->oldest_age_ms = now > oldest ? now - oldest : 0;
     }
-    for (unsigned s = 0; s < st->nslots && s < SHK_CHAN_MAX_SLOTS; s++) {
-        chan_slot_t *sl = &st->slots[s];
-        shk_chan_slot_stats_t *o = &out->slot[s];
-        o->pid = SHK_READ_ONCE(sl->pid);
-        o->epoch = SHK_READ_ONCE(sl->epoch);
-        o->dead = (int)SHK_READ_ONCE(sl->dead);
-        o->subscribers = SHK_READ_ONCE(sl->subscribers);
-        o->delivered = SHK_READ_ONCE(sl->delivered);
-        o->alerts = SHK_READ_ONCE(sl->alerts);
-        o->alerts_missed = SHK_READ_ONCE(sl->alerts_missed);
-        o->stale = SHK_READ_ONCE(sl->stale);
-        out->delivered += o->delivered;
-    }
+    for (unsigned s = 0; s < ch->nslots && s < SHK_CHAN_MAX_SLOTS; s++)
+        out->delivered += SHK_READ_ONCE(st->slots[s].delivered);
+    return SHK_OK;
+}
+
+int shk_chan_slot_stats(shk_chan_t *ch, unsigned i, shk_chan_slot_stats_t *out)
+{
+    chan_slot_t *sl;
+    if (!ch || !out)
+        return shk_error(SHK_EINVAL, "NULL argument");
+    /* nslots was checked against SHK_CHAN_MAX_SLOTS when the store was opened */
+    if (i >= ch->nslots || i >= SHK_CHAN_MAX_SLOTS)
+        return shk_error(SHK_ENOENT, "channel store: no slot %u (%u slots)", i, ch->nslots);
+    sl = &ch->st->slots[i];
+    /* Relaxed snapshots of counters written under the lock or by the slot's holder. */
+    memset(out, 0, sizeof *out);
+    out->pid = SHK_READ_ONCE(sl->pid);
+    out->epoch = SHK_READ_ONCE(sl->epoch);
+    out->dead = (int)SHK_READ_ONCE(sl->dead);
+    out->subscribers = SHK_READ_ONCE(sl->subscribers);
+    out->delivered = SHK_READ_ONCE(sl->delivered);
+    out->alerts = SHK_READ_ONCE(sl->alerts);
+    out->alerts_missed = SHK_READ_ONCE(sl->alerts_missed);
+    out->stale = SHK_READ_ONCE(sl->stale);
     return SHK_OK;
 }

@@ -222,6 +222,7 @@ shk_chan_t *shk_chan_create(shk_zone_t *zone, const shk_chan_opts_t *opts)
     st->size = bytes;
     write_limits(st, &r);
     ch->st = st;
+    ch->nslots = r.nslots;
     rc = shk_zone_shmtx_create(zone, &ch->mtx, CHAN_LOCK);
     if (rc == SHK_OK) {
         /* Release: every field above is visible to whoever acquires the
@@ -278,6 +279,7 @@ shk_chan_t *shk_chan_open(shk_zone_t *zone, unsigned flags)
                           st->size, store_bytes(nslots));
     if (rc != SHK_OK)
         goto fail;
+    ch->nslots = nslots;
     if (!shk_span_ok(off, store_bytes(nslots), ch->size) || st->max_id_len == 0 ||
         st->max_id_len > SHK_CHAN_ID_MAX || st->prefix_len > SHK_CHAN_PREFIX_MAX ||
         st->events_len > st->max_id_len || st->max_message > SHK_CHAN_MESSAGE_MAX) {
@@ -308,8 +310,8 @@ int shk_chan_reconfigure(shk_chan_t *ch, const shk_chan_opts_t *opts)
         return shk_error(SHK_EINVAL, "NULL store");
     if ((rc = read_opts(opts, &r)) != SHK_OK)
         return rc;
-    if (opts && opts->slots && opts->slots != ch->st->nslots)
-        return shk_error(SHK_EINVAL, "the store has %u slots, not %u", ch->st->nslots,
+    if (opts && opts->slots && opts->slots != ch->nslots)
+        return shk_error(SHK_EINVAL, "the store has %u slots, not %u", ch->nslots,
                          opts->slots);
     if ((rc = shk_chan_lock_for(ch, SHK_CHAN_REAP_WAIT_MS)) != SHK_OK)
         return rc;

@@ -18,6 +18,7 @@
 
 #include "shk_internal.h"
 #include "shk_stat.h"
+#include "shk_chan.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -207,6 +208,12 @@ typedef struct shk_stat_slot_s {
     shk_bus_slot_stats_t s;
 } shk_stat_slot_t;
 
+/* A channel store slot with its index. */
+typedef struct shk_stat_cslot_s {
+    unsigned slot;
+    shk_chan_slot_stats_t s;
+} shk_stat_cslot_t;
+
 /* A part of a report that could not be read: which one (a lock's or a
  * slot's index) and the message. */
 typedef struct shk_stat_fault_s {
@@ -234,6 +241,10 @@ extern const shk_stat_section_t shk_stat_bus_sec SHK_HIDDEN;        /* shk_bus_s
 extern const shk_stat_section_t shk_stat_bus_fault_sec SHK_HIDDEN;  /* shk_stat_fault_t */
 extern const shk_stat_section_t shk_stat_slot_sec SHK_HIDDEN;       /* shk_stat_slot_t */
 extern const shk_stat_section_t shk_stat_slot_fault_sec SHK_HIDDEN; /* shk_stat_fault_t */
+extern const shk_stat_section_t shk_stat_chan_sec SHK_HIDDEN;       /* shk_chan_stats_t */
+extern const shk_stat_section_t shk_stat_chan_fault_sec SHK_HIDDEN; /* shk_stat_fault_t */
+extern const shk_stat_section_t shk_stat_cslot_sec SHK_HIDDEN;      /* shk_stat_cslot_t */
+extern const shk_stat_section_t shk_stat_cslot_fault_sec SHK_HIDDEN; /* shk_stat_fault_t */
 extern const shk_stat_section_t shk_stat_list_sec SHK_HIDDEN;       /* shk_stat_listed_t */
 extern const shk_stat_section_t shk_stat_list_fault_sec SHK_HIDDEN; /* shk_stat_listed_t */
 

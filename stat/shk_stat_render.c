@@ -1,10 +1,12 @@
 /*
  * shk_stat_render.c: the reports as documents: which sections a zone's
  * report is made of and how they nest (the zone, its slab pool and size
- * classes, its locks, its bus and slots), the zones list of `shmkit zones`,
+ * classes, its locks, its bus and slots, its channel store and slots), the
+ * zones list of `shmkit zones`,
  * and the walk that fills each section's record. Only the modules'
  * lock-free stats calls are used (shk_slab_stats, shk_slab_class_stats,
- * shk_zone_lock_info, shk_bus_stats, shk_bus_slot_stats), every loop is
+ * shk_zone_lock_info, shk_bus_stats, shk_bus_slot_stats, shk_chan_stats,
+ * shk_chan_slot_stats), every loop is
  * bounded by the module's own limit as well as by the count it reports, and
  * a part that cannot be read is reported with the reason, so an attached
  * zone someone else wrote gives odd figures at worst, never a crash.
@@ -115,6 +117,37 @@ static void bus_part(shk_stat_w_t *w, shk_zone_t *z)
     shk_bus_close(bus);
 }
 
+/* The channel store, when the zone holds one: totals, then every slot. */
+static void chan_part(shk_stat_w_t *w, shk_zone_t *z)
+{
+    shk_chan_stats_t st;
+    shk_chan_t *ch;
+    if (!shk_zone_root(z, "chan"))
+        return;
+    ch = shk_chan_open(z, SHK_ZONE_RDONLY);
+    if (!ch || shk_chan_stats(ch, &st) != SHK_OK) {
+        part_fault(w, shk_stat_chan_sec.key, &shk_stat_chan_fault_sec, shk_last_errmsg());
+        shk_chan_close(ch);
+        return;
+    }
+    shk_stat_json_open(w, shk_stat_chan_sec.key, '{');
+    shk_stat_section(w, &shk_stat_chan_sec, &st);
+    shk_stat_table_open(w, &shk_stat_cslot_sec);
+    /* shk_chan_slot_stats bounds i by the slot count it checked on open */
+    for (unsigned i = 0; i < st.nslots && i < SHK_CHAN_MAX_SLOTS; i++) {
+        shk_stat_cslot_t r = {.slot = i};
+        if (shk_chan_slot_stats(ch, i, &r.s) == SHK_OK) {
+            shk_stat_section(w, &shk_stat_cslot_sec, &r);
+        } else {
+            shk_stat_fault_t f = {i, shk_last_errmsg()};
+            shk_stat_section(w, &shk_stat_cslot_fault_sec, &f);
+        }
+    }
+    shk_stat_table_close(w, &shk_stat_cslot_sec);
+    shk_stat_json_close(w);
+    shk_chan_close(ch);
+}
+
 /* The parts of a zone's report after its own figures, in order. A module
  * that keeps a structure in zones (a root) adds its part here and its
  * sections to shk_stat_tables.c. */
@@ -122,6 +155,7 @@ static void (*const zone_parts[])(shk_stat_w_t *w, shk_zone_t *z) = {
     slab_part,
     locks_part,
     bus_part,
+    chan_part,
 };
 
 static void zone_report(shk_stat_w_t *w, shk_zone_t *z)

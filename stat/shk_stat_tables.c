@@ -204,6 +204,76 @@ const shk_stat_section_t shk_stat_slot_fault_sec = {
     .rec_size = sizeof(shk_stat_fault_t), .name = "bus slot (unreadable)", .style = SHK_STAT_TABLE,
     .indent = "    ", .fields = slot_fault_fields, .nfields = N_FIELDS(slot_fault_fields)};
 
+/* ---- the channel store (chan/) ------------------------------------------------------- */
+
+#define CHAN(k, m, pre_, post_)                                                                    \
+    NUMF(shk_chan_stats_t, k, m, .pre = pre_, .post = post_)
+
+static const shk_stat_field_t chan_fields[] = {
+    {.key = NULL, SHK_STAT_NUM(shk_chan_stats_t, nslots), .label = "channels", .post = " slots",
+     .why = "JSON: the length of \"slots\""},
+    CHAN("channels", channels, ", ", " channels"),
+    CHAN("wildcard_channels", wildcard_channels, " (", " wildcard)"),
+    CHAN("subscribers", subscribers, ", ", " subscribers"),
+    CHAN("stored", stored, ", ", " messages stored"),
+    CHAN("stored_bytes", stored_bytes, " (", " bytes)"),
+    CHAN("messages", messages, ", ", " in the zone"),
+    CHAN("published", published, ", ", " published"),
+    CHAN("delivered", delivered, ", ", " delivered"),
+    CHAN("reclaimed", reclaimed, ", ", " reclaimed"),
+    CHAN("expired", expired, ", ", " expired"),
+    CHAN("deleted", deleted, ", ", " channels deleted"),
+    CHAN("events_failed", events_failed, ", ", " events failed"),
+    CHAN("oldest_age_ms", oldest_age_ms, ", oldest ", " ms old"),
+};
+
+const shk_stat_section_t shk_stat_chan_sec = {
+    .rec_size = sizeof(shk_chan_stats_t), .name = "channel store", .key = "chan",
+    .style = SHK_STAT_LINES, .indent = "  ", .label_width = LABEL_W, .fields = chan_fields,
+    .nfields = N_FIELDS(chan_fields)};
+
+/* The zone's "chan" root is set but the store does not open: "chan" is null. */
+static const shk_stat_field_t chan_fault_fields[] = {
+    {.key = "chan_error", SHK_STAT_CSTRF(shk_stat_fault_t, error), .label = "channels",
+     .pre = "unreadable: "},
+};
+
+const shk_stat_section_t shk_stat_chan_fault_sec = {
+    .rec_size = sizeof(shk_stat_fault_t), .name = "channel store (unreadable)",
+    .style = SHK_STAT_LINES, .indent = "  ", .label_width = LABEL_W, .fields = chan_fault_fields,
+    .nfields = N_FIELDS(chan_fault_fields)};
+
+#define CSLOT(k, m, lbl, w) NUMF(shk_stat_cslot_t, k, m, .label = lbl, .width = w)
+
+static const shk_stat_field_t cslot_fields[] = {
+    CSLOT("slot", slot, "slot", 4),
+    CSLOT("pid", s.pid, "pid", 7),
+    CSLOT("epoch", s.epoch, "epoch", 6),
+    {.key = "dead", SHK_STAT_BOOLF(shk_stat_cslot_t, s.dead), .label = "dead", .width = -5,
+     .tnames = (const char *const[]){"no", "yes", NULL}},
+    CSLOT("subscribers", s.subscribers, "subs", 8),
+    CSLOT("delivered", s.delivered, "delivered", 10),
+    CSLOT("alerts", s.alerts, "alerts", 10),
+    CSLOT("alerts_missed", s.alerts_missed, "missed", 8),
+    CSLOT("stale", s.stale, "stale", 6),
+};
+
+const shk_stat_section_t shk_stat_cslot_sec = {
+    .rec_size = sizeof(shk_stat_cslot_t), .name = "channel store slot", .key = "slots",
+    .style = SHK_STAT_TABLE, .indent = "    ", .fields = cslot_fields,
+    .nfields = N_FIELDS(cslot_fields)};
+
+static const shk_stat_field_t cslot_fault_fields[] = {
+    {.key = "slot", SHK_STAT_NUM(shk_stat_fault_t, index), .label = "slot", .width = 4},
+    {.key = "error", SHK_STAT_CSTRF(shk_stat_fault_t, error), .label = "error",
+     .pre = "unreadable: "},
+};
+
+const shk_stat_section_t shk_stat_cslot_fault_sec = {
+    .rec_size = sizeof(shk_stat_fault_t), .name = "channel store slot (unreadable)",
+    .style = SHK_STAT_TABLE, .indent = "    ", .fields = cslot_fault_fields,
+    .nfields = N_FIELDS(cslot_fault_fields)};
+
 /* ---- the zones list (shmkit zones) ----------------------------------------------------- */
 
 #define LISTED(k, m, ...) NUMF(shk_stat_listed_t, k, m, __VA_ARGS__)
@@ -242,5 +312,7 @@ const shk_stat_section_t *const shk_stat_sections[] = {
     &shk_stat_doc_sec,       &shk_stat_zone_sec,       &shk_stat_slab_sec,
     &shk_stat_slab_fault_sec, &shk_stat_class_sec,     &shk_stat_lock_sec,
     &shk_stat_lock_fault_sec, &shk_stat_bus_sec,       &shk_stat_bus_fault_sec,
-    &shk_stat_slot_sec,      &shk_stat_slot_fault_sec, &shk_stat_list_sec,
+    &shk_stat_slot_sec,      &shk_stat_slot_fault_sec, &shk_stat_chan_sec,
+    &shk_stat_chan_fault_sec, &shk_stat_cslot_sec,     &shk_stat_cslot_fault_sec,
+    &shk_stat_list_sec,
     &shk_stat_list_fault_sec, NULL};

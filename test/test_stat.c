@@ -702,6 +702,7 @@ START_TEST(real_report_shape)
     shk_zones_t *reg = shk_zones_new(instance);
     shk_zone_t *z = shk_zone_add(reg, "one", MB, "limit_req");
     shk_zone_t *bz = shk_zone_add(reg, "bus", shk_bus_zone_size(2, 65536), "bus:1");
+    shk_zone_t *cz = shk_zone_add(reg, "chan", MB, "chan:2");
     ck_assert_int_eq(shk_zones_create(reg, NULL), SHK_OK);
     shk_bus_t *bus = shk_bus_create(bz, 2, 65536);
     ck_assert_msg(bus != NULL, "%s", shk_last_errmsg());
@@ -709,9 +710,17 @@ START_TEST(real_report_shape)
     ck_assert_int_eq(shk_zone_shmtx_create(z, &m, "counters"), SHK_OK);
     ck_assert_int_eq(shk_slab_cache(shk_zone_slab(z), 1), SHK_OK);
     ck_assert_ptr_nonnull(shk_slab_alloc(shk_zone_slab(z), 100));
-    shk_zone_t *zs[2] = {z, bz};
+    /* a channel store: 2 channels, 3 messages stored, published by a
+     * process that is not joined */
+    shk_chan_opts_t co = {.slots = 2, .store_messages = 1};
+    shk_chan_t *ch = shk_chan_create(cz, &co);
+    ck_assert_msg(ch != NULL, "%s", shk_last_errmsg());
+    ck_assert_int_eq(shk_chan_publish(ch, "a", "x", 1, NULL, NULL, NULL), SHK_OK);
+    ck_assert_int_eq(shk_chan_publish(ch, "a", "yy", 2, NULL, NULL, NULL), SHK_OK);
+    ck_assert_int_eq(shk_chan_publish(ch, "b", "zzz", 3, NULL, NULL, NULL), SHK_OK);
+    shk_zone_t *zs[3] = {z, bz, cz};
 
-    char *js = shk_stat_render(zs, 2, instance, SHK_STAT_JSON);
+    char *js = shk_stat_render(zs, 3, instance, SHK_STAT_JSON);
     ck_assert_ptr_nonnull(js);
     tj_t *j = parse_ok("render", js);
     static const char *const doc[] = {"instance", "zones", NULL};
@@ -726,7 +735,12 @@ START_TEST(real_report_shape)
     static const char *const slot[] = {"slot", "pid", "state", "generation", "depth", "high_water",
         "oldest_age_us", "queue_bytes", "sent", "received", "discarded", "rejected", "skipped",
         "stale", "doorbells_rung", "doorbells_coalesced", NULL};
-    static const char *const zone_extra[] = {"slab", "locks", "bus", NULL};
+    static const char *const chank[] = {"channels", "wildcard_channels", "subscribers", "stored",
+        "stored_bytes", "messages", "published", "delivered", "reclaimed", "expired", "deleted",
+        "events_failed", "oldest_age_ms", "slots", NULL};
+    static const char *const cslot[] = {"slot", "pid", "epoch", "dead", "subscribers",
+        "delivered", "alerts", "alerts_missed", "stale", NULL};
+    static const char *const zone_extra[] = {"slab", "locks", "bus", "chan", NULL};
     static const char *const slab_extra[] = {"classes", NULL};
     static const char *const bus_extra[] = {"slots", NULL};
     static const char *const doc_extra[] = {"zones", NULL};
@@ -754,15 +768,28 @@ START_TEST(real_report_shape)
     keys_in_order("slot", tj_get(j, "zones.1.bus.slots.1"), slot);
     keys_from_table("slot", tj_get(j, "zones.1.bus.slots.1"), &shk_stat_slot_sec, none);
     ck_assert_ptr_null(tj_get(j, "zones.1.bus.slots.2"));
+    ck_assert_ptr_null(tj_get(j, "zones.0.chan"));
+    ck_assert_ptr_null(tj_get(j, "zones.1.chan"));
+    keys_in_order("chan", tj_get(j, "zones.2.chan"), chank);
+    keys_from_table("chan", tj_get(j, "zones.2.chan"), &shk_stat_chan_sec, bus_extra);
+    keys_in_order("chan slot", tj_get(j, "zones.2.chan.slots.1"), cslot);
+    keys_from_table("chan slot", tj_get(j, "zones.2.chan.slots.1"), &shk_stat_cslot_sec, none);
+    ck_assert_ptr_null(tj_get(j, "zones.2.chan.slots.2"));
+    ck_assert(tj_get(j, "zones.2.chan.channels")->num == 2);
+    ck_assert(tj_get(j, "zones.2.chan.stored")->num == 3);
+    ck_assert(tj_get(j, "zones.2.chan.stored_bytes")->num == 6);
+    ck_assert(tj_get(j, "zones.2.chan.published")->num == 3);
+    ck_assert(tj_get(j, "zones.2.chan.subscribers")->num == 0);
     tj_free(j);
     free(js);
 
-    char *txt = shk_stat_render(zs, 2, instance, 0);
+    char *txt = shk_stat_render(zs, 3, instance, 0);
     ck_assert_ptr_nonnull(txt);
     const shk_stat_section_t *shown[] = {&shk_stat_doc_sec,  &shk_stat_zone_sec,
                                           &shk_stat_slab_sec, &shk_stat_class_sec,
                                           &shk_stat_lock_sec, &shk_stat_bus_sec,
-                                          &shk_stat_slot_sec};
+                                          &shk_stat_slot_sec, &shk_stat_chan_sec,
+                                          &shk_stat_cslot_sec};
     for (size_t s = 0; s < sizeof shown / sizeof shown[0]; s++)
         for (unsigned i = 0; i < shown[s]->nfields; i++) {
             const shk_stat_field_t *f = &shown[s]->fields[i];
@@ -773,7 +800,10 @@ START_TEST(real_report_shape)
         }
     ck_assert_msg(strstr(txt, "  caches       1 process caches, "), "%s", txt);
     ck_assert_msg(strstr(txt, "\n  locks\n"), "%s", txt);
+    ck_assert_msg(strstr(txt, "2 slots, 2 channels (0 wildcard), 0 subscribers, 3 messages stored"),
+                  "%s", txt);
     free(txt);
+    shk_chan_close(ch);
     shk_shmtx_destroy(&m);
     shk_bus_close(bus);
     shk_zones_free(reg);
