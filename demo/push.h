@@ -120,11 +120,13 @@ typedef struct push_view_s {
     uint64_t time_ms;         /* 0 for a ping: now */
     uint32_t tag;
     const char *event_id, *event_type; /* "" if none */
+    const char *position;     /* the subscriber's position after it (ours); NULL: "" */
 } push_view_t;
 
 /* Append `tmpl` (NULL: "~text~") with push-stream's tokens replaced:
  * ~id~ ~text~ ~size~ ~channel~ ~time~ (an HTTP date) ~tag~ ~event-id~
- * ~event-type~. Other text is copied as it is. */
+ * ~event-type~, and ours, ~position~ (what the subscriber sends back to
+ * resume after this message). Other text is copied as it is. */
 void push_tmpl_render(push_buf_t *b, const char *tmpl, const push_view_t *v);
 
 /* An HTTP date ("Tue, 01 Dec 2026 09:44:21 GMT") of `sec` into out[32]. */

@@ -123,20 +123,21 @@ static int emit(psub_t *p, const push_buf_t *b)
 }
 
 /* The message as this subscriber's mode frames it, into b. */
-static void render(psub_t *p, const push_view_t *v, push_buf_t *b)
+static void render(psub_t *p, const push_view_t *v0, push_buf_t *b)
 {
+    char pos[PUSH_POS_MAX];
+    push_view_t v = *v0;
+    push_pos_format(p->pos, p->n, pos, sizeof pos);
+    v.position = pos;
     if (p->mode == PUSH_EVENTSOURCE) {
         push_buf_t t = {0};
-        char pos[PUSH_POS_MAX];
-        push_tmpl_render(&t, p->pl->message, v);
-        push_pos_format(p->pos, p->n, pos, sizeof pos);
-        render_eventsource(b, v->event_id && *v->event_id ? v->event_id : pos, v->event_type,
-                           &t);
+        push_tmpl_render(&t, p->pl->message, &v);
+        render_eventsource(b, v.event_id && *v.event_id ? v.event_id : pos, v.event_type, &t);
         b->failed |= t.failed;
         push_buf_free(&t);
         return;
     }
-    push_tmpl_render(b, p->pl->message, v);
+    push_tmpl_render(b, p->pl->message, &v);
 }
 
 /* ---- ending ------------------------------------------------------------------------------ */
@@ -190,7 +191,7 @@ static void on_deleted(psub_t *p, int i)
 {
     const push_main_t *pm = p->ps->pm;
     const char *text = pm->deleted_text ? pm->deleted_text : PUSH_DEFAULT_DELETED_TEXT;
-    push_view_t v = {PUSH_DELETED_ID, text, strlen(text), p->ch[i].id, 0, 0, "", ""};
+    push_view_t v = {PUSH_DELETED_ID, text, strlen(text), p->ch[i].id, 0, 0, "", "", NULL};
     push_buf_t b = {0};
     p->gone[i] = 1;
     p->live--;
@@ -227,8 +228,8 @@ static void on_msg(shk_chan_sub_t *sub, const shk_chan_msg_t *msg, void *ctx)
     p->pos[i] = msg->id;
     if (msg->id.time_ms > p->last_ms)
         p->last_ms = msg->id.time_ms;
-    push_view_t v = {(long long)msg->seq, msg->data, msg->len,  msg->channel,
-                     msg->id.time_ms,     msg->id.tag, msg->event_id, msg->event_type};
+    push_view_t v = {(long long)msg->seq, msg->data,     msg->len,        msg->channel,
+                     msg->id.time_ms,     msg->id.tag,   msg->event_id, msg->event_type, NULL};
     push_buf_t b = {0};
     render(p, &v, &b);
     int rc = emit(p, &b);
@@ -338,7 +339,7 @@ static void on_ping(evutil_socket_t fd, short what, void *arg)
         push_buf_str(&b, ": \n");
     } else {
         const char *t = p->ps->pm->ping_text ? p->ps->pm->ping_text : "";
-        push_view_t v = {PUSH_PING_ID, t, strlen(t), "", 0, 0, "", ""};
+        push_view_t v = {PUSH_PING_ID, t, strlen(t), "", 0, 0, "", "", NULL};
         push_tmpl_render(&b, p->pl->message, &v);
     }
     p->busy++;

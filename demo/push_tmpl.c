@@ -1,7 +1,8 @@
 /*
  * push_tmpl.c: the growable text buffer the push-stream handlers build
  * their answers in, the JSON string writer, push-stream's message templates
- * (~id~ ~text~ ~size~ ~channel~ ~time~ ~tag~ ~event-id~ ~event-type~) and
+ * (~id~ ~text~ ~size~ ~channel~ ~time~ ~tag~ ~event-id~ ~event-type~, and
+ * our ~position~) and
  * HTTP dates (Last-Modified, If-Modified-Since, ~time~). No libevent.
  */
 #include "push.h"
@@ -128,6 +129,7 @@ static const struct {
 } tokens[] = {
     {"~id~", 4, 0},       {"~text~", 6, 1}, {"~size~", 6, 2},      {"~channel~", 9, 3},
     {"~time~", 6, 4},     {"~tag~", 5, 5},  {"~event-id~", 10, 6}, {"~event-type~", 12, 7},
+    {"~position~", 10, 8},
 };
 
 void push_tmpl_render(push_buf_t *b, const char *tmpl, const push_view_t *v)
@@ -162,7 +164,8 @@ void push_tmpl_render(push_buf_t *b, const char *tmpl, const push_view_t *v)
             break;
         case 5: push_buf_printf(b, "%u", v->tag); break;
         case 6: push_buf_str(b, v->event_id ? v->event_id : ""); break;
-        default: push_buf_str(b, v->event_type ? v->event_type : ""); break;
+        case 7: push_buf_str(b, v->event_type ? v->event_type : ""); break;
+        default: push_buf_str(b, v->position ? v->position : ""); break;
         }
         p = t + tokens[i].len;
     }
