@@ -340,7 +340,7 @@ static int d_count(shk_conf_t *cf, int argc, char **argv, void *data)
 
 /* ---- the table ------------------------------------------------------------------------------ */
 
-#define NDIRS 40
+#define NDIRS 48
 static shk_conf_directive_t dirs[NDIRS];
 
 const shk_conf_directive_t *push_conf_directives(unsigned loc, unsigned outer)
@@ -385,6 +385,10 @@ const shk_conf_directive_t *push_conf_directives(unsigned loc, unsigned outer)
         {"push_stream_longpolling_connection_ttl", any, T1, d_time, 0, OFF(lp_ttl_ms)},
         {"eventsource_retry", any, T1, d_time, 0, OFF(retry_ms)},
         {"push_stream_wildcard_channel_max_qtd", any, T1, d_count, 0, OFF(wildcard_max)},
+        /* the names of push-stream's older releases */
+        {"push_stream_broadcast_channel_prefix", outer, T1, d_main, 0, (void *)M_PREFIX},
+        {"push_stream_broadcast_channel_max_qtd", any, T1, d_count, 0, OFF(wildcard_max)},
+        {"push_stream_channel_id", any, T1, d_text, 0, (void *)V_PATH},
         {NULL, 0, 0, NULL, 0, NULL},
     };
     _Static_assert(sizeof t / sizeof t[0] <= NDIRS, "room for the table");

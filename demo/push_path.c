@@ -170,7 +170,7 @@ static int var_at(const char *v, size_t *len, size_t *nstart, size_t *nlen)
     }
     if (strncmp(v, "arg_", 4) == 0) {
         size_t k = 4;
-        while (isalnum((unsigned char)v[k]) || v[k] == '_' || v[k] == '-')
+        while (isalnum((unsigned char)v[k]) || v[k] == '_')
             k++;
         *nstart = 4;
         *nlen = k - 4;
