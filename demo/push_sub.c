@@ -610,10 +610,6 @@ void push_sub_handle(push_srv_t *ps, http_req_t *req, const push_loc_t *pl,
         fail(p, req, 500, "No channel store (push_stream_shared_memory_size).");
         goto out;
     }
-    if (ps->draining) {
-        fail(p, req, 503, "The worker is stopping: try again.");
-        goto out;
-    }
     if ((st = check_channels(p, &why)) != 0) {
         fail(p, req, st, why);
         goto out;
@@ -654,15 +650,20 @@ void push_sub_handle(push_srv_t *ps, http_req_t *req, const push_loc_t *pl,
     if (p->mode == PUSH_LONGPOLLING) {
         http_req_cbs_t cbs = {on_req_close, on_req_drain, NULL};
         http_req_watch(req, &cbs, p);
-        if (arm(p, &p->ttl_ev, pl->lp_ttl_ms, 0, on_ttl) != SHK_OK)
+        /* a worker that stops answers at once (304): the client asks again,
+         * on a new connection, to a worker that stays */
+        if (ps->draining || arm(p, &p->ttl_ev, pl->lp_ttl_ms, 0, on_ttl) != SHK_OK)
             poll_reply(p);
         goto out;
     }
     p->busy++;
     rc = start_response(p, req);
-    if (rc == SHK_OK && p->live == 0) {
+    if (rc == SHK_OK && (p->live == 0 || ps->draining)) {
         p->busy--;
-        p_end(p, 1000); /* every channel was deleted in the backlog */
+        /* every channel was deleted in the backlog, or the worker stops (the
+         * request was read after its drain began): ended as the drain ends
+         * the others, after the backlog, so the client resumes elsewhere */
+        p_end(p, p->live == 0 ? 1000 : 1001);
         goto out;
     }
     if (rc == SHK_OK && (arm(p, &p->ping_ev, pl->ping_ms, 1, on_ping) != SHK_OK ||

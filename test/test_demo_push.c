@@ -827,16 +827,19 @@ START_TEST(node_clients_across_reload)
     char script[PATH_MAX + 64], base[64], acc[8192] = "";
     size_t n = 0;
     int fd;
-    start_server(2, "push_stream_shared_memory_size 4m;", SUB_LOCATIONS);
+    start_server(2, "push_stream_shared_memory_size 4m;",
+                 SUB_LOCATIONS "location /wsp { push_stream_subscriber websocket; "
+                               "push_stream_ping_message_interval 100ms; }\n");
     snprintf(script, sizeof script, "%s/test/node/push_clients.js", repo);
     snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
-    char *argv[] = {"node", script, base, "nc", "60", "es", "ws", "lp", NULL};
+    char *argv[] = {"node", script, base, "nc", "60", "es", "ws", "lp", "wp", NULL};
     pid_t node = spawn(argv, &fd);
     await_subs("nc", 3);
     publish_with_reload("nc", 60, 25);
     int ok = child_until(fd, acc, &n, sizeof acc, "done es", ms_bound(30000)) &&
              child_until(fd, acc, &n, sizeof acc, "done ws", ms_bound(30000)) &&
-             child_until(fd, acc, &n, sizeof acc, "done lp", ms_bound(30000));
+             child_until(fd, acc, &n, sizeof acc, "done lp", ms_bound(30000)) &&
+             child_until(fd, acc, &n, sizeof acc, "done wp", ms_bound(30000)); /* ping frames */
     if (!ok)
         kill(node, SIGKILL);
     ck_assert_msg(wait_status(node) == 0 && ok, "node: %s", acc);

@@ -3,6 +3,7 @@
 //   es  the npm "eventsource" client on BASE/ev/CH: reconnects by itself with Last-Event-ID
 //   ws  the npm "ws" client on BASE/ws/CH: its frames carry ~position~, it reconnects with ?tag=
 //   lp  long-polling with fetch on BASE/lp/CH: sends the last Etag back as If-None-Match
+//   wp  the "ws" client on BASE/wsp/CHp (a location with ping frames): done after 2 pings
 //   node push_clients.js BASE CHANNEL N MODE...
 // The messages are "m1" .. "mN". Each client checks that it gets every one once and in order.
 // Prints "open MODE" at its first connection, "reconnect MODE" at later ones, "done MODE R" (R
@@ -100,9 +101,32 @@ async function longpoll() {
   }
 }
 
+function pings() {
+  let n = 0, opens = 0;
+  const connect = () => {
+    const ws = new WebSocket(base.replace(/^http/, 'ws') + '/wsp/' + channel + 'p', { perMessageDeflate: false });
+    ws.on('open', () => console.log((opens++ ? 'reconnect' : 'open') + ' wp'));
+    ws.on('ping', () => {
+      if (++n !== 2) return;
+      console.log('done wp 2');
+      ws.close();
+      if (--left === 0) {
+        clearTimeout(timer);
+        process.exit(0);
+      }
+    });
+    ws.on('error', () => {});
+    ws.on('close', () => {
+      if (n < 2) setTimeout(connect, 50); // a reload closed it
+    });
+  };
+  connect();
+}
+
 for (const m of modes) {
   if (m === 'es') eventsource();
   else if (m === 'ws') websocket();
   else if (m === 'lp') longpoll().catch((e) => fail('lp: ' + e.message));
+  else if (m === 'wp') pings();
   else fail('unknown mode ' + m);
 }
