@@ -34,7 +34,6 @@ typedef struct psub_s {
     shk_chan_sub_t *sub;
     int mode;
     unsigned n, live;    /* channels asked for, not deleted yet */
-    push_chan_t ch[PUSH_MAX_CHANNELS];
     shk_chan_msgid_t pos[PUSH_MAX_CHANNELS];
     unsigned char gone[PUSH_MAX_CHANNELS];
     const char *want_event; /* resuming after a publisher's Event-Id */
@@ -45,6 +44,7 @@ typedef struct psub_s {
     uint64_t last_ms;       /* the newest message's time (Last-Modified) */
     int busy, freeme, done, started;
     struct event *ping_ev, *ttl_ev, *reply_ev;
+    push_chan_t ch[];       /* n of them */
 } psub_t;
 
 /* ---- life --------------------------------------------------------------------------- */
@@ -575,22 +575,15 @@ void push_sub_handle(push_srv_t *ps, http_req_t *req, const push_loc_t *pl,
         http_reply(req, 405, allow, "Method Not Allowed\n", 19);
         return;
     }
-    if (!(p = calloc(1, sizeof *p))) {
-        http_reply_text(req, 500, "Out of memory.\n");
-        return;
-    }
-    p->ps = ps;
-    p->pl = pl;
-    p->mode = pl->mode;
     const char *hm = http_req_header(req, "X-Nginx-PushStream-Mode");
+    int mode = pl->mode;
     if (hm && pl->mode != PUSH_WEBSOCKET) {
-        int mode = push_mode_parse(hm);
+        mode = push_mode_parse(hm);
         if (mode != PUSH_POLLING && mode != PUSH_LONGPOLLING && mode != pl->mode) {
-            fail(p, req, 400, "Unknown push stream mode (X-Nginx-PushStream-Mode: polling or "
-                              "long-polling).");
+            push_reply_text(req, pl, 400, "Unknown push stream mode (X-Nginx-PushStream-Mode: "
+                                          "polling or long-polling).");
             return;
         }
-        p->mode = mode;
     }
     if (pl->path)
         push_value_eval(&path, pl->path, m->path, m->caps, req_arg, req);
@@ -598,13 +591,24 @@ void push_sub_handle(push_srv_t *ps, http_req_t *req, const push_loc_t *pl,
         push_buf_str(&path, m->rest);
     size_t max_id = ps->pm->opts.max_id_len ? ps->pm->opts.max_id_len : SHK_CHAN_ID_MAX;
     if (path.failed) {
-        fail(p, req, 500, "Out of memory.");
+        push_reply_text(req, pl, 500, "Out of memory.");
         goto out;
     }
-    if (push_parse_channels(path.p, max_id, p->ch, PUSH_MAX_CHANNELS, &p->n) != SHK_OK) {
-        fail(p, req, 400, shk_last_errmsg());
+    push_chan_t chans[PUSH_MAX_CHANNELS];
+    unsigned nch;
+    if (push_parse_channels(path.p, max_id, chans, PUSH_MAX_CHANNELS, &nch) != SHK_OK) {
+        push_reply_text(req, pl, 400, shk_last_errmsg());
         goto out;
     }
+    if (!(p = calloc(1, sizeof *p + nch * sizeof chans[0]))) {
+        push_reply_text(req, pl, 500, "Out of memory.");
+        goto out;
+    }
+    p->ps = ps;
+    p->pl = pl;
+    p->mode = mode;
+    p->n = nch;
+    memcpy(p->ch, chans, nch * sizeof chans[0]);
     p->live = p->n;
     if (!ps->ch) {
         fail(p, req, 500, "No channel store (push_stream_shared_memory_size).");
