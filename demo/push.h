@@ -188,7 +188,6 @@ typedef struct push_srv_s {
     int draining;               /* the worker stops: new subscribers are refused */
     struct event *stats_ev;     /* the stats channel's timer (slot 0) */
     uint64_t stats_pub, stats_deliv, stats_at; /* the last sample */
-    uint64_t started_ms;        /* this worker's start, wall clock */
 } push_srv_t;
 
 /* A request that matched a push location: the path and the regex's

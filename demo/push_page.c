@@ -107,7 +107,6 @@ static void stats_tick(evutil_socket_t fd, short what, void *arg)
 
 int push_srv_start(push_srv_t *ps)
 {
-    ps->started_ms = wall_ms();
     if (!ps->ch || !ps->pm->stats_channel[0] || shk_worker_slot(ps->w) != 0)
         return SHK_OK;
     struct timeval tv = {ps->pm->stats_ms / 1000, (ps->pm->stats_ms % 1000) * 1000};
