@@ -105,13 +105,18 @@ TOOL_BIN    := $(if $(TOOL_SRCS),$(B)/shmkit)
 # command checks the library's directives only, the demo checks its own
 # with shmkit-demo -t.
 DEMO_MAIN   := demo/demo.c
+# The server's own files beside demo.c: push-stream's handlers, on the HTTP
+# layer (libevent); the rest of demo/push_*.c (directives, templates, paths)
+# goes into libdemo.a with the limiter.
+DEMO_SRV_SRCS := $(DEMO_MAIN) $(wildcard demo/push_pub.c demo/push_sub.c demo/push_stats.c \
+                 demo/push_page.c)
 # The demo's HTTP/1.1 and WebSocket layer (demo/http*.c, docs/http.md) on
 # libevent, with Debian's http_parser, wslay and nettle: its own archive,
 # linked by what uses it (test_demo_http; the demo server).
 HTTP_SRCS   := $(wildcard demo/http*.c)
 HTTP_LIB    := $(if $(HTTP_SRCS),$(B)/libdemohttp.a)
 HTTP_LIBS    = $(EVENT_LIBS) -lhttp_parser -lwslay -lnettle
-DEMO_LIB_SRCS := $(filter-out $(DEMO_MAIN) $(HTTP_SRCS),$(wildcard demo/*.c))
+DEMO_LIB_SRCS := $(filter-out $(DEMO_SRV_SRCS) $(HTTP_SRCS),$(wildcard demo/*.c))
 DEMO_LIB    := $(if $(DEMO_LIB_SRCS),$(B)/libdemo.a)
 HAVE_EVENT  := $(shell pkg-config --exists libevent 2>/dev/null && echo yes)
 DEMO_BIN    := $(if $(and $(wildcard $(DEMO_MAIN)),$(HAVE_EVENT)),$(B)/shmkit-demo)
@@ -187,12 +192,13 @@ $(B)/test/test_demo_http: $(B)/obj/test/test_demo_http.o $(TEST_UTIL) $(HTTP_LIB
 	$(CC) -o $@ $< $(TEST_UTIL) $(HTTP_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) $(HTTP_LIBS) \
 	    $(CHECK_LIBS) -lrt -lm
 
-$(B)/obj/demo/demo.o: demo/demo.c
+$(patsubst %.c,$(B)/obj/%.o,$(DEMO_SRV_SRCS)): $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(DEMO_INC) $(EVENT_CFLAGS) -MMD -MP -c $< -o $@
 
-$(B)/shmkit-demo: $(B)/obj/demo/demo.o $(HTTP_LIB) $(DEMO_LIB) $(STATIC_LIB)
-	$(CC) -o $@ $< $(HTTP_LIB) $(DEMO_LIB) $(STATIC_LIB) $(ALL_LDFLAGS) $(HTTP_LIBS) -lrt -lm
+$(B)/shmkit-demo: $(patsubst %.c,$(B)/obj/%.o,$(DEMO_SRV_SRCS)) $(HTTP_LIB) $(DEMO_LIB) $(STATIC_LIB)
+	$(CC) -o $@ $(patsubst %.c,$(B)/obj/%.o,$(DEMO_SRV_SRCS)) $(HTTP_LIB) $(DEMO_LIB) $(STATIC_LIB) \
+	    $(ALL_LDFLAGS) $(HTTP_LIBS) -lrt -lm
 
 $(B)/bench/%: $(B)/obj/bench/%.o $(BENCH_UTIL) $(STATIC_LIB)
 	@mkdir -p $(dir $@)

@@ -5,12 +5,16 @@
  * /send/<pid>/<data> sends alert "hello" to one worker, GET
  * /broadcast/<data> to all; every worker logs the hello and replies;
  * /workers and /status report; locations with limit_req share their leaky
- * buckets through a zone. A graceful stop drains: requests in flight finish.
+ * buckets through a zone; locations with push_stream_* directives serve
+ * nginx-push-stream's interface on the channel store (push.h,
+ * docs/pushstream.md), whose tick runs on a timer here. A graceful stop
+ * drains: requests in flight finish, subscribers are ended.
  */
 #include "shmkit.h"
 
 #include "demo_conf.h"
 #include "http.h"
+#include "push.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -29,7 +33,9 @@ typedef struct worker_ctx_s {
     struct event_base *base;
     http_server_t *http;
     struct event *bus_ev;
+    struct event *tick_ev; /* the channel store's tick */
     demo_conf_t *conf;
+    push_srv_t push;
     int stopping;
 } worker_ctx_t;
 
@@ -101,7 +107,15 @@ static void bus_readable(evutil_socket_t fd, short what, void *arg)
     worker_ctx_t *c = arg;
     (void)fd;
     (void)what;
-    shk_bus_dispatch(c->bus, 256);
+    shk_bus_dispatch(c->bus, SHK_BUS_BUDGET);
+}
+
+static void chan_tick(evutil_socket_t fd, short what, void *arg)
+{
+    worker_ctx_t *c = arg;
+    (void)fd;
+    (void)what;
+    shk_chan_tick(c->push.ch);
 }
 
 /* ---- HTTP ------------------------------------------------------------------- */
@@ -278,15 +292,27 @@ static void on_request(http_req_t *req, void *arg)
     const char *m = http_req_method(req);
     const char *path;
     const demo_location_t *loc;
+    push_match_t pm;
+    int get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
     (void)arg;
 
-    if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
-        static const char *const allow[] = {"Allow", "GET, HEAD", NULL};
-        http_reply(req, 405, allow, "405 Method Not Allowed\n", 23);
-        return;
-    }
     if (!(path = http_req_path(req))) {
         reply_text(req, 400, "bad URI");
+        return;
+    }
+    loc = demo_location_match(wctx.conf, path, pm.caps);
+    if (loc && loc->push.kind != PUSH_NONE && strncmp(path, "/send/", 6) &&
+        strncmp(path, "/broadcast/", 11) && strcmp(path, "/workers") && strcmp(path, "/status")) {
+        pm.path = path;
+        pm.rest = loc->match == DEMO_MATCH_PREFIX || loc->match == DEMO_MATCH_NOREGEX
+                      ? path + strlen(loc->path)
+                      : "";
+        push_handle(&wctx.push, req, &loc->push, &pm);
+        return;
+    }
+    if (!get) {
+        static const char *const allow[] = {"Allow", "GET, HEAD", NULL};
+        http_reply(req, 405, allow, "405 Method Not Allowed\n", 23);
         return;
     }
     if (strncmp(path, "/send/", 6) == 0)
@@ -297,7 +323,7 @@ static void on_request(http_req_t *req, void *arg)
         handle_workers(req);
     else if (strcmp(path, "/status") == 0)
         handle_status(req);
-    else if ((loc = demo_location_find(wctx.conf, path)))
+    else if (loc)
         handle_limited(req, loc);
     else
         reply_text(req, 404, "not found");
@@ -322,6 +348,7 @@ static void on_stop(shk_worker_t *w, int fast, void *ctx)
     worker_ctx_t *c = ctx;
     (void)w;
     c->stopping = 1;
+    c->push.draining = 1;
     if (fast) {
         event_base_loopbreak(c->base);
         return;
@@ -344,9 +371,16 @@ static int demo_worker(shk_worker_t *w, void *appctx)
         return 1;
     }
     wctx.base = event_base_new();
-    wctx.http = wctx.base ? http_server_new(wctx.base, NULL, on_request, NULL) : NULL;
+    http_limits_t lim = {.max_body = demo_push_main(wctx.conf)->max_body};
+    wctx.http = wctx.base ? http_server_new(wctx.base, &lim, on_request, NULL) : NULL;
     if (!wctx.http)
         return 1;
+    wctx.push = (push_srv_t){.w = w, .ch = shk_worker_chan(w), .base = wctx.base,
+                             .pm = demo_push_main(wctx.conf)};
+    if (push_srv_start(&wctx.push) != SHK_OK) {
+        shk_log(SHK_LOG_ERR, "push-stream start failed: %s", shk_last_errmsg());
+        return 1;
+    }
     http_server_set_log(wctx.http, http_log, NULL);
     for (unsigned i = 0; i < shk_worker_nlisteners(w); i++)
         if (http_server_listen(wctx.http, shk_worker_listener(w, i)) != SHK_OK) {
@@ -360,12 +394,23 @@ static int demo_worker(shk_worker_t *w, void *appctx)
                             &wctx);
     if (!wctx.bus_ev || event_add(wctx.bus_ev, NULL) != 0)
         return 1;
+    if (wctx.push.ch) {
+        struct timeval tv = {0, SHK_CHAN_TICK_MS * 1000};
+        wctx.tick_ev = event_new(wctx.base, -1, EV_PERSIST, chan_tick, &wctx);
+        if (!wctx.tick_ev || event_add(wctx.tick_ev, &tv) != 0)
+            return 1;
+    }
     /* Alerts may have arrived before the loop watched the doorbell. */
-    shk_bus_dispatch(wctx.bus, 256);
+    shk_bus_dispatch(wctx.bus, SHK_BUS_BUDGET);
     if (!shk_worker_quitting())
         event_base_dispatch(wctx.base);
-    event_free(wctx.bus_ev);
+    /* the subscribers go with the server, before the store's timers */
     http_server_free(wctx.http);
+    wctx.http = NULL;
+    push_srv_stop(&wctx.push);
+    if (wctx.tick_ev)
+        event_free(wctx.tick_ev);
+    event_free(wctx.bus_ev);
     event_base_free(wctx.base);
     return 0;
 }

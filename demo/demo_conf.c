@@ -1,6 +1,7 @@
 /*
- * demo_conf.c: the demo's directives (limit_req_zone, location, limit_req)
- * and the request limiter: nginx's leaky bucket (excess in thousandths of a
+ * demo_conf.c: the demo's directives (http and server blocks, location with
+ * nginx's match modifiers, limit_req_zone, limit_req; push-stream's come
+ * from push_conf.c), nginx's choice of a location, and the request limiter: nginx's leaky bucket (excess in thousandths of a
  * request, drained at `rate` per second, compared with `burst`), with one
  * node per client address in the library's red-black tree (shk_rbtree,
  * keyed by a hash of the address) and in an LRU list, both made of slab
@@ -18,6 +19,9 @@
 #include <string.h>
 
 #define CTX_LOCATION (SHK_CONF_USER << 0)
+#define CTX_HTTP (SHK_CONF_USER << 1)
+#define CTX_SERVER (SHK_CONF_USER << 2)
+#define CTX_OUTER (SHK_CONF_MAIN | CTX_HTTP | CTX_SERVER)
 #define KEY_MAX 16
 
 struct demo_limit_zone_s {
@@ -33,6 +37,10 @@ struct demo_conf_s {
     unsigned nlocs;
     demo_location_t *cur;
     char files[DEMO_MAX_LOCATIONS][256];
+    regex_t re[DEMO_MAX_LOCATIONS]; /* of the DEMO_MATCH_REGEX locations */
+    int nhttp, nserver;
+    push_main_t pm;
+    push_loc_t pdef; /* push-stream settings given outside locations */
 };
 
 /* ---- shared state --------------------------------------------------------------- */
@@ -417,23 +425,70 @@ static int d_limit_req_zone(shk_conf_t *cf, int argc, char **argv, void *data)
 static int d_location(shk_conf_t *cf, int argc, char **argv, void *data)
 {
     demo_conf_t *dc = conf_of(cf);
-    (void)argc;
+    const char *path = argv[argc - 1];
+    int match = DEMO_MATCH_PREFIX, icase = 0;
     (void)data;
-    if (argv[1][0] != '/')
-        return shk_conf_error(cf, "location \"%s\" must start with \"/\"", argv[1]);
-    if (strlen(argv[1]) >= sizeof dc->locs[0].path)
-        return shk_conf_error(cf, "location \"%s\" is too long", argv[1]);
+    if (argc == 3) {
+        if (strcmp(argv[1], "=") == 0)
+            match = DEMO_MATCH_EXACT;
+        else if (strcmp(argv[1], "^~") == 0)
+            match = DEMO_MATCH_NOREGEX;
+        else if (strcmp(argv[1], "~") == 0 || strcmp(argv[1], "~*") == 0)
+            match = DEMO_MATCH_REGEX, icase = argv[1][1] == '*';
+        else
+            return shk_conf_error(cf, "invalid location modifier \"%s\" (=, ^~, ~ or ~*)",
+                                  argv[1]);
+    }
+    if (match != DEMO_MATCH_REGEX && path[0] != '/')
+        return shk_conf_error(cf, "location \"%s\" must start with \"/\"", path);
+    if (strlen(path) >= sizeof dc->locs[0].path)
+        return shk_conf_error(cf, "location \"%s\" is too long", path);
     for (unsigned i = 0; i < dc->nlocs; i++)
-        if (strcmp(dc->locs[i].path, argv[1]) == 0)
-            return shk_conf_error(cf, "duplicate location \"%s\"", argv[1]);
+        if (strcmp(dc->locs[i].path, path) == 0 &&
+            (dc->locs[i].match == DEMO_MATCH_EXACT) == (match == DEMO_MATCH_EXACT))
+            return shk_conf_error(cf, "duplicate location \"%s\"", path);
     if (dc->nlocs == DEMO_MAX_LOCATIONS)
         return shk_conf_error(cf, "too many locations (at most %d)", DEMO_MAX_LOCATIONS);
     demo_location_t *l = &dc->locs[dc->nlocs];
     memset(l, 0, sizeof *l);
-    strcpy(l->path, argv[1]);
+    push_loc_init(&l->push);
+    if (match == DEMO_MATCH_REGEX) {
+        int rc = regcomp(&dc->re[dc->nlocs], path, REG_EXTENDED | (icase ? REG_ICASE : 0));
+        if (rc != 0) {
+            char msg[256];
+            regerror(rc, &dc->re[dc->nlocs], msg, sizeof msg);
+            regfree(&dc->re[dc->nlocs]);
+            return shk_conf_error(cf, "invalid regular expression \"%s\": %s", path, msg);
+        }
+    }
+    strcpy(l->path, path);
+    l->match = match;
     l->delay = 0;
     dc->cur = l;
     dc->nlocs++;
+    return SHK_OK;
+}
+
+/* http { } and server { }: nginx's blocks, so its files port as they are;
+ * the demo has one server, and a block only groups directives. */
+static int d_block(shk_conf_t *cf, int argc, char **argv, void *data)
+{
+    demo_conf_t *dc = conf_of(cf);
+    int *n = argv[0][0] == 'h' ? &dc->nhttp : &dc->nserver;
+    (void)argc;
+    (void)data;
+    if (++*n > 1)
+        return shk_conf_error(cf, "the demo serves one \"%s\" block", argv[0]);
+    return SHK_OK;
+}
+
+/* server_name: one server answers every name. */
+static int d_ignored(shk_conf_t *cf, int argc, char **argv, void *data)
+{
+    (void)cf;
+    (void)argc;
+    (void)argv;
+    (void)data;
     return SHK_OK;
 }
 
@@ -489,17 +544,41 @@ static int d_limit_req(shk_conf_t *cf, int argc, char **argv, void *data)
 }
 
 static const shk_conf_directive_t demo_directives[] = {
-    {"limit_req_zone", SHK_CONF_MAIN, SHK_CONF_TAKE3, d_limit_req_zone, 0, NULL},
-    {"location", SHK_CONF_MAIN, SHK_CONF_TAKE1 | SHK_CONF_BLOCK, d_location, CTX_LOCATION, NULL},
+    {"http", SHK_CONF_MAIN, SHK_CONF_NOARGS | SHK_CONF_BLOCK, d_block, CTX_HTTP, NULL},
+    {"server", SHK_CONF_MAIN | CTX_HTTP, SHK_CONF_NOARGS | SHK_CONF_BLOCK, d_block, CTX_SERVER,
+     NULL},
+    {"server_name", CTX_SERVER, SHK_CONF_1MORE, d_ignored, 0, NULL},
+    {"limit_req_zone", SHK_CONF_MAIN | CTX_HTTP, SHK_CONF_TAKE3, d_limit_req_zone, 0, NULL},
+    {"location", CTX_OUTER, SHK_CONF_TAKE1 | SHK_CONF_TAKE2 | SHK_CONF_BLOCK, d_location,
+     CTX_LOCATION, NULL},
     {"limit_req", CTX_LOCATION, SHK_CONF_1MORE, d_limit_req, 0, NULL},
     {NULL, 0, 0, NULL, 0, NULL},
 };
 
+push_main_t *demo_push_main_of(shk_conf_t *cf)
+{
+    return &conf_of(cf)->pm;
+}
+
+push_loc_t *demo_push_loc_of(shk_conf_t *cf)
+{
+    demo_conf_t *dc = conf_of(cf);
+    return shk_conf_context(cf) == CTX_LOCATION && dc->cur ? &dc->cur->push : &dc->pdef;
+}
+
+const push_main_t *demo_push_main(const demo_conf_t *conf)
+{
+    return conf ? &conf->pm : NULL;
+}
+
 static void *conf_create(shk_cycle_t *cy, void *ctx)
 {
+    demo_conf_t *dc = calloc(1, sizeof(demo_conf_t));
     (void)cy;
     (void)ctx;
-    return calloc(1, sizeof(demo_conf_t));
+    if (dc)
+        push_loc_init(&dc->pdef);
+    return dc;
 }
 
 static int conf_done(shk_cycle_t *cy, void *conf, void *ctx)
@@ -522,38 +601,95 @@ static int conf_done(shk_cycle_t *cy, void *conf, void *ctx)
     }
     for (unsigned k = 0; k < dc->nzones; k++)
         shk_zone_set_init(dc->zones[k].zone, lr_init, &dc->zones[k]);
-    return SHK_OK;
+    push_loc_t *pls[DEMO_MAX_LOCATIONS];
+    const char *names[DEMO_MAX_LOCATIONS];
+    for (unsigned i = 0; i < dc->nlocs; i++) {
+        demo_location_t *l = &dc->locs[i];
+        if (l->push.kind == PUSH_SUBSCRIBER && l->match == DEMO_MATCH_REGEX && !l->push.path &&
+            !dc->pdef.path)
+            return shk_error(SHK_ECONF, "location \"%s\" is a regular expression: its "
+                                        "subscribers need push_stream_channels_path ($1 ...)",
+                             l->path);
+        pls[i] = &l->push;
+        names[i] = l->path;
+    }
+    return push_conf_done(cy, &dc->pm, &dc->pdef, pls, names, dc->nlocs);
 }
 
 static void conf_free(void *conf, void *ctx)
 {
+    demo_conf_t *dc = conf;
     (void)ctx;
-    free(conf);
+    if (!dc)
+        return;
+    for (unsigned i = 0; i < dc->nlocs; i++) {
+        push_loc_free(&dc->locs[i].push);
+        if (dc->locs[i].match == DEMO_MATCH_REGEX)
+            regfree(&dc->re[i]);
+    }
+    push_loc_free(&dc->pdef);
+    push_main_free(&dc->pm);
+    free(dc);
 }
 
 void demo_app(shk_app_t *app)
 {
+    static shk_conf_directive_t all[64];
+    const shk_conf_directive_t *push = push_conf_directives(CTX_LOCATION, CTX_OUTER);
+    size_t n = 0;
+    for (size_t i = 0; demo_directives[i].name; i++)
+        all[n++] = demo_directives[i];
+    for (size_t i = 0; push[i].name && n + 1 < sizeof all / sizeof all[0]; i++)
+        all[n++] = push[i];
+    memset(&all[n], 0, sizeof all[n]);
     app->name = "demo";
-    app->directives = demo_directives;
+    app->directives = all;
     app->conf_create = conf_create;
     app->conf_done = conf_done;
     app->conf_free = conf_free;
 }
 
-const demo_location_t *demo_location_find(const demo_conf_t *conf, const char *path)
+const demo_location_t *demo_location_match(const demo_conf_t *conf, const char *path,
+                                           regoff_t caps[20])
 {
     const demo_location_t *best = NULL;
     size_t blen = 0;
+    if (caps)
+        for (int i = 0; i < 20; i++)
+            caps[i] = -1;
     if (!conf || !path)
         return NULL;
     for (unsigned i = 0; i < conf->nlocs; i++) {
-        size_t n = strlen(conf->locs[i].path);
-        if (strncmp(path, conf->locs[i].path, n) == 0 && n >= blen) {
-            best = &conf->locs[i];
+        const demo_location_t *l = &conf->locs[i];
+        size_t n = strlen(l->path);
+        if (l->match == DEMO_MATCH_EXACT && strcmp(path, l->path) == 0)
+            return l;
+        if ((l->match == DEMO_MATCH_PREFIX || l->match == DEMO_MATCH_NOREGEX) &&
+            strncmp(path, l->path, n) == 0 && (!best || n > blen)) {
+            best = l;
             blen = n;
         }
     }
+    if (best && best->match == DEMO_MATCH_NOREGEX)
+        return best;
+    for (unsigned i = 0; i < conf->nlocs; i++) {
+        regmatch_t m[10];
+        if (conf->locs[i].match != DEMO_MATCH_REGEX ||
+            regexec(&conf->re[i], path, 10, m, 0) != 0)
+            continue;
+        if (caps)
+            for (int g = 0; g < 10; g++) {
+                caps[2 * g] = m[g].rm_so;
+                caps[2 * g + 1] = m[g].rm_eo;
+            }
+        return &conf->locs[i];
+    }
     return best;
+}
+
+const demo_location_t *demo_location_find(const demo_conf_t *conf, const char *path)
+{
+    return demo_location_match(conf, path, NULL);
 }
 
 int demo_conf_worker_init(demo_conf_t *conf, shk_worker_t *w)

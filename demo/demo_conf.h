@@ -1,8 +1,9 @@
 /*
- * demo_conf.h: the demo server's configuration (locations and nginx-style
- * request limiting) and the limiter itself, which keeps its state per client
- * address in a red-black tree inside a shmkit zone, shared by every worker.
- * No libevent here: the shmkit command links this to check demo configs.
+ * demo_conf.h: the demo server's configuration (http and server blocks,
+ * locations matched as nginx matches them, nginx-style request limiting,
+ * push-stream's directives: push.h) and the limiter itself, which keeps its
+ * state per client address in a red-black tree inside a shmkit zone, shared
+ * by every worker. No libevent here.
  */
 #ifndef DEMO_CONF_H
 #define DEMO_CONF_H
@@ -10,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "push.h"
 #include "shmkit.h"
 
 #define DEMO_MAX_LOCATIONS 32
@@ -21,8 +23,13 @@ enum { DEMO_LIMIT_PASS = 0, DEMO_LIMIT_DELAY = 1, DEMO_LIMIT_REJECT = 2 };
 
 typedef struct demo_limit_zone_s demo_limit_zone_t;
 
+/* How a location matches (nginx's modifiers). */
+enum { DEMO_MATCH_PREFIX = 0, DEMO_MATCH_EXACT, DEMO_MATCH_NOREGEX, DEMO_MATCH_REGEX };
+
 typedef struct demo_location_s {
-    char path[128];
+    char path[256];  /* the prefix, the exact path or the regular expression */
+    int match;       /* DEMO_MATCH_*: "", "=", "^~", "~" or "~*" */
+    push_loc_t push; /* its push-stream settings (push.kind PUSH_NONE: none) */
     demo_limit_zone_t *zone; /* NULL: no limit */
     char zone_name[SHK_ZONE_NAME_MAX + 1];
     uint64_t burst;  /* in thousandths of a request */
@@ -36,8 +43,21 @@ typedef struct demo_conf_s demo_conf_t;
 /* Fill in the demo's directives and configuration callbacks. */
 void demo_app(shk_app_t *app);
 
-/* The location whose path is the longest prefix of `path`, or NULL. */
+/* The location for `path` as nginx chooses: an exact match; else the
+ * longest prefix, unless a regular expression (in file order) matches
+ * first and the prefix was not marked ^~. caps (may be NULL) gets a regex's
+ * 10 capture pairs (offsets into path; -1: none). NULL if none matches. */
+const demo_location_t *demo_location_match(const demo_conf_t *conf, const char *path,
+                                           regoff_t caps[20]);
+/* The same without the captures. */
 const demo_location_t *demo_location_find(const demo_conf_t *conf, const char *path);
+
+/* The push-stream settings: the store's and the location defaults given
+ * outside locations. While a file is read, the settings of the directive's
+ * place (its location, or the defaults outside one). */
+const push_main_t *demo_push_main(const demo_conf_t *conf);
+push_main_t *demo_push_main_of(shk_conf_t *cf);
+push_loc_t *demo_push_loc_of(shk_conf_t *cf);
 
 /* Decide for one request from client `key` (the binary address) at time
  * now_ms (milliseconds, any monotonic clock). *delay_ms receives the delay

@@ -295,6 +295,28 @@ int http_ws_send(http_ws_t *ws, int type, const void *data, size_t len)
     return gone ? shk_error(SHK_ENOENT, "http_ws_send: the client was dropped") : SHK_OK;
 }
 
+int http_ws_ping(http_ws_t *ws, const void *data, size_t len)
+{
+    if (!ws || ws->over || !ws->conn)
+        return shk_error(SHK_ENOENT, "http_ws_ping: the WebSocket is over");
+    if (len > 125 || (len && !data))
+        return shk_error(SHK_EINVAL, "http_ws_ping: a payload of %zu bytes (at most 125)", len);
+    if (wslay_event_get_close_sent(ws->ctx) || wslay_event_get_close_received(ws->ctx))
+        return shk_error(SHK_EPERM, "http_ws_ping: the WebSocket is closing");
+    struct wslay_event_msg m = {.opcode = WSLAY_PING, .msg = data, .msg_length = len};
+    int rc = wslay_event_queue_msg(ws->ctx, &m);
+    if (rc == WSLAY_ERR_NOMEM)
+        return shk_error(SHK_ENOMEM, "http_ws_ping: out of memory");
+    if (rc != 0)
+        return shk_error(SHK_EPERM, "http_ws_ping: wslay refused the ping (%d)", rc);
+    http_conn_t *c = ws->conn;
+    http_conn_hold(c);
+    ws_pump(c);
+    int gone = c->dead || c->ws != ws || http_conn_check_slow(c);
+    http_conn_release(c);
+    return gone ? shk_error(SHK_ENOENT, "http_ws_ping: the client was dropped") : SHK_OK;
+}
+
 int http_ws_close(http_ws_t *ws, int code, const char *reason)
 {
     size_t rl = reason ? strlen(reason) : 0;

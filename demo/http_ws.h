@@ -51,6 +51,11 @@ http_ws_t *http_ws_accept(http_req_t *req, const http_ws_cbs_t *cbs, void *ctx);
  * on_slow and the client was dropped (on_close ran: ws is freed); SHK_ENOMEM. */
 int http_ws_send(http_ws_t *ws, int type, const void *data, size_t len);
 
+/* Queue a ping frame with a payload of at most 125 bytes (len 0: none); the
+ * client's pong is read and dropped by wslay. Errors as http_ws_send, and
+ * SHK_EINVAL for a longer payload. */
+int http_ws_ping(http_ws_t *ws, const void *data, size_t len);
+
 /* Start the close handshake with `code` (1000-4999) and a reason of at most
  * 123 bytes (may be NULL); on_close follows when the peer answers (or after
  * linger_ms). SHK_EINVAL; SHK_EPERM if already closing. */

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # demo/walkthrough.sh BUILD_DIR CONF: `make demo`. Starts the demo server,
 # walks through what shmkit does (send, broadcast and the replies in the log,
-# a burst against limit_req, /status, a worker killed with SIGKILL and
+# a burst against limit_req, /status; push-stream's interface: two
+# subscribers in different modes on different workers get a message
+# published on a third, a late subscriber catches up with backtrack, a
+# channel deleted, a worker killed while holding subscribers leaves nothing
+# pinned; a worker killed with SIGKILL and
 # respawned, a reload that keeps the zone's data, a graceful stop; the
 # configuration test, the reload and the stop go through the demo's own
 # command line: -t, -s reload, -s quit), prints each step and its result,
@@ -93,6 +97,124 @@ echo "   200: $n200   503: $n503"
 step "/status (the same document as: shmkit stat --json --instance demo)"
 get "$base/status" | head -c 600; echo " ..."
 "$tool" stat --instance demo one | sed 's/^/   /' | head -30
+
+# ---- push-stream's interface (docs/pushstream.md) ------------------------------------
+tmp=$(mktemp -d /tmp/shmkit-demo-push.XXXXXX)
+stats() { get "$base/channels-stats${1:-}"; }
+# subscribers of the pid's worker, from /channels-stats
+subs_of() { stats | grep -o "\"pid\": \"$1\", \"subscribers\": [0-9]*" | grep -o '[0-9]*$'; }
+holder() { stats | grep -o '"pid": "[0-9]*", "subscribers": [1-9][0-9]*' | head -1 | grep -o '"[0-9]*"' | tr -d '"'; }
+chan_subs() { get "$base/channels-stats?id=$1" | grep -o '"subscribers": [0-9]*' | grep -o '[0-9]*$'; }
+pids_json() { stats | grep -o '"pid": "[0-9]*", "subscribers": [0-9]*'; }
+
+step "push-stream: the page at / (open $base/ in a browser: live plots of the stats channel, a form, a subscriber pane)"
+code=$(curl -s -o "$tmp/page" -w '%{http_code}' "$base/")
+echo "   GET / -> HTTP $code, $(wc -c <"$tmp/page") bytes: $(grep -o '<title>[^<]*' "$tmp/page" | cut -c8-)"
+[ "$code" = 200 ] && grep -q "EventSource" "$tmp/page" && ok "the page is served" || bad "no page"
+if wait_for sh -c "curl -s '$base/channels-stats?id=shmkit-stats' | grep -q '\"published_messages\": [1-9]'"; then
+    echo "   $(get "$base/channels-stats?id=shmkit-stats")"
+    ok "the worker in slot 0 publishes the page's figures on shmkit-stats every second"
+else
+    bad "no stats channel"
+fi
+
+step "push-stream: two subscribers in different modes, on different workers (streaming /sub/demo, EventSource /ev/demo)"
+curl -sN --max-time 60 "$base/sub/demo" >"$tmp/stream" 2>/dev/null &
+sub1=$!
+wait_for test "$(chan_subs demo)" = 1
+w1=$(holder)
+sub2=
+for _ in $(seq 30); do
+    curl -sN --max-time 60 "$base/ev/demo" >"$tmp/es" 2>/dev/null &
+    sub2=$!
+    wait_for test "$(chan_subs demo)" = 2
+    [ "$(subs_of "$w1")" = 1 ] && break   # the second one is on another worker
+    kill "$sub2" 2>/dev/null; wait "$sub2" 2>/dev/null
+    wait_for test "$(chan_subs demo)" = 1
+done
+echo "   by worker: $(pids_json | tr '\n' ' ')"
+[ "$(subs_of "$w1")" = 1 ] && [ "$(chan_subs demo)" = 2 ] && ok "streaming on worker $w1, EventSource on another" \
+    || bad "could not place the subscribers on two workers"
+# publish through a connection taken by a third worker: /workers on that
+# connection says who it is, and the publish follows on the same connection
+w2=$(pids_json | grep -v "\"$w1\"" | grep -v '": 0$' | head -1 | grep -o '"[0-9]*"' | head -1 | tr -d '"')
+pub_on_third() { # channel message
+    local line len body
+    for _ in $(seq 50); do
+        exec 3<>/dev/tcp/127.0.0.1/8080 || return 1
+        printf 'GET /workers HTTP/1.1\r\nHost: demo\r\n\r\n' >&3
+        len=0
+        while IFS= read -r line <&3; do
+            line=${line%$'\r'}
+            [ -z "$line" ] && break
+            case "$line" in [Cc]ontent-[Ll]ength:*) len=${line#*: } ;; esac
+        done
+        body=$(head -c "$len" <&3)
+        me=$(echo "$body" | sed -n 's/.*"me":\([0-9]*\)}.*/\1/p')
+        if [ -n "$me" ] && [ "$me" != "$w1" ] && [ "$me" != "$w2" ]; then
+            printf 'POST /pub?id=%s HTTP/1.1\r\nHost: demo\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+                "$1" "${#2}" "$2" >&3
+            tr -d '\r' <&3 | tail -1 >"$tmp/pub"
+            exec 3<&-
+            return 0
+        fi
+        exec 3<&-
+    done
+    return 1
+}
+pub_on_third demo "hello, subscribers" || bad "no third worker took the publish"
+echo "   published by worker $me: $(cat "$tmp/pub")"
+if wait_for grep -q "hello, subscribers" "$tmp/stream" && wait_for grep -q "data: hello, subscribers" "$tmp/es"; then
+    echo "   streaming got: $(tr -d '\r' <"$tmp/stream" | head -1)"
+    echo "   EventSource got: $(grep -E '^(id|data):' "$tmp/es" | tr '\n' ' ')"
+    ok "both got the message published on worker $me"
+else
+    bad "the subscribers did not get it"
+fi
+
+step "push-stream: a late subscriber catches up with backtrack (/lp/demo.b3, long-polling)"
+for i in 2 3 4; do get -d "message $i" "$base/pub?id=demo" >/dev/null; done
+curl -s -D "$tmp/lph" -o "$tmp/lp" "$base/lp/demo.b3"
+echo "   answer: $(tr '\n' '|' <"$tmp/lp")   $(grep -i '^etag' "$tmp/lph" | tr -d '\r')"
+[ "$(grep -c message "$tmp/lp")" = 3 ] && ok "the last 3 stored messages at once; its Etag resumes exactly" || bad "expected 3 messages"
+etag=$(grep -i '^etag' "$tmp/lph" | cut -d' ' -f2- | tr -d '\r')
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "If-None-Match: $etag" "$base/poll/demo")
+echo "   polling with If-None-Match: $etag -> HTTP $code"
+[ "$code" = 304 ] && ok "nothing newer: 304" || bad "expected 304"
+
+step "push-stream: the channel deleted (DELETE /pub?id=demo): subscribers get the deleted message and are closed"
+echo "   $(curl -s -X DELETE "$base/pub?id=demo")"
+if wait_for sh -c "! kill -0 $sub1 2>/dev/null" && wait_for grep -q "Channel deleted" "$tmp/es"; then
+    ok "both subscribers got \"Channel deleted\" and their streams ended"
+else
+    bad "subscribers still there"
+fi
+kill "$sub2" 2>/dev/null
+
+step "push-stream: a worker killed (SIGKILL) while it holds subscribers: nothing stays pinned"
+held=()
+for i in 1 2 3 4 5 6; do curl -sN --max-time 60 "$base/sub/held" >/dev/null 2>&1 & held+=($!); done
+wait_for test "$(chan_subs held)" = 6
+victim=$(holder)
+for i in $(seq 20); do get -d "m$i" "$base/pub?id=held" >/dev/null; done
+echo "   by worker: $(pids_json | tr '\n' ' ')"
+n_victim=$(subs_of "$victim")
+kill -9 "$victim"
+if wait_for test "$(chan_subs held)" = $((6 - n_victim)); then
+    echo "   after: $(stats | grep -o '"stored_messages": [0-9]*, "messages_in_trash": [0-9]*, [^[]*"subscribers": [0-9]*')"
+    ok "worker $victim's $n_victim subscribers are gone from the store's counts"
+else
+    bad "the store still counts them: $(get "$base/channels-stats?id=held")"
+fi
+wait_for test "$(nworkers)" -eq 4
+[ "$(stats | grep -o '"messages_in_trash": [0-9]*' | grep -o '[0-9]*$')" = 0 ] &&
+    ok "no message in flight is held for the dead worker (messages_in_trash 0)" || bad "messages pinned"
+echo "   shmkit stat --instance demo shmkit_chan:"
+"$tool" stat --instance demo shmkit_chan 2>&1 | sed 's/^/     /' | head -40
+kill "${held[@]}" 2>/dev/null
+rm -rf "$tmp"
+set -- $(pids)
+p1=${1:-}
 
 step "kill -9 worker $p1 and watch the master respawn it in the same slot"
 slot_of() { workers_json | grep -o "\"slot\":[0-9]*,\"pid\":$1[,}]" | grep -o '"slot":[0-9]*' | cut -d: -f2; }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # mk/deps.sh: make sure the packages a make target needs are installed.
 #   mk/deps.sh test   Check, valgrind, pkg-config (make test, asan, tsan)
-#   mk/deps.sh test   ... and what test_demo_http uses: the HTTP layer's libraries,
-#                     curl, Node.js and the npm packages of test/node (npm ci)
+#   mk/deps.sh test   ... and what test_demo_http and test_demo_push use: the HTTP
+#                     layer's libraries, curl, Node.js and the npm packages of
+#                     test/node (npm ci: ws, eventsource, playwright-core), and
+#                     Debian's chromium for the browser test
 #   mk/deps.sh demo   libevent, the HTTP layer's libraries (http_parser,
 #                     wslay, nettle), curl (make demo, make run)
 #   mk/deps.sh fuzz   clang and its libFuzzer runtime (make fuzz)
@@ -53,6 +55,8 @@ test)
     http_layer
     command -v curl >/dev/null 2>&1 || need+=(curl)
     node_deps
+    # test_demo_push drives it headless through playwright-core (no browser download)
+    [ -x /usr/bin/chromium ] || need+=(chromium)
     ;;
 fuzz)
     command -v clang >/dev/null 2>&1 || need+=(clang)

@@ -207,6 +207,49 @@ static int conf_channels(shk_conf_t *cf, int argc, char **argv, void *data)
     return SHK_OK;
 }
 
+int shk_cycle_set_chan(shk_cycle_t *cy, size_t size, const shk_chan_opts_t *opts)
+{
+    shk_chan_opts_t o = {0};
+    size_t n;
+    if (!cy || size == 0)
+        return shk_error(SHK_EINVAL, "shk_cycle_set_chan: %s", cy ? "size 0" : "NULL cycle");
+    if (cy->chan_size)
+        return shk_error(SHK_EEXIST, "the configuration declares a channel store already");
+    if (opts)
+        o = *opts;
+    if (o.slots > SHK_CHAN_MAX_SLOTS || o.max_id_len > SHK_CHAN_ID_MAX ||
+        o.max_message > SHK_CHAN_MESSAGE_MAX)
+        return shk_error(SHK_EINVAL, "channel store: slots %u (at most %d), max_id_len %u (at "
+                                     "most %d), max_message %zu (at most 4 GiB - 1)",
+                         o.slots, SHK_CHAN_MAX_SLOTS, o.max_id_len, SHK_CHAN_ID_MAX,
+                         o.max_message);
+    if (o.wildcard_prefix && *o.wildcard_prefix) {
+        if (shk_chan_check_id(o.wildcard_prefix, SHK_CHAN_PREFIX_MAX, &n) != SHK_OK)
+            return shk_error(SHK_EINVAL, "invalid wildcard prefix: %s", shk_last_errmsg());
+        memcpy(cy->chan_prefix, o.wildcard_prefix, n + 1);
+        o.wildcard_prefix = cy->chan_prefix;
+    } else {
+        o.wildcard_prefix = NULL;
+    }
+    if (o.events_channel && *o.events_channel) {
+        size_t max = o.max_id_len ? o.max_id_len : SHK_CHAN_ID_MAX;
+        if (shk_chan_check_id(o.events_channel, max, &n) != SHK_OK)
+            return shk_error(SHK_EINVAL, "invalid events channel: %s", shk_last_errmsg());
+        memcpy(cy->chan_events, o.events_channel, n + 1);
+        o.events_channel = cy->chan_events;
+    } else {
+        o.events_channel = NULL;
+    }
+    cy->chan_opts = o;
+    cy->chan_size = size;
+    return SHK_OK;
+}
+
+size_t shk_cycle_chan_size(const shk_cycle_t *cy)
+{
+    return cy ? cy->chan_size : 0;
+}
+
 int shk_proc_conf(shk_conf_t *cf, shk_cycle_t *cy)
 {
     int rc;

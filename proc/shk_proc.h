@@ -161,6 +161,25 @@ SHK_API void *shk_cycle_app_conf(shk_cycle_t *cycle);
 /* Configured worker count. */
 SHK_API unsigned shk_cycle_workers(const shk_cycle_t *cycle);
 
+/*
+ * Declare the generation's channel store from the application's own
+ * directives, as `channels SIZE key=value ...;` does (docs/proc.md): SIZE
+ * bytes in the zone shmkit_chan, made by the master before the fork and
+ * joined by every worker (shk_worker_chan), with `opts` copied (its strings
+ * too; NULL: every default; slots 0: 2 x worker_processes, at most 63). Call
+ * it from a directive handler or conf_done, before the generation starts; a
+ * reload that keeps the zone applies the new limits as for `channels`.
+ * SHK_OK; SHK_EINVAL (NULL cycle, size 0, an option shk_chan_create would
+ * refuse: slots above 63, max_id_len above 255, max_message above
+ * 4 GiB - 1, a bad wildcard prefix or events channel id); SHK_EEXIST (the
+ * generation has a store already: a `channels` directive or an earlier
+ * call). Process-local.
+ */
+SHK_API int shk_cycle_set_chan(shk_cycle_t *cycle, size_t size, const shk_chan_opts_t *opts);
+/* Bytes of the channel store the generation declares (`channels` or
+ * shk_cycle_set_chan), 0 if none. */
+SHK_API size_t shk_cycle_chan_size(const shk_cycle_t *cycle);
+
 /* ---- in a worker ----------------------------------------------------------- */
 
 /* True once the master asked this worker to stop (quit or terminate). */

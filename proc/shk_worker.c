@@ -149,6 +149,15 @@ void shk_proc_worker_main(const shk_app_t *app, shk_cycle_t *cy, unsigned slot, 
     status = app && app->worker ? app->worker(&the_worker, app->ctx)
                                 : default_worker(&the_worker);
     fflush(NULL);
+    /* Done: drop the store's handle (the master's reap tells the store) and
+     * the zones' mappings (nothing is unlinked: the master made them). The
+     * blocks this process allocated stay in the pools, which outlive it;
+     * closing the slab handles also tells valgrind so, whose exit-time leak
+     * check would report every message the worker stored. */
+    shk_chan_close(cy->chan);
+    cy->chan = NULL;
+    shk_zones_free(cy->zones);
+    cy->zones = NULL;
     _exit(status & 0xff);
 }
 

@@ -794,6 +794,54 @@ START_TEST(channels_directive)
 }
 END_TEST
 
+/* An application's conf_done declares the store (shk_cycle_set_chan): the
+ * options it may give, the refusals, and `channels` then being a duplicate. */
+static int set_chan_rc;
+static shk_chan_opts_t set_chan_opts;
+static int set_chan_done(shk_cycle_t *cy, void *conf, void *ctx)
+{
+    (void)conf;
+    (void)ctx;
+    set_chan_rc = shk_cycle_set_chan(cy, 1 << 20, &set_chan_opts);
+    if (set_chan_rc == SHK_OK && shk_cycle_chan_size(cy) != 1 << 20)
+        return shk_error(SHK_EINVAL, "chan size %zu", shk_cycle_chan_size(cy));
+    return SHK_OK;
+}
+
+START_TEST(set_chan_from_the_application)
+{
+    shk_app_t app = {.conf_done = set_chan_done};
+    char prefix[] = "b_", events[] = "ev";
+    snprintf(conf_path, sizeof conf_path, "/tmp/shk_test_proc_%ld.conf", (long)getpid());
+    ck_assert_int_eq(shk_cycle_set_chan(NULL, 1, NULL), SHK_EINVAL);
+    ck_assert_int_eq(shk_cycle_chan_size(NULL), 0);
+
+    write_conf("worker_processes 2;\n");
+    set_chan_opts = (shk_chan_opts_t){.store_messages = 1, .max_stored = 3,
+                                      .wildcard_prefix = prefix, .events_channel = events};
+    ck_assert_msg(shk_master_check(conf_path, &app) == SHK_OK, "%s", shk_last_errmsg());
+    ck_assert_int_eq(set_chan_rc, SHK_OK);
+    /* the strings were copied: the caller's may go */
+    prefix[0] = events[0] = '/';
+
+    write_conf("channels 1m;\n");
+    ck_assert_msg(shk_master_check(conf_path, &app) == SHK_OK, "%s", shk_last_errmsg());
+    ck_assert_int_eq(set_chan_rc, SHK_EEXIST);
+
+    const shk_chan_opts_t bad[] = {
+        {.slots = 64}, {.max_id_len = 256}, {.wildcard_prefix = "a/b"},
+        {.events_channel = "long", .max_id_len = 2},
+    };
+    write_conf("worker_processes 1;\n");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        set_chan_opts = bad[i];
+        ck_assert_msg(shk_master_check(conf_path, &app) == SHK_OK, "%s", shk_last_errmsg());
+        ck_assert_msg(set_chan_rc == SHK_EINVAL, "case %zu: %d", i, set_chan_rc);
+    }
+    unlink(conf_path);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("proc");
@@ -810,6 +858,7 @@ int main(void)
     tcase_add_test(tc, listeners_survive_a_failed_reload);
     tcase_add_test(tc, channels_directive);
     tcase_add_test(tc, channels_across_workers);
+    tcase_add_test(tc, set_chan_from_the_application);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
