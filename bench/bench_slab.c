@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * bench_slab.c: the slab allocator on a 64 MiB pool. (a) churn: 10,000 live
  * blocks, each step frees a random one and allocates a new block of a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_chan.h: publish/subscribe channels in a shared-memory zone, above the
  * bus (nginx-push-stream's model as a library).

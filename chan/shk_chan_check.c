@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_chan_check.c: the channel store's checker. It verifies the tree with
  * shk_rbtree_check, then every channel (id, order, counts, its message list

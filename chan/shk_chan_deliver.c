@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_chan_deliver.c: the worker's side of the channel store, delivery. A
  * worker joins a store slot (a new epoch), keeps a local record per channel

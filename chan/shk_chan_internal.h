@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_chan_internal.h: what the channel store's files share: the layout in
  * the zone (store header, slot table, channel, message), the process-local

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_chan_obj.c: the channel store's objects in the zone and the rules
  * every other file keeps through them: channel ids (characters, length,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_chan_pub.c: the publishing side of the channel store, usable from any
  * process that maps the zone: shk_chan_publish (the message written once

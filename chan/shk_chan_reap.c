@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_chan_reap.c: keeping the channel store clean, and looking at it. The
  * master's reap of a dead worker (its subscriber counts and references

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_chan_store.c: a channel store's life: its options and their
  * defaults, creating one in a zone (the header published by its magic),

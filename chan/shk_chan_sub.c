@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_chan_sub.c: subscribers, in a joined worker. A subscriber holds links
  * to channels, each with its own start: shk_chan_sub_add chooses its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * demo.c: the shmkit demo server. A master/worker HTTP server on the demo's
  * HTTP layer (http.h: libevent, one event loop per worker, the bus's

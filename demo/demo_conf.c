@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * demo_conf.c: the demo's directives (http and server blocks, location with
  * nginx's match modifiers, limit_req_zone, limit_req; push-stream's come

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * demo_conf.h: the demo server's configuration (http and server blocks,
  * locations matched as nginx matches them, nginx-style request limiting,

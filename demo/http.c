@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * http.c: the HTTP layer's server: limits and their defaults, listeners and
  * the accept loop (bounded per wake-up; paused, never spinning, when

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * http.h: the demo's HTTP/1.1 server layer on libevent (an event_base and a
  * bufferevent per connection), with requests parsed by http_parser (Debian's

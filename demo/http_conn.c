@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * http_conn.c: one HTTP connection: its bufferevent, the request parser fed
  * from the input buffer (http_parser, paused at each complete request so

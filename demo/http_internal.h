@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * http_internal.h: what the HTTP layer's files share (never installed, never
  * included by http.h): the server, connection and request structures and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * http_reply.c: responses: the status line and headers (Date, the app's
  * checked headers, the framing, and Connection as keep-alive rules and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * http_req.c: the request object: its life (new, free, detached when the
  * client leaves first), what the app reads of it (method, target, decoded

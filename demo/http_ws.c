@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * http_ws.c: WebSocket on an HTTP connection: the RFC 6455 handshake
  * (checked, then 101 with Sec-WebSocket-Accept = base64(SHA-1(key + GUID))

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * http_ws.h: WebSocket (RFC 6455) on the demo's HTTP layer. http_ws_accept
  * checks a request's handshake and answers 101 (Sec-WebSocket-Accept is

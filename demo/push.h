@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * push.h: nginx-push-stream's HTTP interface in the demo, on the library's
  * channel store (chan/shk_chan.h) and the demo's HTTP layer (http.h). The

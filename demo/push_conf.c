@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * push_conf.c: the push_stream_* directives (push-stream's names and
  * meanings), client_max_body_size, default_type, and the demo's own

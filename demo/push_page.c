@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * push_page.c: the page at / (the file demo_page read at start, served as
  * it is) and the stats channel it draws: the worker in slot 0 publishes,

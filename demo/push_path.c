@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * push_path.c: the words of push-stream's requests, parsed as untrusted
  * input: a subscription's channel path (/ch1/ch2.b5), message ids

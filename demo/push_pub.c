@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * push_pub.c: push-stream's publisher location (POST/PUT publish with
  * Event-Id and Event-Type, GET the channel's info, DELETE in admin mode,

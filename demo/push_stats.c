@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * push_stats.c: push-stream's /channels-stats on the channel store: the
  * summary (no id), one channel (id=CH), several (id=a/b), all (id=ALL) or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * push_sub.c: push-stream's subscriber modes on the channel store:
  * streaming (chunked, header/message/footer templates), EventSource

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * push_tmpl.c: the growable text buffer the push-stream handlers build
  * their answers in, the JSON string writer, push-stream's message templates

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # demo/walkthrough.sh BUILD_DIR CONF: `make demo`. Starts the demo server,
 # walks through what shmkit does (send, broadcast and the replies in the log,
 # a burst against limit_req, /status; push-stream's interface: two

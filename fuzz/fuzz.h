@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * fuzz.h: how a fuzz target is declared. Each fuzz/fuzz_<name>.c defines
  * SHK_FUZZ_TARGET(name) { ... }: built by `make fuzz` (clang, libFuzzer,

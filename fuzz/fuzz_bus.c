@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * fuzz_bus.c: a consumer's dispatch on a queue whose bytes lie. A real bus
  * (two slots, 16 KiB queues, large alerts from 4 KiB) is built once in an

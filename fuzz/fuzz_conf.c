@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * fuzz_conf.c: the configuration reader on arbitrary bytes, with the
  * library's own directives (the supervisor's and the zones') registered,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * fuzz_slab.c: a slab pool made of arbitrary bytes, as a process that did
  * not create a pool finds one in a mapping. The input, rounded up to whole

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * fuzz_zone.c: opening a named zone made of arbitrary bytes, as `shmkit
  * stat` opens one it did not create. The bytes become the object of zone

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * gen_slab_corpus.c: writes the seed corpus of the slab fuzz target
  * (fuzz_slab.c): real pools of 6 to 16 pages made through the API, each

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # fuzz/gen_slab_corpus.sh: regenerate the slab fuzz target's seeds
 # (fuzz/corpus/slab/*.slab, committed) from fuzz/gen_slab_corpus.c, built
 # against the dbg library. Run from the top of the tree after a layout

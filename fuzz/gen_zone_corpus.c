@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * gen_zone_corpus.c: writes the seed corpus of the zone fuzz target
  * (fuzz_zone.c): real named zones of 8 to 16 pages made through the API

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # fuzz/gen_zone_corpus.sh: regenerate the zone fuzz target's seeds
 # (fuzz/corpus/zone/*.zone, committed) from fuzz/gen_zone_corpus.c, built
 # against the dbg library. Run from the top of the tree after a layout

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_app.c: shk_app_main, an application's command line: -c FILE, -t (test
  * the configuration with the application's directives), -s reload|stop|quit

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_cycle.c: one configuration generation (a cycle). The supervisor's
  * built-in directives (worker_processes, listen, pid,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_master.c: the master. shk_master_run reads the first generation,
  * starts it, forks its workers and then sleeps in poll() on a signalfd:

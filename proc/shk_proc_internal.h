@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_proc_internal.h: what the supervisor's files share: a generation (the
  * cycle: settings, sockets, worker slots), the worker handle, and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_worker.c: the worker's side of the supervisor. A forked child
  * becomes a worker here (signals reset, PR_SET_PDEATHSIG so it never

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_slab.c: the slab allocator's public entry points: laying out a new
  * pool and opening (checking) an existing one, closing a handle, the

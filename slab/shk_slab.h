@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_slab.h: a slab allocator that lives inside shared memory.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_slab_cache.c: process caches. With shk_slab_cache(slab, 1) a process
  * keeps, per size class, a magazine of free chunks in a body inside the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_slab_check.c: reading a pool without changing it: the stats (a
  * lock-free snapshot on every handle) and the checker that walks every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_slab_internal.h: what the slab module's files share, never installed.
  * The layout of a pool in shared memory (header, page descriptors, size

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_slab_pool.c: the pool itself, under its lock: the geometry and layout
  * of a new pool (size classes, descriptors), free page runs indexed by

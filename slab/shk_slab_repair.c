@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_slab_repair.c: the pool rebuilt from its pages, after a process died
  * in the middle of an operation (or an operation found the pool broken).

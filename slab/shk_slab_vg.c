@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shk_slab_vg.c: the valgrind glue. When <valgrind/memcheck.h> is present,
  * memcheck sees slab blocks as heap blocks. Because the pool is shared by

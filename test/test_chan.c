@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_chan.c: the channel store. Publish and subscribe in one process and
  * across 4 forked workers (every message to every subscriber once, in

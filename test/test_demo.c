@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_demo.c: the demo server, run for real with a real HTTP client (curl):
  * send and broadcast with the replies in the log, a bad pid, names and data

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_demo_http.c: the demo's HTTP layer (demo/http*.c) served for real from a
  * forked server process on loopback, against curl, Node's "ws" WebSocket

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_demo_push.c: the demo's push-stream interface (docs/pushstream.md),
  * run for real: a demo server started on a free loopback port with a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_fuzz.c: replays every fuzz target (fuzz/fuzz_<name>.c, built with
  * -DSHK_FUZZ_REPLAY) on its seed corpus (fuzz/corpus/<name>/) and on the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_slab.c: the slab allocator: randomized alloc/free against a shadow
  * model (printed seed), fill to the first failure and free everything, bad

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // push_browser.js: Debian's Chromium, headless through playwright-core, against the demo for
 // test_demo_push:
 //   node push_browser.js BASE CHANNEL N [SCREENSHOT.png]

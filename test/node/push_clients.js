@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // push_clients.js: real subscribers of the demo's push-stream interface for test_demo_push,
 // each doing what its kind of client does when the server closes it (a reload):
 //   es  the npm "eventsource" client on BASE/ev/CH: reconnects by itself with Last-Event-ID

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 // ws_client.js: a real WebSocket client (the npm "ws" package) for test_demo_http.
 //   node ws_client.js URL echo       text, binary, a 100 KiB text and a ping come back; close 1000
 //   node ws_client.js URL big N      a message of N bytes is refused: close 1009
