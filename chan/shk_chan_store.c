@@ -18,7 +18,6 @@
 #define CHAN_VG 1
 #else
 #define CHAN_VG 0
-#define RUNNING_ON_VALGRIND 0
 #endif
 
 /* ---- clocks ----------------------------------------------------------------------- */

@@ -44,13 +44,11 @@ static int ms_bound(int native)
     return tu_valgrind() ? native * 10 : native;
 }
 
-/* Workers for the tests that do not need several: under valgrind one, since
- * memcheck then takes a store block one worker freed and another made again
- * for a freed one (the store's views do not tell memcheck the block is live
- * again, as shk_slab_ptr does; reported to the channel store's owner). */
-static int one_worker_under_valgrind(void)
+/* Workers for the tests that do not need many (under valgrind too: the
+ * store's views tell memcheck a block another worker made is live). */
+static int test_workers(void)
 {
-    return tu_valgrind() ? 1 : 2;
+    return 2;
 }
 
 static void pause_ms(int ms)
@@ -540,7 +538,7 @@ END_TEST
 START_TEST(publisher_stats_and_bad_requests)
 {
     char h[256], big[70 * 1024];
-    start_server(one_worker_under_valgrind(),
+    start_server(test_workers(),
                  "push_stream_shared_memory_size 4m; push_stream_max_channel_id_length 32;\n"
                  "push_stream_max_subscribers_per_channel 2; client_max_body_size 64k;\n"
                  "push_stream_wildcard_channel_prefix w_;",
@@ -658,7 +656,7 @@ START_TEST(subscriber_modes)
 {
     char acc[65536] = "", h[256], etag[256], lm[64];
     size_t n = 0;
-    start_server(one_worker_under_valgrind(),
+    start_server(test_workers(),
                  "push_stream_shared_memory_size 4m; push_stream_ping_message_text pong;",
                  SUB_LOCATIONS
                  "location /sub { push_stream_subscriber; push_stream_header_template \"H\\n\";\n"
