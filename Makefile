@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # shmkit: plain GNU Makefile.
 #
 #   make                 libshmkit.a, libshmkit.so and the shmkit command (build/rel)
@@ -125,7 +126,7 @@ DEMO_BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_demo*.c
 
 .PHONY: all lib tests benches test test-run asan tsan clang bench bench-% install uninstall \
         clean deps-test deps-demo deps-bench pubsub-client fuzz soak check-layers check-exports \
-        check-docs check-install docs demo run
+        check-docs check-install check-spdx docs demo run
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -241,7 +242,7 @@ run:
 
 test:
 	@$(MAKE) --no-print-directory deps-test deps-demo
-	@$(MAKE) --no-print-directory VARIANT=rel check-exports check-layers check-docs check-install
+	@$(MAKE) --no-print-directory VARIANT=rel check-exports check-layers check-docs check-install check-spdx
 	@$(MAKE) --no-print-directory VARIANT=dbg tests
 	@mk/run-tests.sh build/dbg both
 
@@ -251,14 +252,25 @@ check-layers:
 check-install:
 	@mk/check-install.sh
 
+check-spdx:
+	@mk/spdx.sh
+
+# The folders docs/architecture.md's "which file holds what" covers.
+FILE_DIRS   := $(MODULES) include tools demo bench fuzz test mk
+
 docs:
 	@mk/gen-api.sh $(MODULES) > docs/api.md
-	@echo "docs/api.md regenerated"
+	@mk/gen-files.sh $(FILE_DIRS) | mk/splice.sh docs/architecture.md files > docs/architecture.md.new
+	@mv docs/architecture.md.new docs/architecture.md
+	@echo "docs/api.md and docs/architecture.md's file tables regenerated"
 
 check-docs:
 	@mk/gen-api.sh $(MODULES) | cmp -s - docs/api.md || \
 	    { echo "docs/api.md is stale: run make docs" >&2; exit 1; }
-	@echo "docs: api.md matches the headers"
+	@mk/gen-files.sh $(FILE_DIRS) | mk/splice.sh docs/architecture.md files | \
+	    cmp -s - docs/architecture.md || \
+	    { echo "docs/architecture.md's file tables are stale: run make docs" >&2; exit 1; }
+	@echo "docs: api.md and architecture.md's file tables match the tree"
 
 check-exports: $(SHARED_LIB)
 	@mk/check-exports.sh $(SHARED_LIB)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # mk/deps.sh: make sure the packages a make target needs are installed.
 #   mk/deps.sh test   Check, valgrind, pkg-config (make test, asan, tsan)
 #   mk/deps.sh test   ... and what test_demo_http and test_demo_push use: the HTTP
