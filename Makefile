@@ -31,7 +31,7 @@ B           := build/$(VARIANT)
 
 # Modules from the bottom of the dependency chain to the top. A module may
 # include headers only from itself and the modules before it (mk/check-layers.sh).
-MODULES     := core rbtree shmtx slab shm bus chan stat proc
+MODULES     := core rbtree shmtx slab shm bus chan redis stat proc
 
 WARN        := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
                -Wpointer-arith -Wformat=2
@@ -56,7 +56,10 @@ CFLAGS      ?=
 LDFLAGS     ?=
 ALL_CFLAGS  := $(CSTD) $(WARN) $(OPT_$(VARIANT)) -pthread $(INCLUDES) $(CFLAGS)
 LIB_CFLAGS  := $(ALL_CFLAGS) -fPIC -fvisibility=hidden
-ALL_LDFLAGS := -pthread $(LDOPT_$(VARIANT)) $(LDFLAGS)
+# redis/ speaks to Redis through hiredis (Debian libhiredis-dev): every
+# program that links the library links it too.
+REDIS_LIBS  := -lhiredis
+ALL_LDFLAGS := -pthread $(LDOPT_$(VARIANT)) $(LDFLAGS) $(REDIS_LIBS)
 
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
