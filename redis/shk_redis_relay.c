@@ -584,6 +584,9 @@ int shk_redis_run(shk_zone_t *zone, shk_chan_t *ch, shk_bus_t *bus, const shk_re
     /* Release: a publisher that reads the pid (acquire) finds the relay's
      * handler registered. */
     SHK_STORE_RELEASE(r->sh->pid, (int32_t)me);
+    /* A dispatch announces the sleep the doorbell protocol needs before
+     * the first epoll_wait: publishers ring only a consumer that did. */
+    shk_bus_dispatch(bus, SHK_BUS_BUDGET);
 
     while (!stop(ctx)) {
         int n, timeout = LOOP_MS;

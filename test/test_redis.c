@@ -1,0 +1,685 @@
+/*
+ * test_redis.c: channels across instances on a real Redis (Debian's
+ * redis-server, started here on a free loopback port in a temporary
+ * directory, with an append-only file synced at every write so that what
+ * Redis accepted survives a SIGKILL, and stopped at the end). Instances are
+ * played by forked processes (a relay, subscribers joined to the store, a
+ * publisher through the relay) around their own zones, or are real masters
+ * from shk_master_run with the channels_redis directive. Checked: options,
+ * ids and slots; a publish on A reaching the subscribers of A, B and C once,
+ * in order, with the ids Redis gave; a subscriber that leaves A and resumes
+ * on B after its last id; redis-server killed under load and restarted
+ * (publishes in the outage refused, every accepted one delivered once, the
+ * link back); the relay killed and respawned (it resumes from the store's
+ * last ids: nothing missed, nothing twice); real masters; and the same on a
+ * 3-master Redis Cluster made with redis-cli --cluster create.
+ */
+#include "shmkit.h"
+#include "shk_redis_internal.h"
+#include "util_test.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#define MB (1024u * 1024u)
+#define STALL_MS 20000 /* a liveness bound: a process that waits longer fails */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void pause_ms(long ms) /* polling an external process, not a sync */
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- redis-server ------------------------------------------------------------------ */
+
+typedef struct {
+    pid_t pid;
+    int port;
+    char dir[64];
+    int cluster;
+} srv_t;
+
+static int port_free(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                            .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+    ck_assert_int_ge(fd, 0);
+    ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+/* A free loopback port below 45000 whose cluster bus port (+10000) is free
+ * too (a cluster node's port must be 55535 or less). */
+static int free_port(void)
+{
+    static uint64_t seed;
+    if (!seed)
+        seed = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 20);
+    for (int i = 0; i < 1000; i++) {
+        int p = 20000 + (int)(tu_rand(&seed) % 25000);
+        if (port_free(p) && port_free(p + 10000))
+            return p;
+    }
+    ck_abort_msg("no free port");
+    return 0;
+}
+
+/* Start (or restart, same port and directory) s; returns when the server
+ * says it is ready on its standard output. */
+static void srv_start(srv_t *s)
+{
+    int fd[2];
+    char port[16], buf[4096];
+    size_t have = 0;
+    uint64_t end = now_ms() + STALL_MS;
+    if (!s->port)
+        s->port = free_port();
+    if (!s->dir[0]) {
+        snprintf(s->dir, sizeof s->dir, "/tmp/shmkit-redis.XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(s->dir));
+    }
+    snprintf(port, sizeof port, "%d", s->port);
+    ck_assert_int_eq(pipe(fd), 0);
+    s->pid = fork();
+    ck_assert_int_ge(s->pid, 0);
+    if (s->pid == 0) {
+        dup2(fd[1], 1);
+        dup2(fd[1], 2);
+        close(fd[0]);
+        close(fd[1]);
+        if (s->cluster)
+            execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
+                   "--dir", s->dir, "--save", "", "--appendonly", "yes", "--appendfsync",
+                   "always", "--daemonize", "no", "--logfile", "", "--protected-mode", "no",
+                   "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                   "--cluster-node-timeout", "3000", (char *)NULL);
+        else
+            execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
+                   "--dir", s->dir, "--save", "", "--appendonly", "yes", "--appendfsync",
+                   "always", "--daemonize", "no", "--logfile", "", "--protected-mode", "no",
+                   (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    for (;;) {
+        struct pollfd p = {.fd = fd[0], .events = POLLIN};
+        uint64_t t = now_ms();
+        ssize_t n;
+        ck_assert_msg(t < end && poll(&p, 1, (int)(end - t)) > 0,
+                      "redis-server on port %d did not start", s->port);
+        n = read(fd[0], buf + have, sizeof buf - 1 - have);
+        ck_assert_msg(n > 0, "redis-server on port %d exited: %.*s", s->port, (int)have, buf);
+        have += (size_t)n;
+        buf[have] = '\0';
+        if (strstr(buf, "Ready to accept connections"))
+            break;
+        if (have > sizeof buf / 2) { /* keep the tail */
+            memmove(buf, buf + have - 64, 64);
+            have = 64;
+        }
+    }
+    close(fd[0]); /* redis-server ignores SIGPIPE: its later log lines go nowhere */
+}
+
+static void srv_kill(srv_t *s, int sig)
+{
+    if (s->pid > 0) {
+        kill(s->pid, sig);
+        waitpid(s->pid, NULL, 0);
+    }
+    s->pid = 0;
+}
+
+static void srv_stop(srv_t *s)
+{
+    char cmd[128];
+    srv_kill(s, SIGKILL);
+    if (s->dir[0]) {
+        snprintf(cmd, sizeof cmd, "rm -rf %s", s->dir);
+        ck_assert_int_eq(system(cmd), 0);
+    }
+    s->dir[0] = '\0';
+    s->port = 0;
+}
+
+static redisContext *srv_conn(const srv_t *s)
+{
+    redisContext *c = redisConnect("127.0.0.1", s->port);
+    ck_assert_msg(c && !c->err, "connect to %d: %s", s->port, c ? c->errstr : "?");
+    return c;
+}
+
+static long long srv_int(const srv_t *s, const char *cmd)
+{
+    redisContext *c = srv_conn(s);
+    redisReply *r = redisCommand(c, cmd);
+    long long v;
+    ck_assert_ptr_nonnull(r);
+    v = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
+/* ---- a cluster of three masters ------------------------------------------------------ */
+
+static srv_t cl[3];
+
+static void cluster_start(void)
+{
+    char a[3][32];
+    pid_t pid;
+    for (int i = 0; i < 3; i++) {
+        memset(&cl[i], 0, sizeof cl[i]);
+        cl[i].cluster = 1;
+        srv_start(&cl[i]);
+        snprintf(a[i], sizeof a[i], "127.0.0.1:%d", cl[i].port);
+    }
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        execlp("redis-cli", "redis-cli", "--cluster", "create", a[0], a[1], a[2],
+               "--cluster-replicas", "0", "--cluster-yes", (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "redis-cli --cluster create failed");
+    /* every node agrees before the test starts (polling the servers) */
+    for (int i = 0; i < 3; i++) {
+        uint64_t end = now_ms() + STALL_MS;
+        for (;;) {
+            redisContext *c = srv_conn(&cl[i]);
+            redisReply *r = redisCommand(c, "CLUSTER INFO");
+            int ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok");
+            freeReplyObject(r);
+            redisFree(c);
+            if (ok)
+                break;
+            ck_assert_msg(now_ms() < end, "cluster node %d never became ok", i);
+            pause_ms(20);
+        }
+    }
+}
+
+static void cluster_stop(void)
+{
+    for (int i = 0; i < 3; i++)
+        srv_stop(&cl[i]);
+}
+
+/* ---- instances played by forked processes ---------------------------------------------- */
+
+#define NSUB 4      /* subscriber processes per instance at most */
+#define MAXMSG 4096 /* messages a subscriber records */
+#define NPROC 8     /* bus slots: the relay (0), subscribers, a publisher */
+
+typedef struct {
+    int n, bad;
+    uint64_t got_at_end;
+    shk_chan_msgid_t id[MAXMSG];
+    int num[MAXMSG];
+} rec_t;
+
+typedef struct {
+    _Atomic int stop_relay; /* the relay's stop flag */
+    _Atomic int stop_subs;
+    rec_t rec[NSUB];
+    /* the publisher's accepted messages */
+    int acked, refused, failed;
+    shk_chan_msgid_t ack_id[MAXMSG];
+    int ack_num[MAXMSG];
+} shared_t;
+
+typedef struct {
+    char name[16];
+    shk_zones_t *reg;
+    shk_zone_t *zone, *bzone;
+    shk_bus_t *bus;
+    shk_chan_t *ch;
+    shared_t *sh;
+    pid_t relay;
+    shk_redis_opts_t ro;
+    char url[64];
+} inst_t;
+
+static void inst_make(inst_t *in, const char *name, int port, unsigned max_stored)
+{
+    shk_chan_opts_t co = {.slots = NPROC, .store_messages = 1, .max_stored = max_stored};
+    memset(in, 0, sizeof *in);
+    snprintf(in->name, sizeof in->name, "%s", name);
+    in->reg = shk_zones_new(name);
+    in->zone = shk_zone_add(in->reg, "chan", 16 * MB, "test");
+    in->bzone = shk_zone_add(in->reg, "bus", shk_bus_zone_size(NPROC, 64 * 1024) + 4 * MB, "test");
+    ck_assert_int_eq(shk_zones_create(in->reg, NULL), SHK_OK);
+    in->bus = shk_bus_create(in->bzone, NPROC, 64 * 1024);
+    ck_assert_ptr_nonnull(in->bus);
+    in->ch = shk_chan_create(in->zone, &co);
+    ck_assert_msg(in->ch != NULL, "%s", shk_last_errmsg());
+    shk_chan_set_bus(in->ch, in->bus);
+    ck_assert_int_eq(shk_redis_setup(in->zone), SHK_OK);
+    in->sh = tu_shared(sizeof *in->sh);
+    snprintf(in->url, sizeof in->url, "redis://127.0.0.1:%d", port);
+    in->ro.url = in->url;
+    in->ro.ns = "t";
+    in->ro.max_stored = max_stored;
+    in->ro.backoff_min_ms = 20;
+    in->ro.backoff_max_ms = 200;
+    in->ro.publish_timeout_ms = 3000;
+}
+
+static void inst_free(inst_t *in)
+{
+    shk_chan_close(in->ch);
+    shk_bus_close(in->bus);
+    shk_zones_free(in->reg);
+    tu_unshare(in->sh, sizeof *in->sh);
+}
+
+static int relay_stop(void *ctx)
+{
+    shared_t *sh = ctx;
+    return atomic_load(&sh->stop_relay);
+}
+
+static void relay_start(inst_t *in)
+{
+    pid_t pid = tu_fork_raw();
+    if (pid == 0) {
+        TU_CHECK(shk_bus_join(in->bus, 0) == SHK_OK, "%s", shk_last_errmsg());
+        int rc = shk_redis_run(in->zone, in->ch, in->bus, &in->ro, relay_stop, in->sh);
+        TU_CHECK(rc == SHK_OK, "shk_redis_run: %s", shk_last_errmsg());
+        tu_exit(0);
+    }
+    in->relay = pid;
+}
+
+static void relay_stop_wait(inst_t *in)
+{
+    atomic_store(&in->sh->stop_relay, 1);
+    tu_wait_ok(in->relay);
+    atomic_store(&in->sh->stop_relay, 0);
+    in->relay = 0;
+}
+
+/* Wait (polling the zone) until the instance's link is up. */
+static void wait_up(inst_t *in)
+{
+    uint64_t end = now_ms() + STALL_MS;
+    shk_redis_stats_t st;
+    for (;;) {
+        ck_assert_int_eq(shk_redis_stats(in->zone, &st), SHK_OK);
+        if (st.state == SHK_REDIS_UP)
+            return;
+        ck_assert_msg(now_ms() < end, "instance %s: the link never came up (state %s)",
+                      in->name, shk_redis_state_name(st.state));
+        pause_ms(5);
+    }
+}
+
+/* ---- subscribers --------------------------------------------------------------------- */
+
+typedef struct {
+    rec_t *rec;
+    int want;
+} subctx_t;
+
+static int msg_num(const shk_chan_msg_t *m)
+{
+    int v = -1;
+    if (m->len >= 2 && ((const char *)m->data)[0] == 'm')
+        sscanf((const char *)m->data + 1, "%d", &v);
+    return v;
+}
+
+static void on_msg(shk_chan_sub_t *s, const shk_chan_msg_t *m, void *ctx)
+{
+    rec_t *r = ctx;
+    (void)s;
+    if (r->n >= MAXMSG) {
+        r->bad = 1;
+        return;
+    }
+    r->id[r->n] = m->id;
+    r->num[r->n] = msg_num(m);
+    r->n++;
+}
+
+typedef struct {
+    inst_t *in;
+    int slot, idx, want;
+    const char *chans[8];
+    unsigned nchans;
+    shk_chan_from_t from;
+    tu_pipe_t *ready;
+} subargs_t;
+
+/* A subscriber process: joins, subscribes, says ready, then delivers until
+ * it recorded `want` messages (or is told to stop). */
+static int sub_main(void *arg)
+{
+    subargs_t *a = arg;
+    inst_t *in = a->in;
+    rec_t *r = &in->sh->rec[a->idx];
+    uint64_t end;
+    TU_CHECK(shk_bus_join(in->bus, (unsigned)a->slot) == SHK_OK, "%s", shk_last_errmsg());
+    TU_CHECK(shk_chan_join(in->ch, in->bus) >= 0, "%s", shk_last_errmsg());
+    shk_chan_sub_t *s = shk_chan_sub_new(in->ch, on_msg, r);
+    TU_CHECK(s != NULL, "%s", shk_last_errmsg());
+    for (unsigned i = 0; i < a->nchans; i++)
+        TU_CHECK(shk_chan_sub_add(s, a->chans[i], a->from.mode ? &a->from : NULL) == SHK_OK,
+                 "%s", shk_last_errmsg());
+    if (a->ready)
+        tu_signal(a->ready);
+    end = now_ms() + STALL_MS;
+    while (r->n < a->want && !atomic_load(&in->sh->stop_subs)) {
+        TU_CHECK(now_ms() < end, "instance %s subscriber %d: %d of %d messages", in->name,
+                 a->idx, r->n, a->want);
+        shk_bus_wait(in->bus, SHK_CHAN_TICK_MS);
+        shk_bus_dispatch(in->bus, SHK_BUS_BUDGET);
+        shk_chan_tick(in->ch);
+    }
+    shk_chan_sub_free(s);
+    shk_chan_leave(in->ch);
+    return 0;
+}
+
+static pid_t sub_start(subargs_t *a)
+{
+    tu_pipe_t p;
+    pid_t pid;
+    tu_pipe(&p);
+    a->ready = &p;
+    pid = tu_fork(sub_main, a);
+    ck_assert_int_eq(tu_await(&p), 0);
+    tu_pipe_close(&p);
+    a->ready = NULL;
+    return pid;
+}
+
+/* ---- the publisher ----------------------------------------------------------------------- */
+
+typedef struct {
+    inst_t *in;
+    int first, count;   /* message numbers first .. first + count - 1 */
+    const char **chans; /* round robin */
+    unsigned nchans;
+    int retry;          /* 1: a refused message is tried again until accepted */
+    tu_pipe_t *half;    /* signalled after count / 2 accepted (may be NULL) */
+    tu_pipe_t *go_on;   /* then awaited (may be NULL) */
+} pubargs_t;
+
+typedef struct {
+    shared_t *sh;
+    int num, done, status;
+    char msg[200];
+} pubreq_t;
+
+static void on_done(int status, const shk_chan_msgid_t *id, const char *msg, void *ctx)
+{
+    pubreq_t *q = ctx;
+    (void)msg;
+    q->done = 1;
+    q->status = status;
+    snprintf(q->msg, sizeof q->msg, "%s", msg);
+    if (status == SHK_OK && q->sh->acked < MAXMSG) {
+        q->sh->ack_id[q->sh->acked] = *id;
+        q->sh->ack_num[q->sh->acked] = q->num;
+        q->sh->acked++;
+    }
+}
+
+/* One message at a time (so the accepted ones are in order), each retried
+ * after a refusal when `retry`. */
+static int pub_main(void *arg)
+{
+    pubargs_t *a = arg;
+    inst_t *in = a->in;
+    shk_redis_t *r;
+    uint64_t end = now_ms() + 3 * STALL_MS;
+    char data[64];
+    TU_CHECK(shk_bus_join(in->bus, NPROC - 1) == SHK_OK, "%s", shk_last_errmsg());
+    TU_CHECK((r = shk_redis_client(in->zone, in->bus, &in->ro)) != NULL, "%s",
+             shk_last_errmsg());
+    for (int k = 0; k < a->count; k++) {
+        int num = a->first + k;
+        for (;;) {
+            pubreq_t q = {in->sh, num, 0, 0, ""};
+            int rc;
+            snprintf(data, sizeof data, "m%d", num);
+            TU_CHECK(now_ms() < end, "publisher: stuck at %d", num);
+            rc = shk_redis_publish(r, a->chans[(unsigned)num % a->nchans], data, strlen(data),
+                                   NULL, NULL, on_done, &q);
+            if (rc == SHK_OK) {
+                while (!q.done) {
+                    shk_bus_wait(in->bus, SHK_CHAN_TICK_MS);
+                    shk_bus_dispatch(in->bus, SHK_BUS_BUDGET);
+                    shk_redis_tick(r);
+                }
+                rc = q.status;
+            }
+            if (rc == SHK_OK)
+                break;
+            TU_CHECK(rc == SHK_EAGAIN || rc == SHK_ETIMEDOUT, "publish: %s", shk_err_name(rc));
+            if (rc == SHK_EAGAIN)
+                in->sh->refused++;
+            else
+                in->sh->failed++;
+            TU_CHECK(a->retry, "publish %d refused: %s", num, q.done ? q.msg : shk_last_errmsg());
+            pause_ms(2); /* a retry loop against a link that is down */
+        }
+        if (a->half && k + 1 == a->count / 2) {
+            tu_signal(a->half);
+            if (a->go_on)
+                TU_CHECK(tu_await(a->go_on) == 0, "parent gone");
+        }
+    }
+    shk_redis_close(r);
+    return 0;
+}
+
+/* rec has exactly the accepted messages from `from` on, once each, with
+ * their ids, in order within each of the `nchans` channels (message m<k>
+ * went to channel k % nchans; across channels a cluster keeps no order). */
+static void check_rec(const char *who, const rec_t *rec, const shared_t *pub, int from,
+                      unsigned nchans)
+{
+    ck_assert_msg(!rec->bad, "%s: overflow", who);
+    ck_assert_msg(rec->n == pub->acked - from, "%s: %d messages, %d accepted", who, rec->n,
+                  pub->acked - from);
+    for (unsigned c = 0; c < nchans; c++) {
+        int j = from;
+        for (int i = 0; i < rec->n; i++) {
+            if (rec->num[i] < 0 || (unsigned)rec->num[i] % nchans != c)
+                continue;
+            while (j < pub->acked && (unsigned)pub->ack_num[j] % nchans != c)
+                j++;
+            ck_assert_msg(j < pub->acked, "%s: m%d was never accepted (or came twice)", who,
+                          rec->num[i]);
+            ck_assert_msg(rec->num[i] == pub->ack_num[j], "%s: m%d where m%d was due", who,
+                          rec->num[i], pub->ack_num[j]);
+            ck_assert_msg(rec->id[i].time_ms == pub->ack_id[j].time_ms &&
+                              rec->id[i].tag == pub->ack_id[j].tag,
+                          "%s: m%d has id %llu-%u, Redis gave %llu-%u", who, rec->num[i],
+                          (unsigned long long)rec->id[i].time_ms, rec->id[i].tag,
+                          (unsigned long long)pub->ack_id[j].time_ms, pub->ack_id[j].tag);
+            j++;
+        }
+    }
+}
+
+/* ---- options, ids, slots ----------------------------------------------------------------- */
+
+START_TEST(options_ids_and_slots)
+{
+    redis_conf_t c;
+    shk_redis_opts_t o = {.url = "redis://:sec%20@example.org:7000/3"};
+    shk_chan_msgid_t id;
+    ck_assert_int_eq(shk_redis_conf(&o, &c), SHK_OK);
+    ck_assert_str_eq(c.host, "example.org");
+    ck_assert_int_eq(c.port, 7000);
+    ck_assert_uint_eq(c.db, 3);
+    ck_assert_str_eq(c.password, "sec%20");
+    ck_assert_str_eq(c.ns, "shmkit");
+    ck_assert_uint_eq(c.max_stored, SHK_CHAN_DEFAULT_MAX_STORED);
+    o = (shk_redis_opts_t){.url = "redis://[::1]", .password = "pw", .ns = "ns-1"};
+    ck_assert_int_eq(shk_redis_conf(&o, &c), SHK_OK);
+    ck_assert_str_eq(c.host, "::1");
+    ck_assert_int_eq(c.port, 6379);
+    ck_assert_str_eq(c.password, "pw");
+    ck_assert_str_eq(c.ns, "ns-1");
+    o = (shk_redis_opts_t){.url = "unix:/run/redis.sock?db=2"};
+    ck_assert_int_eq(shk_redis_conf(&o, &c), SHK_OK);
+    ck_assert_str_eq(c.path, "/run/redis.sock");
+    ck_assert_uint_eq(c.db, 2);
+    const char *bad[] = {"", "http://x", "redis://", "redis://h:0", "redis://h:65536",
+                         "redis://h:12x", "redis://h/x", "redis://user@h", "unix:rel",
+                         "unix:/p?x=1", "redis://[::1", "redis://h o"};
+    for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        o = (shk_redis_opts_t){.url = bad[i]};
+        ck_assert_msg(shk_redis_check_opts(&o) != SHK_OK, "%s accepted", bad[i]);
+    }
+    o = (shk_redis_opts_t){.url = "redis://h", .ns = "a{b}"};
+    ck_assert_int_eq(shk_redis_check_opts(&o), SHK_EINVAL);
+    o = (shk_redis_opts_t){.url = "redis://h", .password = "a\nb"};
+    ck_assert_int_eq(shk_redis_check_opts(&o), SHK_EINVAL);
+    ck_assert_int_eq(shk_redis_check_opts(NULL), SHK_EINVAL);
+
+    ck_assert_int_eq(shk_redis_parse_id("1700000000000-3", 15, &id), SHK_OK);
+    ck_assert_uint_eq(id.time_ms, 1700000000000ULL);
+    ck_assert_uint_eq(id.tag, 3);
+    ck_assert_int_eq(shk_redis_parse_id("1-4294967295", 12, &id), SHK_OK);
+    ck_assert_int_eq(shk_redis_parse_id("1-4294967296", 12, &id), SHK_EINVAL);
+    ck_assert_int_eq(shk_redis_parse_id("1-", 2, &id), SHK_EINVAL);
+    ck_assert_int_eq(shk_redis_parse_id("-1", 2, &id), SHK_EINVAL);
+    ck_assert_int_eq(shk_redis_parse_id("12", 2, &id), SHK_EINVAL);
+    ck_assert_int_eq(shk_redis_parse_id("1-2x", 4, &id), SHK_EINVAL);
+    ck_assert_int_eq(shk_redis_parse_id("99999999999999999999-1", 22, &id), SHK_EINVAL);
+    /* Redis Cluster's own examples */
+    ck_assert_uint_eq(shk_redis_slot("123456789", 9), 0x31c3 & 16383);
+    ck_assert_uint_eq(shk_redis_slot("foo", 3), 12182);
+    ck_assert_str_eq(shk_redis_state_name(SHK_REDIS_UP), "up");
+}
+END_TEST
+
+/* ---- three instances ----------------------------------------------------------------------- */
+
+static srv_t srv;
+
+/* A publish on A reaches A, B and C once, in order, with Redis's ids. */
+static void fan_out(int port, int cluster)
+{
+    inst_t in[3];
+    const char *names[] = {"ia", "ib", "ic"};
+    const char *chans[] = {"news", "sport", "a:b", "w.x"};
+    int n = (int)tu_scale(400, 10);
+    pid_t subs[3], pub;
+    for (int i = 0; i < 3; i++) {
+        inst_make(&in[i], names[i], port, 1000);
+        relay_start(&in[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        wait_up(&in[i]);
+    for (int i = 0; i < 3; i++) {
+        subargs_t a = {.in = &in[i], .slot = 1, .idx = 0, .want = n, .nchans = 4};
+        memcpy(a.chans, chans, sizeof chans);
+        subs[i] = sub_start(&a);
+    }
+    pubargs_t pa = {.in = &in[0], .first = 0, .count = n, .chans = chans, .nchans = 4};
+    pub = tu_fork(pub_main, &pa);
+    tu_wait_ok(pub);
+    for (int i = 0; i < 3; i++)
+        tu_wait_ok(subs[i]);
+    ck_assert_int_eq(in[0].sh->acked, n);
+    for (int i = 0; i < 3; i++) {
+        shk_redis_stats_t st;
+        check_rec(names[i], &in[i].sh->rec[0], in[0].sh, 0, 4);
+        ck_assert_int_eq(shk_redis_stats(in[i].zone, &st), SHK_OK);
+        ck_assert_uint_ge(st.relayed, (uint64_t)n);
+        ck_assert_uint_eq(st.cluster, (unsigned)cluster);
+        ck_assert_uint_eq(st.nodes, cluster ? 3u : 1u);
+        if (i == 0) {
+            ck_assert_uint_eq(st.published, (uint64_t)n);
+            printf("fan_out%s: %d messages, %llu commands on A (%.2f per publish)\n",
+                   cluster ? " (cluster)" : "", n, (unsigned long long)st.commands,
+                   (double)st.commands / n);
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        relay_stop_wait(&in[i]);
+        ck_assert_msg(shk_chan_check(in[i].ch) == SHK_OK, "%s", shk_last_errmsg());
+        inst_free(&in[i]);
+    }
+}
+
+START_TEST(three_instances_fan_out)
+{
+    memset(&srv, 0, sizeof srv);
+    srv_start(&srv);
+    fan_out(srv.port, 0);
+    /* the streams keep max_stored entries each (1000 > what went in) */
+    ck_assert_int_eq(srv_int(&srv, "XLEN t:{news}"), tu_scale(400, 10) / 4);
+    srv_stop(&srv);
+}
+END_TEST
+
+/* The same on a 3-master cluster: the four channels hash to slots of
+ * different masters (checked), publishes go to each channel's master, the
+ * announcements reach the relays through any node. */
+START_TEST(cluster_fan_out)
+{
+    const char *chans[] = {"news", "sport", "a:b", "w.x"};
+    unsigned owners = 0;
+    cluster_start();
+    for (unsigned i = 0; i < 4; i++) {
+        redisContext *c = srv_conn(&cl[0]);
+        redisReply *r = redisCommand(c, "CLUSTER KEYSLOT t:{%s}", chans[i]);
+        ck_assert_int_eq(r->integer, shk_redis_slot(chans[i], strlen(chans[i])));
+        freeReplyObject(r);
+        redisFree(c);
+        for (int k = 0; k < 3; k++) {
+            c = srv_conn(&cl[k]);
+            r = redisCommand(c, "CLUSTER COUNTKEYSINSLOT %u", shk_redis_slot(chans[i], strlen(chans[i])));
+            freeReplyObject(r);
+            redisFree(c);
+        }
+        owners |= 1u << (shk_redis_slot(chans[i], strlen(chans[i])) * 3 / 16384);
+    }
+    ck_assert_msg(owners != 1 && owners != 2 && owners != 4, "every channel on one master");
+    fan_out(cl[1].port, 1);
+    cluster_stop();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("redis");
+    TCase *tc = tcase_create("redis");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, options_ids_and_slots);
+    tcase_add_test(tc, three_instances_fan_out);
+    tcase_add_test(tc, cluster_fan_out);
+    suite_add_tcase(s, tc);
+    return tu_run(s);
+}
