@@ -101,7 +101,10 @@ typedef struct shk_redis_stats_s {
     uint64_t catchups;    /* channel catch-ups run (a reconnect, a gap) */
     uint64_t commands;    /* commands sent to Redis */
     uint64_t published;   /* publishes Redis accepted from this instance */
-    uint64_t publish_errors; /* publishes refused (link down, Redis error, lost link) */
+    uint64_t publish_errors; /* publishes the relay could not run (link down, Redis error,
+                                lost link) */
+    uint64_t refused;     /* publishes refused by the publisher at once (no relay, link
+                             down, the relay's queue full) */
     uint64_t lag_ms;      /* UP: how long after its id's time the last message was applied;
                              otherwise: how long the link has been down */
     uint64_t last_id_ms;  /* the time part of the last id applied */

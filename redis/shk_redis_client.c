@@ -148,10 +148,12 @@ int shk_redis_publish(shk_redis_t *r, const char *channel, const void *data, siz
     /* Acquire: pairs with the relay's release of its pid. */
     relay = SHK_LOAD_ACQUIRE(r->sh->pid);
     state = SHK_READ_ONCE(r->sh->state);
-    if (relay <= 0)
-        return shk_error(SHK_EAGAIN, "no redis relay is running");
-    if (state < SHK_REDIS_SYNCING)
+    if (relay <= 0 || state < SHK_REDIS_SYNCING) {
+        SHK_ADD_RELAXED(r->sh->refused, 1); /* many publishers: an atomic add */
+        if (relay <= 0)
+            return shk_error(SHK_EAGAIN, "no redis relay is running");
         return shk_error(SHK_EAGAIN, "the link to Redis is %s", shk_redis_state_name(state));
+    }
     total = sizeof h + chlen + eidlen + etlen + len;
     if (total > r->bufsz) {
         if (!(b = realloc(r->buf, total)))
@@ -183,6 +185,8 @@ int shk_redis_publish(shk_redis_t *r, const char *channel, const void *data, siz
     rc = shk_bus_send(r->bus, relay, SHK_REDIS_ALERT_PUB, r->buf, total);
     if (rc != SHK_OK) {
         free(p);
+        if (rc == SHK_ESRCH || rc == SHK_EAGAIN)
+            SHK_ADD_RELAXED(r->sh->refused, 1);
         if (rc == SHK_ESRCH)
             return shk_error(SHK_EAGAIN, "the redis relay %d is gone", (int)relay);
         if (rc == SHK_EAGAIN)

@@ -241,6 +241,7 @@ int shk_redis_stats(shk_zone_t *zone, shk_redis_stats_t *st)
     st->commands = SHK_READ_ONCE(sh->commands);
     st->published = SHK_READ_ONCE(sh->published);
     st->publish_errors = SHK_READ_ONCE(sh->publish_errors);
+    st->refused = SHK_READ_ONCE(sh->refused);
     st->last_id_ms = SHK_READ_ONCE(sh->last_id_ms);
     down = SHK_READ_ONCE(sh->down_since_ms);
     if (st->state == SHK_REDIS_UP)

@@ -23,7 +23,8 @@
 
 /* Written by the relay alone (sole writer: SHK_ADD_SOLE / SHK_WRITE_ONCE),
  * read lock-free by publishers and reports: each field stands alone, so
- * relaxed order is enough, except pid, which a publisher uses as the
+ * relaxed order is enough (refused has many writers: SHK_ADD_RELAXED),
+ * except pid, which a publisher uses as the
  * address of its alerts (release/acquire, though an old pid only costs a
  * send that fails). */
 typedef struct redis_shared_s {
@@ -37,6 +38,8 @@ typedef struct redis_shared_s {
     _Atomic uint64_t reconnects, relayed, caught_up, duplicates, catchups, commands;
     _Atomic uint64_t published, publish_errors;
     _Atomic uint64_t lag_ms, last_id_ms, down_since_ms;
+    /* the one field with many writers: publishers that refuse at once */
+    _Atomic uint64_t refused;
 } redis_shared_t;
 
 /* The record of `zone`, checked (SHK_LAYOUT_CHECK of magic, version, size),

@@ -644,10 +644,221 @@ START_TEST(three_instances_fan_out)
 }
 END_TEST
 
+
+/* The channel's last id on an instance is at least *id (polling the zone). */
+static void wait_last(inst_t *in, const char *chan, const shk_chan_msgid_t *id)
+{
+    uint64_t end = now_ms() + STALL_MS;
+    shk_chan_info_t info;
+    for (;;) {
+        if (shk_chan_info(in->ch, chan, &info) == SHK_OK && info.last_seq &&
+            (info.last_id.time_ms > id->time_ms ||
+             (info.last_id.time_ms == id->time_ms && info.last_id.tag >= id->tag)))
+            return;
+        ck_assert_msg(now_ms() < end, "instance %s never reached %llu-%u on %s", in->name,
+                      (unsigned long long)id->time_ms, id->tag, chan);
+        pause_ms(2);
+    }
+}
+
+/* A subscriber that leaves A after half the messages and resumes on B
+ * after the last id it got loses nothing and gets nothing twice. */
+static void resume_elsewhere(int port)
+{
+    inst_t a, b;
+    const char *chans[] = {"room"};
+    int n = (int)tu_scale(200, 10) & ~1;
+    tu_pipe_t half, go_on;
+    inst_make(&a, "ra", port, 1000);
+    inst_make(&b, "rb", port, 1000);
+    relay_start(&a);
+    relay_start(&b);
+    wait_up(&a);
+    wait_up(&b);
+    subargs_t s1 = {.in = &a, .slot = 1, .idx = 0, .want = n / 2, .nchans = 1, .chans = {"room"}};
+    pid_t p1 = sub_start(&s1);
+    tu_pipe(&half);
+    tu_pipe(&go_on);
+    pubargs_t pa = {.in = &a, .count = n, .chans = chans, .nchans = 1, .half = &half,
+                    .go_on = &go_on};
+    pid_t pub = tu_fork(pub_main, &pa);
+    ck_assert_int_eq(tu_await(&half), 0);
+    tu_wait_ok(p1); /* it has the first half and left */
+    rec_t *r1 = &a.sh->rec[0];
+    ck_assert_int_eq(r1->n, n / 2);
+    /* the client reconnects to B with its last id; B has relayed that far */
+    wait_last(&b, "room", &r1->id[n / 2 - 1]);
+    subargs_t s2 = {.in = &b, .slot = 1, .idx = 0, .want = n / 2, .nchans = 1, .chans = {"room"},
+                    .from = {.mode = SHK_CHAN_FROM_AFTER, .after = r1->id[n / 2 - 1]}};
+    pid_t p2 = sub_start(&s2);
+    tu_signal(&go_on);
+    tu_wait_ok(pub);
+    tu_wait_ok(p2);
+    tu_pipe_close(&half);
+    tu_pipe_close(&go_on);
+    /* both halves together are every accepted message, once, in order */
+    rec_t *all = calloc(1, sizeof *all);
+    rec_t *r2 = &b.sh->rec[0];
+    for (int i = 0; i < r1->n; i++, all->n++) {
+        all->id[all->n] = r1->id[i];
+        all->num[all->n] = r1->num[i];
+    }
+    for (int i = 0; i < r2->n; i++, all->n++) {
+        all->id[all->n] = r2->id[i];
+        all->num[all->n] = r2->num[i];
+    }
+    check_rec("A then B", all, a.sh, 0, 1);
+    free(all);
+    relay_stop_wait(&a);
+    relay_stop_wait(&b);
+    inst_free(&a);
+    inst_free(&b);
+}
+
+typedef void (*victim_fn)(void *ctx, int restart);
+
+/* Load through A, subscribers on A and B; Redis (or one cluster master)
+ * killed with SIGKILL after half, publishes refused while it is down, then
+ * restarted: every accepted message reaches both once, in order; the
+ * links came back. */
+static void redis_outage(int port, victim_fn victim, void *vctx)
+{
+    inst_t a, b;
+    const char *chans[] = {"x1", "x2", "x3"};
+    int n = (int)tu_scale(300, 10) & ~1;
+    tu_pipe_t half, go_on;
+    shk_redis_stats_t st;
+    inst_make(&a, "oa", port, 1000);
+    inst_make(&b, "ob", port, 1000);
+    relay_start(&a);
+    relay_start(&b);
+    wait_up(&a);
+    wait_up(&b);
+    subargs_t sa = {.in = &a, .slot = 1, .idx = 0, .want = n, .nchans = 3,
+                    .chans = {"x1", "x2", "x3"}};
+    subargs_t sb = sa;
+    sb.in = &b;
+    pid_t pa_ = sub_start(&sa), pb_ = sub_start(&sb);
+    tu_pipe(&half);
+    tu_pipe(&go_on);
+    pubargs_t pa = {.in = &a, .count = n, .chans = chans, .nchans = 3, .retry = 1, .half = &half,
+                    .go_on = &go_on};
+    pid_t pub = tu_fork(pub_main, &pa);
+    ck_assert_int_eq(tu_await(&half), 0);
+    victim(vctx, 0); /* SIGKILL */
+    tu_signal(&go_on);
+    {
+        /* the publisher is refused while it is down (polling it) */
+        uint64_t end = now_ms() + STALL_MS;
+        while (a.sh->refused + a.sh->failed == 0) {
+            ck_assert_msg(now_ms() < end, "no publish was refused while Redis was down");
+            pause_ms(2);
+        }
+    }
+    victim(vctx, 1); /* restart, same data */
+    tu_wait_ok(pub);
+    tu_wait_ok(pa_);
+    tu_wait_ok(pb_);
+    tu_pipe_close(&half);
+    tu_pipe_close(&go_on);
+    ck_assert_int_eq(a.sh->acked, n);
+    check_rec("A", &a.sh->rec[0], a.sh, 0, 3);
+    check_rec("B", &b.sh->rec[0], a.sh, 0, 3);
+    ck_assert_int_eq(shk_redis_stats(a.zone, &st), SHK_OK);
+    ck_assert_uint_ge(st.reconnects, 1);
+    ck_assert_uint_ge(st.publish_errors + st.refused, 1);
+    printf("redis_outage: %d accepted, %d refused, %d timed out; A reconnected %llu times\n", n,
+           a.sh->refused, a.sh->failed, (unsigned long long)st.reconnects);
+    ck_assert_int_eq(shk_redis_stats(b.zone, &st), SHK_OK);
+    ck_assert_uint_ge(st.reconnects, 1);
+    relay_stop_wait(&a);
+    relay_stop_wait(&b);
+    inst_free(&a);
+    inst_free(&b);
+}
+
+/* B's relay killed after half the messages; the second half is published
+ * while B has none; a new relay resumes from B's store: B's subscriber gets
+ * every message once, in order. */
+static void relay_killed(int port)
+{
+    inst_t a, b;
+    const char *chans[] = {"k1", "k2"};
+    int n = (int)tu_scale(300, 10) & ~1;
+    tu_pipe_t half, go_on;
+    shk_redis_stats_t st;
+    inst_make(&a, "ka", port, 1000);
+    inst_make(&b, "kb", port, 1000);
+    relay_start(&a);
+    relay_start(&b);
+    wait_up(&a);
+    wait_up(&b);
+    subargs_t sb = {.in = &b, .slot = 1, .idx = 0, .want = n, .nchans = 2, .chans = {"k1", "k2"}};
+    pid_t ps = sub_start(&sb);
+    tu_pipe(&half);
+    tu_pipe(&go_on);
+    pubargs_t pa = {.in = &a, .count = n, .chans = chans, .nchans = 2, .half = &half,
+                    .go_on = &go_on};
+    pid_t pub = tu_fork(pub_main, &pa);
+    ck_assert_int_eq(tu_await(&half), 0);
+    kill(b.relay, SIGKILL);
+    tu_wait(b.relay);
+    shk_bus_reap(b.bus, b.relay);
+    tu_signal(&go_on);
+    tu_wait_ok(pub); /* all published while B has no relay */
+    relay_start(&b);
+    tu_wait_ok(ps);
+    tu_pipe_close(&half);
+    tu_pipe_close(&go_on);
+    check_rec("B", &b.sh->rec[0], a.sh, 0, 2);
+    ck_assert_int_eq(shk_redis_stats(b.zone, &st), SHK_OK);
+    ck_assert_uint_ge(st.caught_up, 1);
+    relay_stop_wait(&a);
+    relay_stop_wait(&b);
+    inst_free(&a);
+    inst_free(&b);
+}
+
+static void kill_srv(void *ctx, int restart)
+{
+    srv_t *s = ctx;
+    if (restart)
+        srv_start(s);
+    else
+        srv_kill(s, SIGKILL);
+}
+
+START_TEST(resume_on_another_instance)
+{
+    memset(&srv, 0, sizeof srv);
+    srv_start(&srv);
+    resume_elsewhere(srv.port);
+    srv_stop(&srv);
+}
+END_TEST
+
+START_TEST(redis_killed_and_restarted)
+{
+    memset(&srv, 0, sizeof srv);
+    srv_start(&srv);
+    redis_outage(srv.port, kill_srv, &srv);
+    srv_stop(&srv);
+}
+END_TEST
+
+START_TEST(relay_killed_resumes)
+{
+    memset(&srv, 0, sizeof srv);
+    srv_start(&srv);
+    relay_killed(srv.port);
+    srv_stop(&srv);
+}
+END_TEST
+
 /* The same on a 3-master cluster: the four channels hash to slots of
  * different masters (checked), publishes go to each channel's master, the
  * announcements reach the relays through any node. */
-START_TEST(cluster_fan_out)
+START_TEST(cluster_same_checks)
 {
     const char *chans[] = {"news", "sport", "a:b", "w.x"};
     unsigned owners = 0;
@@ -668,6 +879,10 @@ START_TEST(cluster_fan_out)
     }
     ck_assert_msg(owners != 1 && owners != 2 && owners != 4, "every channel on one master");
     fan_out(cl[1].port, 1);
+    resume_elsewhere(cl[2].port);
+    relay_killed(cl[0].port);
+    /* the master of "x1" killed and restarted */
+    redis_outage(cl[1].port, kill_srv, &cl[shk_redis_slot("x1", 2) * 3 / 16384]);
     cluster_stop();
 }
 END_TEST
@@ -679,7 +894,10 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, options_ids_and_slots);
     tcase_add_test(tc, three_instances_fan_out);
-    tcase_add_test(tc, cluster_fan_out);
+    tcase_add_test(tc, resume_on_another_instance);
+    tcase_add_test(tc, redis_killed_and_restarted);
+    tcase_add_test(tc, relay_killed_resumes);
+    tcase_add_test(tc, cluster_same_checks);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
