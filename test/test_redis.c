@@ -855,6 +855,177 @@ START_TEST(relay_killed_resumes)
 }
 END_TEST
 
+
+/* ---- real masters ------------------------------------------------------------------------- */
+
+typedef struct {
+    _Atomic int ready, go, resume;
+    _Atomic int relay_pid[2], up[2];
+    int n;
+    rec_t rec[2][2];
+    shared_t pub;
+} mshared_t;
+
+typedef struct {
+    mshared_t *m;
+    int inst;
+} mctx_t;
+
+typedef struct {
+    mshared_t *m;
+    int num, busy;
+} mreq_t;
+
+static void on_mdone(int status, const shk_chan_msgid_t *id, const char *msg, void *ctx)
+{
+    mreq_t *q = ctx;
+    (void)msg;
+    q->busy = 0;
+    if (status == SHK_OK && q->m->pub.acked < MAXMSG) {
+        q->m->pub.ack_id[q->m->pub.acked] = *id;
+        q->m->pub.ack_num[q->m->pub.acked] = q->num;
+        q->m->pub.acked++;
+        q->num++;
+    } else if (status != SHK_OK) {
+        q->m->pub.refused++;
+    }
+}
+
+/* A worker: subscribes to "live", records what it gets; worker 0 of
+ * instance 0 publishes m0 .. m<n-1> through the relay, one at a time,
+ * pausing after half until the parent says resume. Worker 0 of each
+ * instance reports its relay's pid and state. */
+static int mworker(shk_worker_t *w, void *ctx)
+{
+    mctx_t *c = ctx;
+    mshared_t *m = c->m;
+    unsigned slot = shk_worker_slot(w);
+    shk_chan_t *ch = shk_worker_chan(w);
+    shk_bus_t *bus = shk_worker_bus(w);
+    shk_zone_t *z = shk_worker_zone(w, "shmkit_chan");
+    shk_redis_t *r = shk_worker_redis(w);
+    mreq_t q = {m, 0, 0};
+    int publisher = c->inst == 0 && slot == 0;
+    if (!ch || !z || !r || slot > 1)
+        return 3;
+    shk_chan_sub_t *sub = shk_chan_sub_new(ch, on_msg, &m->rec[c->inst][slot]);
+    if (!sub || shk_chan_sub_add(sub, "live", NULL) != SHK_OK)
+        return 4;
+    atomic_fetch_add(&m->ready, 1);
+    while (!shk_worker_quitting()) {
+        shk_bus_wait(bus, 10);
+        shk_bus_dispatch(bus, SHK_BUS_BUDGET);
+        shk_chan_tick(ch);
+        shk_redis_tick(r);
+        if (slot == 0) {
+            shk_redis_stats_t st;
+            if (shk_redis_stats(z, &st) == SHK_OK) {
+                atomic_store(&m->relay_pid[c->inst], (int)st.pid);
+                atomic_store(&m->up[c->inst], st.state == SHK_REDIS_UP);
+            }
+        }
+        if (!publisher || !atomic_load(&m->go) || q.busy || q.num >= m->n)
+            continue;
+        if (q.num == m->n / 2 && !atomic_load(&m->resume))
+            continue;
+        char data[32];
+        snprintf(data, sizeof data, "m%d", q.num);
+        if (shk_redis_publish(r, "live", data, strlen(data), NULL, NULL, on_mdone, &q) == SHK_OK)
+            q.busy = 1;
+        else
+            m->pub.refused++;
+    }
+    shk_chan_sub_free(sub);
+    return 0;
+}
+
+static void wait_flag(_Atomic int *f, int want, const char *what)
+{
+    uint64_t end = now_ms() + STALL_MS;
+    while (atomic_load(f) < want) {
+        ck_assert_msg(now_ms() < end, "waited too long for %s", what);
+        pause_ms(5);
+    }
+}
+
+/* Two real masters (two workers each, a relay each), a publishing worker
+ * on A: every worker of both gets every message once, in order, with the
+ * ids Redis gave; B's relay is SIGKILLed after half, the master respawns
+ * it and it resumes from B's store while the rest is published. */
+START_TEST(real_masters_relay_respawned)
+{
+    mshared_t *m = tu_shared(sizeof *m);
+    char conf[2][128];
+    pid_t master[2];
+    memset(&srv, 0, sizeof srv);
+    srv_start(&srv);
+    m->n = (int)tu_scale(200, 10) & ~1;
+    for (int i = 0; i < 2; i++) {
+        FILE *f;
+        snprintf(conf[i], sizeof conf[i], "/tmp/shk_test_redis_%ld_%d.conf", (long)getpid(), i);
+        f = fopen(conf[i], "w");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f,
+                "worker_processes 2;\n"
+                "shm_instance rm%d;\n"
+                "channels 8m store_messages=on max_stored=1000;\n"
+                "channels_redis redis://127.0.0.1:%d namespace=rm backoff=20ms "
+                "backoff_max=200ms timeout=3s;\n",
+                i, srv.port);
+        fclose(f);
+    }
+    for (int i = 0; i < 2; i++) {
+        master[i] = tu_fork_raw();
+        if (master[i] == 0) {
+            mctx_t c = {m, i};
+            shk_app_t app = {.name = "trm", .worker = mworker, .ctx = &c};
+            int rc = shk_master_run(conf[i], &app, NULL);
+            TU_CHECK(rc == SHK_OK, "master %d: %s", i, shk_last_errmsg());
+            tu_exit(0);
+        }
+    }
+    wait_flag(&m->ready, 4, "the four workers to subscribe");
+    wait_flag(&m->up[0], 1, "A's link");
+    wait_flag(&m->up[1], 1, "B's link");
+    atomic_store(&m->go, 1);
+    {
+        uint64_t end = now_ms() + STALL_MS;
+        while (m->pub.acked < m->n / 2) {
+            ck_assert_msg(now_ms() < end, "the first half was not accepted");
+            pause_ms(5);
+        }
+    }
+    int old = atomic_load(&m->relay_pid[1]);
+    ck_assert_int_gt(old, 0);
+    ck_assert_int_eq(kill(old, SIGKILL), 0);
+    atomic_store(&m->resume, 1);
+    {
+        uint64_t end = now_ms() + 2 * STALL_MS;
+        for (;;) {
+            int done = 1;
+            for (int i = 0; i < 2; i++)
+                for (int k = 0; k < 2; k++)
+                    done &= m->rec[i][k].n >= m->n;
+            if (done)
+                break;
+            ck_assert_msg(now_ms() < end, "not every worker got every message");
+            pause_ms(5);
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < 2; k++)
+            check_rec(i ? "B" : "A", &m->rec[i][k], &m->pub, 0, 1);
+    ck_assert_int_ne(atomic_load(&m->relay_pid[1]), old); /* respawned */
+    for (int i = 0; i < 2; i++) {
+        kill(master[i], SIGTERM);
+        tu_wait_ok(master[i]);
+        unlink(conf[i]);
+    }
+    srv_stop(&srv);
+    tu_unshare(m, sizeof *m);
+}
+END_TEST
+
 /* The same on a 3-master cluster: the four channels hash to slots of
  * different masters (checked), publishes go to each channel's master, the
  * announcements reach the relays through any node. */
@@ -897,6 +1068,7 @@ int main(void)
     tcase_add_test(tc, resume_on_another_instance);
     tcase_add_test(tc, redis_killed_and_restarted);
     tcase_add_test(tc, relay_killed_resumes);
+    tcase_add_test(tc, real_masters_relay_respawned);
     tcase_add_test(tc, cluster_same_checks);
     suite_add_tcase(s, tc);
     return tu_run(s);
