@@ -122,7 +122,7 @@ DEMO_TESTS  := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/test_demo*.c))
 DEMO_BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_demo*.c))
 
 .PHONY: all lib tests benches test test-run asan tsan clang bench bench-% install uninstall \
-        clean deps-test deps-demo deps-bench pubsub-client fuzz soak check-layers check-exports \
+        clean deps-lib deps-test deps-demo deps-bench pubsub-client fuzz soak check-layers check-exports \
         check-docs check-install docs demo run
 .DEFAULT_GOAL := all
 .SECONDARY:
@@ -130,6 +130,10 @@ DEMO_BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_demo*.c
 all: lib $(TOOL_BIN) $(DEMO_BIN)
 
 lib: $(STATIC_LIB) $(SHARED_LIB) $(B)/libshmkit.so
+
+# hiredis's headers, before any object of the library (installed as root
+# when missing, mk/deps.sh lib).
+$(LIB_OBJS): | deps-lib
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -214,6 +218,9 @@ tests: $(TEST_BINS) $(TOOL_BIN) $(DEMO_BIN)
 benches: $(BENCH_BINS) $(DEMO_BIN) $(PUBSUB_BIN)
 
 # ---- tests -----------------------------------------------------------------
+
+deps-lib:
+	@mk/deps.sh lib
 
 deps-test:
 	@mk/deps.sh test
