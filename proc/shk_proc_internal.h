@@ -146,6 +146,9 @@ SHK_HIDDEN const char *shk_proc_app_name(const shk_app_t *app);
 SHK_HIDDEN _Noreturn void shk_proc_worker_main(const shk_app_t *app, shk_cycle_t *cy,
                                                unsigned slot, int sfd, const sigset_t *oldmask);
 
+/* A worker's (or the relay's) exit with `status`, never returns. */
+SHK_HIDDEN _Noreturn void shk_proc_exit(shk_cycle_t *cy, int status);
+
 /* ---- shk_redis_proc.c -------------------------------------------------------- */
 
 /* The channels_redis directive's handler. */

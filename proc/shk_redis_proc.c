@@ -113,8 +113,7 @@ void shk_proc_relay_main(const shk_app_t *app, shk_cycle_t *cy, unsigned slot)
     rc = shk_redis_run(cy->chan_zone, cy->chan, cy->bus, &cy->redis_opts, relay_stop, NULL);
     if (rc != SHK_OK)
         shk_log(SHK_LOG_ERR, "redis relay: %s", shk_last_errmsg());
-    fflush(NULL);
-    _exit(rc == SHK_OK ? 0 : 2);
+    shk_proc_exit(cy, rc == SHK_OK ? 0 : 2);
 }
 
 shk_redis_t *shk_worker_redis(shk_worker_t *w)
