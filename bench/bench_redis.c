@@ -63,7 +63,7 @@ static shared_t *S;
 static int port;
 static pid_t srv_pid;
 
-static void die(const char *what)
+static _Noreturn void die(const char *what)
 {
     fprintf(stderr, "bench_redis: %s: %s\n", what, shk_last_errmsg());
     exit(1);
