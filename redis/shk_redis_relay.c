@@ -375,16 +375,14 @@ static int ann_parse(const char *data, size_t len, ann_t *a)
 {
     const char *p = data, *end = data + len, *s;
     size_t n, chlen, eidlen, etlen;
+    /* the previous id is "0-0" for a stream's first entry: a valid id */
     if (ann_line(&p, end, &s, &n) || shk_redis_parse_id(s, n, &a->id) ||
-        ann_line(&p, end, &s, &n) ||
-        (shk_redis_parse_id(s, n, &a->prev) && !(n == 3 && memcmp(s, "0-0", 3) == 0)) ||
+        ann_line(&p, end, &s, &n) || shk_redis_parse_id(s, n, &a->prev) ||
         ann_line(&p, end, &s, &n) || ann_num(s, n, SHK_CHAN_ID_MAX, &chlen) ||
         ann_line(&p, end, &s, &n) || ann_num(s, n, SHK_CHAN_EVENT_MAX, &eidlen) ||
         ann_line(&p, end, &s, &n) || ann_num(s, n, SHK_CHAN_EVENT_MAX, &etlen) || !chlen ||
         (size_t)(end - p) < chlen + eidlen + etlen)
         return -1;
-    if (n == 3 && !a->prev.time_ms)
-        a->prev = (shk_chan_msgid_t){0, 0};
     memcpy(a->chan, p, chlen);
     a->chan[chlen] = '\0';
     p += chlen;

@@ -584,6 +584,44 @@ START_TEST(options_ids_and_slots)
 }
 END_TEST
 
+
+/* The directive: what it accepts, and each refusal naming its reason. */
+START_TEST(directive_checked)
+{
+    char path[128];
+    static const struct {
+        const char *conf, *msg;
+    } bad[] = {
+        {"channels_redis redis://127.0.0.1:1;", "needs a \"channels\" directive"},
+        {"channels 1m;\nchannels_redis http://x;", "must start with redis:// or unix:"},
+        {"channels 1m;\nchannels_redis redis://h:99999;", "the port must be 1 to 65535"},
+        {"channels 1m;\nchannels_redis redis://h color=red;", "invalid parameter \"color=red\""},
+        {"channels 1m;\nchannels_redis redis://h timeout=5x;", "invalid value in \"timeout=5x\""},
+        {"channels 1m;\nchannels_redis redis://h namespace=a/b;", "namespace"},
+        {"channels 1m;\nchannels_redis redis://h;\nchannels_redis redis://h;", "duplicate"},
+        {"worker_processes 64;\nchannels 1m;\nchannels_redis redis://h;", "at most 63 workers"},
+    };
+    snprintf(path, sizeof path, "/tmp/shk_test_redis_conf_%ld.conf", (long)getpid());
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "channels 1m max_stored=5 ttl=1m;\n"
+               "channels_redis redis://:pw@127.0.0.1:6390/2 namespace=x.y timeout=2s "
+               "connect_timeout=1s backoff=50ms backoff_max=2s;\n");
+    fclose(f);
+    ck_assert_msg(shk_master_check(path, NULL) == SHK_OK, "%s", shk_last_errmsg());
+    for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f, "%s\n", bad[i].conf);
+        fclose(f);
+        ck_assert_int_eq(shk_master_check(path, NULL), SHK_ECONF);
+        ck_assert_msg(strstr(shk_last_errmsg(), bad[i].msg), "%s: %s", bad[i].conf,
+                      shk_last_errmsg());
+    }
+    unlink(path);
+}
+END_TEST
+
 /* ---- three instances ----------------------------------------------------------------------- */
 
 static srv_t srv;
@@ -1248,6 +1286,7 @@ int main(void)
     TCase *tc = tcase_create("redis");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, options_ids_and_slots);
+    tcase_add_test(tc, directive_checked);
     tcase_add_test(tc, three_instances_fan_out);
     tcase_add_test(tc, resume_on_another_instance);
     tcase_add_test(tc, redis_killed_and_restarted);
