@@ -90,6 +90,20 @@ typedef struct redis_ack_msg_s {
  * above 32 bits). `len` bytes, no NUL needed. */
 SHK_HIDDEN int shk_redis_parse_id(const char *s, size_t len, shk_chan_msgid_t *id);
 
+/* An announcement (the publish script's PUBLISH), parsed: its head
+ * "ID\nPREV\nCHLEN\nEIDLEN\nETLEN\n", then the channel id, the event id,
+ * the event type and the data. Every byte is untrusted: 0, or -1 for
+ * anything malformed (lengths too long or past the end, a NUL or a bad
+ * character count, an id that is not one). data points into the input. */
+typedef struct redis_ann_s {
+    shk_chan_msgid_t id, prev;
+    char chan[SHK_CHAN_ID_MAX + 1], eid[SHK_CHAN_EVENT_MAX + 1], et[SHK_CHAN_EVENT_MAX + 1];
+    const char *data;
+    size_t len;
+} redis_ann_t;
+
+SHK_HIDDEN int shk_redis_ann_parse(const char *data, size_t len, redis_ann_t *a);
+
 /* The cluster slot of a channel id (CRC16-XMODEM of the id, which is the
  * hash tag of its keys, modulo 16384). */
 SHK_HIDDEN unsigned shk_redis_slot(const char *id, size_t len);

@@ -335,13 +335,6 @@ static void sync_start(relay_t *r)
 
 /* ---- announcements -------------------------------------------------------------------------- */
 
-typedef struct {
-    shk_chan_msgid_t id, prev;
-    char chan[SHK_CHAN_ID_MAX + 1], eid[SHK_CHAN_EVENT_MAX + 1], et[SHK_CHAN_EVENT_MAX + 1];
-    const char *data;
-    size_t len;
-} ann_t;
-
 /* One line of the announcement's head: [*p, end) up to '\n'. */
 static int ann_line(const char **p, const char *end, const char **s, size_t *n)
 {
@@ -371,7 +364,7 @@ static int ann_num(const char *s, size_t n, size_t max, size_t *out)
 }
 
 /* "ID\nPREV\nCHLEN\nEIDLEN\nETLEN\n" CHANNEL EID ET DATA, every byte untrusted. */
-static int ann_parse(const char *data, size_t len, ann_t *a)
+int shk_redis_ann_parse(const char *data, size_t len, redis_ann_t *a)
 {
     const char *p = data, *end = data + len, *s;
     size_t n, chlen, eidlen, etlen;
@@ -405,10 +398,10 @@ static int ann_parse(const char *data, size_t len, ann_t *a)
  * stream (trimmed), so apply. */
 static int process(relay_t *r, const char *data, size_t len, int force)
 {
-    ann_t a;
+    redis_ann_t a;
     shk_chan_info_t info;
     int rc;
-    if (ann_parse(data, len, &a) != 0) {
+    if (shk_redis_ann_parse(data, len, &a) != 0) {
         shk_log(SHK_LOG_WARN, "redis relay: a malformed announcement of %zu bytes ignored", len);
         return 0;
     }

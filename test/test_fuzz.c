@@ -16,6 +16,7 @@
 int shk_fuzz_conf(const uint8_t *data, size_t size);
 int shk_fuzz_zone(const uint8_t *data, size_t size);
 int shk_fuzz_bus(const uint8_t *data, size_t size);
+int shk_fuzz_redis(const uint8_t *data, size_t size);
 
 typedef struct {
     const char *name;
@@ -26,6 +27,7 @@ static const target_t targets[] = {
     {"conf", shk_fuzz_conf},
     {"zone", shk_fuzz_zone},
     {"bus", shk_fuzz_bus},
+    {"redis", shk_fuzz_redis},
 };
 
 /* Run fn on every regular file of dir; returns how many (0 if no dir). */
