@@ -189,6 +189,7 @@ struct relay_s {
     unsigned state;
     int want_reset;
     int ever_up;
+    unsigned fails; /* connects failed in a row (for the log) */
     char last_error[256];
     uint64_t backoff_ms, next_connect_ms, connect_deadline_ms;
     rcmd_t *inflight_head, *inflight_tail;

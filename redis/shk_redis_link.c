@@ -620,8 +620,16 @@ void shk_redis_link_reset(relay_t *r, const char *why)
     r->want_reset = 0;
     if (why && !r->last_error[0])
         shk_redis_error(r, "%s", why);
-    if (r->state != SHK_REDIS_DOWN)
+    if (r->state == SHK_REDIS_UP || r->state == SHK_REDIS_SYNCING) {
         shk_log(SHK_LOG_WARN, "redis relay: link down: %s", r->last_error);
+        r->fails = 0;
+    } else if (r->state == SHK_REDIS_CONNECTING) {
+        unsigned k = ++r->fails;
+        /* attempts 1, 2, 4, 8 ...: a long outage logs a line now and then */
+        if ((k & (k - 1)) == 0)
+            shk_log(SHK_LOG_WARN, "redis relay: no link after %u attempt%s: %s", k,
+                    k == 1 ? "" : "s", r->last_error);
+    }
     /* Collect first: the callbacks run by a free may not change the list
      * under the walk. */
     if (r->seed)
