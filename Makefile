@@ -32,7 +32,7 @@ B           := build/$(VARIANT)
 
 # Modules from the bottom of the dependency chain to the top. A module may
 # include headers only from itself and the modules before it (mk/check-layers.sh).
-MODULES     := core rbtree shmtx slab shm bus chan stat proc
+MODULES     := core rbtree shmtx slab shm bus chan redis stat proc
 
 WARN        := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
                -Wpointer-arith -Wformat=2
@@ -57,7 +57,10 @@ CFLAGS      ?=
 LDFLAGS     ?=
 ALL_CFLAGS  := $(CSTD) $(WARN) $(OPT_$(VARIANT)) -pthread $(INCLUDES) $(CFLAGS)
 LIB_CFLAGS  := $(ALL_CFLAGS) -fPIC -fvisibility=hidden
-ALL_LDFLAGS := -pthread $(LDOPT_$(VARIANT)) $(LDFLAGS)
+# redis/ speaks to Redis through hiredis (Debian libhiredis-dev): every
+# program that links the library links it too.
+REDIS_LIBS  := -lhiredis
+ALL_LDFLAGS := -pthread $(LDOPT_$(VARIANT)) $(LDFLAGS) $(REDIS_LIBS)
 
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
@@ -125,14 +128,18 @@ DEMO_TESTS  := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/test_demo*.c))
 DEMO_BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_demo*.c))
 
 .PHONY: all lib tests benches test test-run asan tsan clang bench bench-% install uninstall \
-        clean deps-test deps-demo deps-bench pubsub-client fuzz soak check-layers check-exports \
-        check-docs check-install check-spdx docs demo run
+        clean deps-lib deps-test deps-demo deps-bench pubsub-client fuzz soak check-layers \
+        check-exports check-docs check-install check-spdx docs demo run
 .DEFAULT_GOAL := all
 .SECONDARY:
 
 all: lib $(TOOL_BIN) $(DEMO_BIN)
 
 lib: $(STATIC_LIB) $(SHARED_LIB) $(B)/libshmkit.so
+
+# hiredis's headers, before any object of the library (installed as root
+# when missing, mk/deps.sh lib).
+$(LIB_OBJS): | deps-lib
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -218,6 +225,9 @@ tests: $(TEST_BINS) $(TOOL_BIN) $(DEMO_BIN)
 benches: $(BENCH_BINS) $(DEMO_BIN) $(PUBSUB_BIN)
 
 # ---- tests -----------------------------------------------------------------
+
+deps-lib:
+	@mk/deps.sh lib
 
 deps-test:
 	@mk/deps.sh test

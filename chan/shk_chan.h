@@ -259,6 +259,22 @@ SHK_API int shk_chan_publish(shk_chan_t *ch, const char *channel, const void *da
                              const char *event_id, const char *event_type, shk_chan_info_t *info);
 
 /*
+ * Publish as shk_chan_publish, but with the id `*id` given by the caller
+ * instead of the store's clock: for a relay that applies messages whose id
+ * was given elsewhere (another instance, a Redis stream: docs/redis.md), so
+ * the id is the same everywhere. Applied only when `*id` is above the
+ * channel's last id (a new channel takes any id): otherwise nothing changes
+ * and SHK_EEXIST is returned, with `info` (may be NULL) filled with the
+ * channel, so a message that arrives twice (or late) is applied once. The
+ * channel's later ids, given by shk_chan_publish, stay above it. Errors as
+ * shk_chan_publish, and SHK_EINVAL for a NULL id or 0:0. Locking as
+ * shk_chan_publish.
+ */
+SHK_API int shk_chan_publish_id(shk_chan_t *ch, const char *channel, const shk_chan_msgid_t *id,
+                                const void *data, size_t len, const char *event_id,
+                                const char *event_type, shk_chan_info_t *info);
+
+/*
  * Delete channel `channel`: it leaves the tree at once (a new channel of
  * the same id may be made right away), its stored messages are freed, and
  * each subscriber gets one last call with SHK_CHAN_MSG_DELETED (after every

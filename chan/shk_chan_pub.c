@@ -4,7 +4,8 @@
  * process that maps the zone: shk_chan_publish (the message written once
  * into the slab, its id and seq given under the store's lock, one reference
  * per worker slot with subscribers plus the store's, one small alert per
- * such worker sent after the lock), shk_chan_delete (the channel out of the
+ * such worker sent after the lock), shk_chan_publish_id (the same with an
+ * id given by a relay, applied only above the channel's last), shk_chan_delete (the channel out of the
  * tree, its stored messages freed, a final alert to each worker with
  * subscribers, nothing allocated), the alerts themselves (a failed send
  * marks the slot missed: its tick catches up) and the store's events
@@ -228,8 +229,11 @@ static void link_message(shk_chan_t *ch, chan_ch_t *c, chan_msg_t *m, uint64_t r
         }
 }
 
-int shk_chan_publish(shk_chan_t *ch, const char *channel, const void *data, size_t len,
-                     const char *event_id, const char *event_type, shk_chan_info_t *info)
+/* shk_chan_publish (gid NULL: the store gives the id) and shk_chan_publish_id
+ * (the id *gid, applied only above the channel's last). */
+static int publish(shk_chan_t *ch, const char *channel, const shk_chan_msgid_t *gid,
+                   const void *data, size_t len, const char *event_id, const char *event_type,
+                   shk_chan_info_t *info)
 {
     draft_t dr = {0};
     targets_t t;
@@ -279,6 +283,19 @@ int shk_chan_publish(shk_chan_t *ch, const char *channel, const void *data, size
         }
         made = 1;
     }
+    if (gid && SHK_READ_ONCE(c->seq) &&
+        (gid->time_ms < SHK_READ_ONCE(c->last_time_ms) ||
+         (gid->time_ms == SHK_READ_ONCE(c->last_time_ms) && gid->tag <= SHK_READ_ONCE(c->last_tag)))) {
+        /* Not above the last id: seen already (a relay's message that came
+         * twice) or older than what the channel holds. */
+        if (info)
+            shk_chan_fill_info(ch, c, info);
+        rc = shk_error(SHK_EEXIST, "channel \"%s\" is at %llu:%u already, not below %llu:%u",
+                       channel, (unsigned long long)SHK_READ_ONCE(c->last_time_ms),
+                       (unsigned)SHK_READ_ONCE(c->last_tag), (unsigned long long)gid->time_ms,
+                       (unsigned)gid->tag);
+        goto fail;
+    }
     refs = target_bits(ch, c) | (st->store_messages ? CHAN_REF_STORE : 0);
     if (refs && !dr.m && draft_alloc(ch, &dr) != SHK_OK) {
         rc = shk_error(SHK_ENOMEM,
@@ -293,7 +310,10 @@ int shk_chan_publish(shk_chan_t *ch, const char *channel, const void *data, size
      * counts messages within one millisecond. */
     now = shk_chan_wall(ch);
     /* Sole writers under the lock; relaxed for lock-free readers. */
-    if (SHK_READ_ONCE(c->seq) && now <= SHK_READ_ONCE(c->last_time_ms)) {
+    if (gid) {
+        SHK_WRITE_ONCE(c->last_time_ms, gid->time_ms);
+        SHK_WRITE_ONCE(c->last_tag, gid->tag);
+    } else if (SHK_READ_ONCE(c->seq) && now <= SHK_READ_ONCE(c->last_time_ms)) {
         SHK_ADD_SOLE(c->last_tag, 1);
     } else {
         SHK_WRITE_ONCE(c->last_time_ms, now);
@@ -326,6 +346,23 @@ fail:
     shk_chan_unlock(ch);
     draft_free(ch, &dr);
     return rc;
+}
+
+int shk_chan_publish(shk_chan_t *ch, const char *channel, const void *data, size_t len,
+                     const char *event_id, const char *event_type, shk_chan_info_t *info)
+{
+    return publish(ch, channel, NULL, data, len, event_id, event_type, info);
+}
+
+int shk_chan_publish_id(shk_chan_t *ch, const char *channel, const shk_chan_msgid_t *id,
+                        const void *data, size_t len, const char *event_id,
+                        const char *event_type, shk_chan_info_t *info)
+{
+    if (!id)
+        return shk_error(SHK_EINVAL, "NULL message id");
+    if (!id->time_ms && !id->tag)
+        return shk_error(SHK_EINVAL, "message id 0:0 (every id is above it)");
+    return publish(ch, channel, id, data, len, event_id, event_type, info);
 }
 
 /* ---- delete ------------------------------------------------------------------------ */

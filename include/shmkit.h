@@ -10,6 +10,7 @@
  *   shm    named, tagged zones; reload reuse; attach
  *   bus    per-worker alert queues with a pipe doorbell
  *   chan   publish/subscribe channels stored in a zone, delivered over the bus
+ *   redis  channels across hosts on Redis: the relay and its publishers
  *   stat   reports on zones and the zones list (text, JSON)
  *   proc   master/worker supervisor
  */
@@ -24,6 +25,7 @@
 #include "shk_zone.h"
 #include "shk_bus.h"
 #include "shk_chan.h"
+#include "shk_redis.h"
 #include "shk_stat.h"
 #include "shk_proc.h"
 

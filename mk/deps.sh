@@ -4,10 +4,13 @@
 #   mk/deps.sh test   Check, valgrind, pkg-config (make test, asan, tsan)
 #   mk/deps.sh test   ... and what test_demo_http and test_demo_push use: the HTTP
 #                     layer's libraries, curl, Node.js and the npm packages of
-#                     test/node (npm ci: ws, eventsource, playwright-core), and
-#                     Debian's chromium for the browser test
+#                     test/node (npm ci: ws, eventsource, playwright-core),
+#                     Debian's chromium for the browser test; hiredis (the
+#                     library links it) and the Redis server and tools
+#                     test_redis starts its servers and cluster with
 #   mk/deps.sh demo   libevent, the HTTP layer's libraries (http_parser,
 #                     wslay, nettle), curl (make demo, make run)
+#   mk/deps.sh lib    hiredis, which the library links (every build)
 #   mk/deps.sh fuzz   clang and its libFuzzer runtime (make fuzz)
 #   mk/deps.sh bench  the pub/sub load client's libraries (http_parser, wslay,
 #                     nettle) and the nchan baseline: nginx-light with
@@ -48,8 +51,17 @@ npm_ci() {
     cp "$node_dir/package-lock.json" "$node_dir/node_modules/.shmkit-lock"
 }
 
+# redis/: the library speaks to Redis through hiredis; test_redis and
+# bench_redis start redis-server (and a cluster with redis-cli).
+redis_deps() {
+    have_h hiredis/async.h || need+=(libhiredis-dev)
+    command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+    command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+}
+
 case "${1:-}" in
 test)
+    redis_deps
     command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
     have_pc check || need+=(check)
     command -v valgrind >/dev/null 2>&1 && [ -e /usr/include/valgrind/memcheck.h ] || need+=(valgrind)
@@ -59,16 +71,22 @@ test)
     # test_demo_push drives it headless through playwright-core (no browser download)
     [ -x /usr/bin/chromium ] || need+=(chromium)
     ;;
+lib)
+    have_h hiredis/async.h || need+=(libhiredis-dev)
+    ;;
 fuzz)
+    have_h hiredis/async.h || need+=(libhiredis-dev)
     command -v clang >/dev/null 2>&1 || need+=(clang)
     ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
         need+=(libclang-rt-dev)
     ;;
 demo)
+    redis_deps
     http_layer
     command -v curl >/dev/null 2>&1 || need+=(curl)
     ;;
 bench)
+    redis_deps
     # build/rel/pubsub-client parses responses with http_parser and speaks
     # WebSocket through wslay (nettle checks the handshake's accept key).
     command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
@@ -79,7 +97,7 @@ bench)
     ls /usr/lib/nginx/modules/ngx_nchan_module.so >/dev/null 2>&1 || need+=(libnginx-mod-nchan)
     ;;
 *)
-    echo "usage: $0 test|demo|fuzz|bench" >&2
+    echo "usage: $0 lib|test|demo|fuzz|bench" >&2
     exit 2
     ;;
 esac

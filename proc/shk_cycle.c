@@ -2,7 +2,7 @@
 /*
  * shk_cycle.c: one configuration generation (a cycle). The supervisor's
  * built-in directives (worker_processes, listen, pid,
- * worker_shutdown_timeout, bus_queue, channels) and the zones' fill a cycle as the
+ * worker_shutdown_timeout, bus_queue, channels, channels_redis) and the zones' fill a cycle as the
  * file is read; shk_cycle_read reads a whole file into a new cycle, and
  * shk_cycle_start sets it up: its bus zone, its listening sockets (taken
  * over from the running generation when the address is the same, so a
@@ -267,7 +267,9 @@ int shk_proc_conf(shk_conf_t *cf, shk_cycle_t *cy)
                                          SHK_CONF_TAKE1 | SHK_CONF_TAKE2, conf_bus_queue, 0, cy};
     cy->dirs[5] = (shk_conf_directive_t){"channels", SHK_CONF_MAIN, SHK_CONF_1MORE,
                                          conf_channels, 0, cy};
-    memset(&cy->dirs[6], 0, sizeof cy->dirs[6]);
+    cy->dirs[6] = (shk_conf_directive_t){"channels_redis", SHK_CONF_MAIN, SHK_CONF_1MORE,
+                                         shk_proc_conf_redis, 0, cy};
+    memset(&cy->dirs[7], 0, sizeof cy->dirs[7]);
     if ((rc = shk_conf_add(cf, cy->dirs)) != SHK_OK)
         return rc;
     return shk_zones_conf(cy->zones, cf);
@@ -361,6 +363,8 @@ shk_cycle_t *shk_cycle_read(const char *conf_path, const shk_app_t *app)
         rc = shk_conf_add(cf, app->directives);
     if (rc == SHK_OK)
         rc = shk_conf_parse(cf, conf_path);
+    if (rc == SHK_OK)
+        rc = shk_proc_redis_done(cy);
     if (rc == SHK_OK && app && app->conf_done)
         rc = app->conf_done(cy, cy->app_conf, app->ctx);
     shk_conf_free(cf);
@@ -490,7 +494,7 @@ size_t shk_cycle_bus_size(const shk_cycle_t *cy)
     /* What the bus itself needs (the bus's business: shk_bus_zone_size),
      * plus the room for large alerts the configuration asks for. The
      * directives bound both terms, so this cannot overflow size_t. */
-    return shk_bus_zone_size(cy->workers, cy->bus_queue) + cy->bus_extra;
+    return shk_bus_zone_size(shk_proc_nprocs(cy), cy->bus_queue) + cy->bus_extra;
 }
 
 /* The channel zone's init, in shk_zones_create: a kept zone's store is
@@ -509,10 +513,12 @@ static int chan_zone_init(shk_zone_t *zone, void *old_data, void *ctx)
             shk_log(SHK_LOG_WARN, "%s; the channel store keeps its limits", shk_last_errmsg());
             rc = SHK_OK;
         }
-        return rc;
+        return rc == SHK_OK && cy->redis_on ? shk_redis_setup(zone) : rc;
     }
     cy->chan = shk_chan_create(zone, &cy->chan_opts);
-    return cy->chan ? SHK_OK : shk_last_error();
+    if (!cy->chan)
+        return shk_last_error();
+    return cy->redis_on ? shk_redis_setup(zone) : SHK_OK;
 }
 
 /* Declare the channel zone, if the configuration asks for a store. Its tag
@@ -554,7 +560,7 @@ int shk_cycle_start(shk_cycle_t *cy, shk_cycle_t *old, uint64_t generation)
         return_listeners(cy);
         return rc;
     }
-    cy->bus = shk_bus_create(cy->bus_zone, cy->workers, cy->bus_queue);
+    cy->bus = shk_bus_create(cy->bus_zone, shk_proc_nprocs(cy), cy->bus_queue);
     if (!cy->bus) {
         rc = shk_error(shk_last_error(), "the bus of generation %llu: %s",
                        (unsigned long long)generation, shk_last_errmsg());

@@ -59,9 +59,11 @@ static void emit(master_t *m, const char *ev, pid_t pid, unsigned slot)
  * running worker of cy is to be told, in order. */
 static void note_sibling(shk_cycle_t *cy, unsigned slot, pid_t pid, int alive)
 {
+    if (shk_proc_is_relay(cy, slot))
+        return; /* the redis relay is no worker's sibling */
     for (unsigned i = 0; i < SHK_PROC_MAX_WORKERS; i++) {
         shk_proc_slot_t *s = &cy->slots[i];
-        if (i == slot || s->state != SHK_PROC_SLOT_RUNNING)
+        if (i == slot || s->state != SHK_PROC_SLOT_RUNNING || shk_proc_is_relay(cy, i))
             continue;
         if (s->sib_n == SHK_PROC_SIB_QUEUE) { /* the oldest goes */
             s->sib_head = (s->sib_head + 1) % SHK_PROC_SIB_QUEUE;
@@ -326,7 +328,7 @@ static void reload(master_t *m)
         write_pid(cy);
     }
     m->cur = cy;
-    for (unsigned i = 0; i < cy->workers; i++)
+    for (unsigned i = 0; i < shk_proc_nprocs(cy); i++)
         spawn(m, cy, i);
     prev->next_old = m->old;
     m->old = prev;
@@ -500,7 +502,7 @@ int shk_master_run(const char *conf_path, const shk_app_t *app, const shk_master
     shk_log(SHK_LOG_NOTICE, "%s master %d started: %u workers, generation %llu",
             shk_proc_app_name(app), (int)getpid(), m.cur->workers,
             (unsigned long long)m.cur->generation);
-    for (unsigned i = 0; i < m.cur->workers; i++)
+    for (unsigned i = 0; i < shk_proc_nprocs(m.cur); i++)
         spawn(&m, m.cur, i);
     emit(&m, "started", getpid(), 0);
 

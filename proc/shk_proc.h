@@ -26,6 +26,7 @@
 #include "shk_chan.h"
 #include "shk_conf.h"
 #include "shk_core.h"
+#include "shk_redis.h"
 #include "shk_zone.h"
 
 #ifdef __cplusplus
@@ -142,7 +143,8 @@ SHK_API int shk_app_main(int argc, char **argv, const shk_app_t *app,
                          const shk_master_opts_t *opts);
 
 /* Register the supervisor's built-in directives (worker_processes, listen,
- * pid, worker_shutdown_timeout, bus_queue, channels) plus the zone directives into cf
+ * pid, worker_shutdown_timeout, bus_queue, channels, channels_redis) plus the zone
+ * directives into cf
  * for `cycle`, for a program that reads a configuration with its own
  * reader and a cycle from shk_cycle_new. */
 SHK_API int shk_proc_conf(shk_conf_t *cf, shk_cycle_t *cycle);
@@ -215,6 +217,12 @@ SHK_API pid_t shk_worker_sibling(const shk_worker_t *w, unsigned slot);
  * configuration has none. Call shk_chan_tick() on it every
  * SHK_CHAN_TICK_MS. */
 SHK_API shk_chan_t *shk_worker_chan(shk_worker_t *w);
+
+/* With a channels_redis directive: this worker's publisher through the
+ * generation's redis relay (docs/redis.md), made at the first call, owned
+ * by the worker (do not close it); call shk_redis_tick() on it with the
+ * channel store's tick. NULL (SHK_ENOENT) without the directive. */
+SHK_API shk_redis_t *shk_worker_redis(shk_worker_t *w);
 
 SHK_API unsigned shk_worker_slot(const shk_worker_t *w);
 SHK_API uint64_t shk_worker_generation(const shk_worker_t *w);

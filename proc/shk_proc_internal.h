@@ -12,6 +12,7 @@
 
 #include "shk_internal.h"
 #include "shk_proc.h"
+#include "shk_redis.h"
 
 #include <limits.h>
 #include <signal.h>
@@ -77,7 +78,7 @@ struct shk_cycle_s {
     shk_proc_listener_t listen[SHK_PROC_MAX_LISTEN];
     unsigned nlisten;
     void *app_conf;
-    shk_conf_directive_t dirs[8];
+    shk_conf_directive_t dirs[9];
 
     /* the channel store (the channels directive); chan_size 0: none */
     size_t chan_size;
@@ -86,6 +87,14 @@ struct shk_cycle_s {
     char chan_events[SHK_CHAN_ID_MAX + 1];
     shk_zone_t *chan_zone;
     shk_chan_t *chan;
+
+    /* channels across hosts (the channels_redis directive, shk_redis_proc.c):
+     * a relay process in the bus slot after the workers' */
+    int redis_on;
+    shk_redis_opts_t redis_opts;
+    char redis_url[SHK_REDIS_URL_MAX + 1];
+    char redis_password[SHK_REDIS_PASSWORD_MAX + 1];
+    char redis_ns[SHK_REDIS_NS_MAX + 1];
 
     /* set up by shk_cycle_start */
     uint64_t generation;
@@ -108,6 +117,7 @@ struct shk_worker_s {
     shk_worker_sibling_t on_sibling;
     void *on_sibling_ctx;
     pid_t sib[SHK_PROC_MAX_WORKERS]; /* what this worker knows of its siblings */
+    shk_redis_t *redis;              /* shk_worker_redis's publisher, made at first use */
 };
 
 /* ---- shk_cycle.c ------------------------------------------------------------ */
@@ -136,5 +146,29 @@ SHK_HIDDEN const char *shk_proc_app_name(const shk_app_t *app);
  * here), oldmask the signal mask to restore. */
 SHK_HIDDEN _Noreturn void shk_proc_worker_main(const shk_app_t *app, shk_cycle_t *cy,
                                                unsigned slot, int sfd, const sigset_t *oldmask);
+
+/* A worker's (or the relay's) exit with `status`, never returns. */
+SHK_HIDDEN _Noreturn void shk_proc_exit(shk_cycle_t *cy, int status);
+
+/* ---- shk_redis_proc.c -------------------------------------------------------- */
+
+/* The channels_redis directive's handler. */
+SHK_HIDDEN int shk_proc_conf_redis(shk_conf_t *cf, int argc, char **argv, void *data);
+
+/* After a successful read: channels_redis needs channels; the relay takes
+ * the store's limits. SHK_OK or SHK_ECONF. */
+SHK_HIDDEN int shk_proc_redis_done(shk_cycle_t *cy);
+
+/* Processes the master runs for cy: its workers, and the relay after them
+ * (slot cy->workers) when channels_redis is on. */
+SHK_HIDDEN unsigned shk_proc_nprocs(const shk_cycle_t *cy);
+
+/* 1 if slot `slot` of cy is the relay's. */
+SHK_HIDDEN int shk_proc_is_relay(const shk_cycle_t *cy, unsigned slot);
+
+/* In the relay's process, after it joined its bus slot: run the relay
+ * until the master says stop; never returns. */
+SHK_HIDDEN _Noreturn void shk_proc_relay_main(const shk_app_t *app, shk_cycle_t *cy,
+                                              unsigned slot);
 
 #endif /* SHK_PROC_INTERNAL_H */

@@ -90,6 +90,7 @@ static int default_worker(shk_worker_t *w)
         shk_bus_dispatch(bus, SHK_BUS_BUDGET);
         if (ch)
             shk_chan_tick(ch);
+        shk_redis_tick(w->redis);
     }
     return 0;
 }
@@ -129,10 +130,12 @@ void shk_proc_worker_main(const shk_app_t *app, shk_cycle_t *cy, unsigned slot, 
     the_worker.on_stop_ctx = NULL;
     the_worker.on_sibling = NULL;
     the_worker.on_sibling_ctx = NULL;
+    the_worker.redis = NULL;
     /* The siblings as the master's table had them at the fork; the sibling
      * alerts tell every change after it. */
     for (unsigned i = 0; i < SHK_PROC_MAX_WORKERS; i++)
-        the_worker.sib[i] = i != slot && cy->slots[i].state == SHK_PROC_SLOT_RUNNING
+        the_worker.sib[i] = i != slot && cy->slots[i].state == SHK_PROC_SLOT_RUNNING &&
+                                    !shk_proc_is_relay(cy, i)
                                 ? cy->slots[i].pid
                                 : 0;
     if (shk_bus_join(cy->bus, slot) != SHK_OK) {
@@ -142,6 +145,8 @@ void shk_proc_worker_main(const shk_app_t *app, shk_cycle_t *cy, unsigned slot, 
     shk_bus_on(cy->bus, SHK_PROC_ALERT_QUIT, on_stop_alert, NULL);
     shk_bus_on(cy->bus, SHK_PROC_ALERT_TERMINATE, on_stop_alert, NULL);
     shk_bus_on(cy->bus, SHK_PROC_ALERT_SIBLING, on_sibling_alert, NULL);
+    if (shk_proc_is_relay(cy, slot))
+        shk_proc_relay_main(app, cy, slot);
     if (cy->chan && shk_chan_join(cy->chan, cy->bus) < 0) {
         shk_log(SHK_LOG_ERR, "worker %u: joining the channel store failed: %s", slot,
                 shk_last_errmsg());
@@ -149,6 +154,11 @@ void shk_proc_worker_main(const shk_app_t *app, shk_cycle_t *cy, unsigned slot, 
     }
     status = app && app->worker ? app->worker(&the_worker, app->ctx)
                                 : default_worker(&the_worker);
+    shk_proc_exit(cy, status);
+}
+
+void shk_proc_exit(shk_cycle_t *cy, int status)
+{
     fflush(NULL);
     /* Done: drop the store's handle (the master's reap tells the store) and
      * the zones' mappings (nothing is unlinked: the master made them). The

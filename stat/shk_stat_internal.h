@@ -20,6 +20,7 @@
 #include "shk_internal.h"
 #include "shk_stat.h"
 #include "shk_chan.h"
+#include "shk_redis.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -246,6 +247,8 @@ extern const shk_stat_section_t shk_stat_chan_sec SHK_HIDDEN;       /* shk_chan_
 extern const shk_stat_section_t shk_stat_chan_fault_sec SHK_HIDDEN; /* shk_stat_fault_t */
 extern const shk_stat_section_t shk_stat_cslot_sec SHK_HIDDEN;      /* shk_stat_cslot_t */
 extern const shk_stat_section_t shk_stat_cslot_fault_sec SHK_HIDDEN; /* shk_stat_fault_t */
+extern const shk_stat_section_t shk_stat_redis_sec SHK_HIDDEN;      /* shk_redis_stats_t */
+extern const shk_stat_section_t shk_stat_redis_fault_sec SHK_HIDDEN; /* shk_stat_fault_t */
 extern const shk_stat_section_t shk_stat_list_sec SHK_HIDDEN;       /* shk_stat_listed_t */
 extern const shk_stat_section_t shk_stat_list_fault_sec SHK_HIDDEN; /* shk_stat_listed_t */
 

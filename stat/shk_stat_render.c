@@ -7,7 +7,7 @@
  * and the walk that fills each section's record. Only the modules'
  * lock-free stats calls are used (shk_slab_stats, shk_slab_class_stats,
  * shk_zone_lock_info, shk_bus_stats, shk_bus_slot_stats, shk_chan_stats,
- * shk_chan_slot_stats), every loop is
+ * shk_chan_slot_stats, shk_redis_stats), every loop is
  * bounded by the module's own limit as well as by the count it reports, and
  * a part that cannot be read is reported with the reason, so an attached
  * zone someone else wrote gives odd figures at worst, never a crash.
@@ -149,6 +149,21 @@ static void chan_part(shk_stat_w_t *w, shk_zone_t *z)
     shk_chan_close(ch);
 }
 
+/* The link to Redis, when the zone holds its record (channels_redis). */
+static void redis_part(shk_stat_w_t *w, shk_zone_t *z)
+{
+    shk_redis_stats_t st;
+    if (!shk_zone_root(z, "redis"))
+        return;
+    if (shk_redis_stats(z, &st) != SHK_OK) {
+        part_fault(w, shk_stat_redis_sec.key, &shk_stat_redis_fault_sec, shk_last_errmsg());
+        return;
+    }
+    shk_stat_json_open(w, shk_stat_redis_sec.key, '{');
+    shk_stat_section(w, &shk_stat_redis_sec, &st);
+    shk_stat_json_close(w);
+}
+
 /* The parts of a zone's report after its own figures, in order. A module
  * that keeps a structure in zones (a root) adds its part here and its
  * sections to shk_stat_tables.c. */
@@ -157,6 +172,7 @@ static void (*const zone_parts[])(shk_stat_w_t *w, shk_zone_t *z) = {
     locks_part,
     bus_part,
     chan_part,
+    redis_part,
 };
 
 static void zone_report(shk_stat_w_t *w, shk_zone_t *z)

@@ -275,6 +275,48 @@ const shk_stat_section_t shk_stat_cslot_fault_sec = {
     .style = SHK_STAT_TABLE, .indent = "    ", .fields = cslot_fault_fields,
     .nfields = N_FIELDS(cslot_fault_fields)};
 
+/* ---- the link to Redis (redis/) ------------------------------------------------------ */
+
+#define RLINK(k, m, pre_, post_) NUMF(shk_redis_stats_t, k, m, .pre = pre_, .post = post_)
+
+static const char *const redis_states[] = {"down", "connecting", "syncing", "up", NULL};
+
+static const shk_stat_field_t redis_fields[] = {
+    NUMF(shk_redis_stats_t, "state", state, .label = "redis", .names = redis_states,
+         .tnames = redis_states),
+    {.key = "cluster", SHK_STAT_BOOLF(shk_redis_stats_t, cluster), .pre = " (", .post = ")",
+     .tnames = (const char *const[]){"one server", "cluster", NULL}},
+    RLINK("nodes", nodes, ", ", " nodes"),
+    RLINK("pid", pid, ", relay pid ", ""),
+    RLINK("lag_ms", lag_ms, ", lag ", " ms"),
+    RLINK("reconnects", reconnects, ", ", " reconnects"),
+    RLINK("relayed", relayed, ", ", " relayed"),
+    RLINK("caught_up", caught_up, " (", " caught up)"),
+    RLINK("duplicates", duplicates, ", ", " duplicates"),
+    RLINK("catchups", catchups, ", ", " catch-up reads"),
+    RLINK("commands", commands, ", ", " commands"),
+    RLINK("published", published, ", ", " published"),
+    RLINK("publish_errors", publish_errors, ", ", " publish errors"),
+    RLINK("refused", refused, ", ", " refused"),
+    RLINK("last_id_ms", last_id_ms, ", last id at ", " ms"),
+};
+
+const shk_stat_section_t shk_stat_redis_sec = {
+    .rec_size = sizeof(shk_redis_stats_t), .name = "redis link", .key = "redis",
+    .style = SHK_STAT_LINES, .indent = "  ", .label_width = LABEL_W, .fields = redis_fields,
+    .nfields = N_FIELDS(redis_fields)};
+
+/* The zone's "redis" root is set but is not a link record: "redis" is null. */
+static const shk_stat_field_t redis_fault_fields[] = {
+    {.key = "redis_error", SHK_STAT_CSTRF(shk_stat_fault_t, error), .label = "redis",
+     .pre = "unreadable: "},
+};
+
+const shk_stat_section_t shk_stat_redis_fault_sec = {
+    .rec_size = sizeof(shk_stat_fault_t), .name = "redis link (unreadable)",
+    .style = SHK_STAT_LINES, .indent = "  ", .label_width = LABEL_W, .fields = redis_fault_fields,
+    .nfields = N_FIELDS(redis_fault_fields)};
+
 /* ---- the zones list (shmkit zones) ----------------------------------------------------- */
 
 #define LISTED(k, m, ...) NUMF(shk_stat_listed_t, k, m, __VA_ARGS__)
@@ -315,5 +357,6 @@ const shk_stat_section_t *const shk_stat_sections[] = {
     &shk_stat_lock_fault_sec, &shk_stat_bus_sec,       &shk_stat_bus_fault_sec,
     &shk_stat_slot_sec,      &shk_stat_slot_fault_sec, &shk_stat_chan_sec,
     &shk_stat_chan_fault_sec, &shk_stat_cslot_sec,     &shk_stat_cslot_fault_sec,
+    &shk_stat_redis_sec,     &shk_stat_redis_fault_sec,
     &shk_stat_list_sec,
     &shk_stat_list_fault_sec, NULL};

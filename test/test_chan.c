@@ -237,6 +237,78 @@ START_TEST(publish_subscribe_one_process)
 }
 END_TEST
 
+/* ---- ids given by a relay ------------------------------------------------------ */
+
+/* shk_chan_publish_id: the given id is the message's; an id not above the
+ * channel's last is refused (a duplicate applied once), a new channel takes
+ * any id, the store's own ids continue above a given one, and the backlog
+ * after a given id works as with the store's ids. */
+START_TEST(publish_with_given_ids)
+{
+    rec_t *r = calloc(1, sizeof *r);
+    shk_chan_info_t info;
+    shk_chan_opts_t o = {.store_messages = 1, .max_stored = 10};
+    shk_chan_msgid_t a = {1000, 0}, b = {1000, 1}, c = {2000, 5}, old = {999, 7};
+    make_store(4 * MB, 2, 64 * 1024, &o);
+    join_here(0);
+    shk_chan_sub_t *s = shk_chan_sub_new(ch, on_rec, r);
+    ck_assert_int_eq(shk_chan_sub_add(s, "relay", NULL), SHK_OK);
+    ck_assert_int_eq(shk_chan_publish_id(ch, "relay", &a, "a", 1, "ea", NULL, &info), SHK_OK);
+    ck_assert_uint_eq(info.last_id.time_ms, 1000);
+    ck_assert_uint_eq(info.last_id.tag, 0);
+    /* the same id again, and an older one: refused, nothing changed */
+    ck_assert_int_eq(shk_chan_publish_id(ch, "relay", &a, "a", 1, NULL, NULL, &info), SHK_EEXIST);
+    ck_assert_uint_eq(info.published, 1);
+    ck_assert_int_eq(shk_chan_publish_id(ch, "relay", &old, "o", 1, NULL, NULL, NULL), SHK_EEXIST);
+    ck_assert_int_eq(shk_chan_publish_id(ch, "relay", &b, "b", 1, NULL, NULL, NULL), SHK_OK);
+    ck_assert_int_eq(shk_chan_publish_id(ch, "relay", &c, "c", 1, NULL, NULL, &info), SHK_OK);
+    ck_assert_int_eq(shk_chan_publish_id(ch, "relay", &b, "b", 1, NULL, NULL, NULL), SHK_EEXIST);
+    ck_assert_uint_eq(info.published, 3);
+    ck_assert_uint_eq(info.stored, 3);
+    ck_assert_uint_eq(info.last_seq, 3);
+    /* errors */
+    ck_assert_int_eq(shk_chan_publish_id(ch, "relay", NULL, "x", 1, NULL, NULL, NULL), SHK_EINVAL);
+    ck_assert_int_eq(shk_chan_publish_id(ch, "relay", &(shk_chan_msgid_t){0, 0}, "x", 1, NULL,
+                                         NULL, NULL),
+                     SHK_EINVAL);
+    ck_assert_int_eq(shk_chan_publish_id(ch, "bad id", &c, "x", 1, NULL, NULL, NULL), SHK_EINVAL);
+    /* a new channel takes an id below another channel's */
+    ck_assert_int_eq(shk_chan_publish_id(ch, "fresh", &old, "f", 1, NULL, NULL, &info), SHK_OK);
+    ck_assert_uint_eq(info.last_id.time_ms, 999);
+    /* the store's own next id stays above the given one (the clock is far
+     * below 2000 ms since the epoch here) */
+    ck_assert_int_eq(shk_chan_publish(ch, "relay", "d", 1, NULL, NULL, &info), SHK_OK);
+    ck_assert(info.last_id.time_ms > 2000 || (info.last_id.time_ms == 2000 && info.last_id.tag == 6));
+    drain();
+    ck_assert_int_eq(r->n, 4);
+    ck_assert_str_eq(r->data[0], "a");
+    ck_assert_str_eq(r->eid[0], "ea");
+    ck_assert_str_eq(r->data[1], "b");
+    ck_assert_str_eq(r->data[2], "c");
+    ck_assert_str_eq(r->data[3], "d");
+    ck_assert_uint_eq(r->id[1].time_ms, 1000);
+    ck_assert_uint_eq(r->id[1].tag, 1);
+    ck_assert_uint_eq(r->id[2].time_ms, 2000);
+    ck_assert_uint_eq(r->id[2].tag, 5);
+    /* a subscriber resuming after a given id gets what followed it */
+    {
+        rec_t *r2 = calloc(1, sizeof *r2);
+        shk_chan_sub_t *s2 = shk_chan_sub_new(ch, on_rec, r2);
+        shk_chan_from_t from = {.mode = SHK_CHAN_FROM_AFTER, .after = b};
+        ck_assert_int_eq(shk_chan_sub_add(s2, "relay", &from), SHK_OK);
+        ck_assert_int_eq(r2->n, 2);
+        ck_assert_str_eq(r2->data[0], "c");
+        ck_assert_str_eq(r2->data[1], "d");
+        shk_chan_sub_free(s2);
+        free(r2);
+    }
+    check_all();
+    shk_chan_sub_free(s);
+    drop_store();
+    free(r);
+}
+END_TEST
+
 /* ---- errors and limits ----------------------------------------------------------- */
 
 START_TEST(errors_and_limits)
@@ -1461,6 +1533,7 @@ int main(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, publish_subscribe_one_process);
     tcase_add_test(tc, errors_and_limits);
+    tcase_add_test(tc, publish_with_given_ids);
     tcase_add_test(tc, catch_up_by_id_and_count);
     tcase_add_test(tc, delete_with_subscribers);
     tcase_add_test(tc, worker_killed_holding_the_lock);

@@ -18,6 +18,7 @@ int shk_fuzz_conf(const uint8_t *data, size_t size);
 int shk_fuzz_zone(const uint8_t *data, size_t size);
 int shk_fuzz_bus(const uint8_t *data, size_t size);
 int shk_fuzz_slab(const uint8_t *data, size_t size);
+int shk_fuzz_redis(const uint8_t *data, size_t size);
 
 typedef struct {
     const char *name;
@@ -29,6 +30,7 @@ static const target_t targets[] = {
     {"zone", shk_fuzz_zone},
     {"bus", shk_fuzz_bus},
     {"slab", shk_fuzz_slab},
+    {"redis", shk_fuzz_redis},
 };
 
 /* Run fn on every regular file of dir; returns how many (0 if no dir). */

@@ -3,11 +3,14 @@
 # bench/nchan/nchan.sh: start and stop the nchan baseline of the pub/sub
 # benchmark (Debian's nginx-light + libnginx-mod-nchan; mk/deps.sh bench).
 #
-#   bench/nchan/nchan.sh start [-w WORKERS] [-b BUFFER] [-m SHM] [-p PORT]
+#   bench/nchan/nchan.sh start [-w WORKERS] [-b BUFFER] [-m SHM] [-p PORT] [-r REDIS_URL]
 #       Makes a temporary prefix directory, writes nginx.conf there from
 #       bench/nchan/nginx.conf.in (WORKERS nginx workers, default 4; BUFFER
 #       messages kept per channel, default 100; SHM shared memory, default
-#       256m; PORT a free loopback port, picked when not given), starts
+#       256m; PORT a free loopback port, picked when not given; REDIS_URL,
+#       e.g. redis://127.0.0.1:6379: nchan in Redis mode, nchan_redis_url to
+#       that server and nchan_use_redis on, so two such nginx share their
+#       channels through it; default: memory only), starts
 #       nginx on 127.0.0.1:PORT and waits until it answers. Prints one line:
 #           NCHAN port=PORT pid=MASTER_PID prefix=PREFIX
 #   bench/nchan/nchan.sh stop PREFIX
@@ -26,16 +29,23 @@ die() { echo "nchan.sh: $*" >&2; exit 1; }
 port_free() { ! ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
 
 start() {
-    local workers=4 buffer=100 shm=256m port=
-    while getopts "w:b:m:p:" o; do
+    local workers=4 buffer=100 shm=256m port= redis=
+    while getopts "w:b:m:p:r:" o; do
         case $o in
         w) workers=$OPTARG ;;
         b) buffer=$OPTARG ;;
         m) shm=$OPTARG ;;
         p) port=$OPTARG ;;
-        *) die "usage: nchan.sh start [-w WORKERS] [-b BUFFER] [-m SHM] [-p PORT]" ;;
+        r) redis=$OPTARG ;;
+        *) die "usage: nchan.sh start [-w WORKERS] [-b BUFFER] [-m SHM] [-p PORT] [-r REDIS_URL]" ;;
         esac
     done
+    case "$redis" in
+    '' | redis://[A-Za-z0-9.:/\[\]-]*) ;;
+    *) die "-r: a redis:// URL of host, port and database only" ;;
+    esac
+    local redis_conf=
+    [ -n "$redis" ] && redis_conf="nchan_redis_url \"$redis\"; nchan_use_redis on;"
     [ -x "$NGINX" ] || die "no nginx (run mk/deps.sh bench as root)"
     [ -e "$MODULE" ] || die "no $MODULE (run mk/deps.sh bench as root)"
     local prefix tries=0 p
@@ -49,7 +59,8 @@ start() {
             continue
         fi
         sed -e "s|@PREFIX@|$prefix|g" -e "s|@PORT@|$p|g" -e "s|@WORKERS@|$workers|g" \
-            -e "s|@BUFFER@|$buffer|g" -e "s|@SHM@|$shm|g" "$here/nginx.conf.in" >"$prefix/nginx.conf"
+            -e "s|@BUFFER@|$buffer|g" -e "s|@SHM@|$shm|g" -e "s|@REDIS@|$redis_conf|g" \
+            "$here/nginx.conf.in" >"$prefix/nginx.conf"
         if "$NGINX" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" 2>"$prefix/start.err"; then
             break
         fi
