@@ -10,6 +10,8 @@
 #   make bench           every benchmark; make bench-<name> runs one (bench/bench_<name>.c)
 #   make pubsub-client   the pub/sub load client (build/rel/pubsub-client, bench/README.md)
 #   make demo            the demo walk-through (issue 6); make run: demo server in foreground
+#   make examples        the examples, one per event loop (build/rel/examples, docs/examples.md)
+#   make bench-plot      charts of the saved benchmark runs (bench/results, bench/plot)
 #   make install         PREFIX=/usr/local DESTDIR= ; headers under include/shmkit/
 #   make clean
 #
@@ -118,9 +120,24 @@ DEMO_BIN    := $(if $(and $(wildcard $(DEMO_MAIN)),$(HAVE_EVENT)),$(B)/shmkit-de
 DEMO_TESTS  := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/test_demo*.c))
 DEMO_BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_demo*.c))
 
+# The examples (examples/*.c, docs/examples.md): one small program per
+# event loop, built as a program outside the tree is, against the public
+# headers under <shmkit/...> (staged in $(B)/include/shmkit) and the
+# library, each with its loop's library from pkg-config. An example whose
+# library is not installed is left out (test_examples says so).
+EX_SRCS     := $(wildcard examples/*.c)
+EX_INC      := $(B)/include/shmkit/.staged
+EX_PKG_epoll :=
+EX_PKG_libevent := libevent
+EX_PKG_libuv := libuv
+EX_PKG_io_uring := liburing
+EX_HAVE     = $(if $(EX_PKG_$(1)),$(shell pkg-config --exists $(EX_PKG_$(1)) 2>/dev/null && echo y),y)
+EX_NAMES    := $(foreach e,$(patsubst examples/%.c,%,$(EX_SRCS)),$(if $(call EX_HAVE,$(e)),$(e)))
+EX_BINS     := $(addprefix $(B)/examples/,$(EX_NAMES))
+
 .PHONY: all lib tests benches test test-run asan tsan clang bench bench-% install uninstall \
         clean deps-test deps-demo deps-bench pubsub-client fuzz soak check-layers check-exports \
-        check-docs check-install docs demo run
+        check-docs check-install docs demo run examples examples-built deps-examples bench-plot
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -207,7 +224,29 @@ $(B)/pubsub-client: $(patsubst %.c,$(B)/obj/%.o,$(PUBSUB_SRCS))
 $(B)/shmkit: $(patsubst %.c,$(B)/obj/%.o,$(TOOL_SRCS)) $(STATIC_LIB)
 	$(CC) -o $@ $(filter %.o,$^) $(STATIC_LIB) $(ALL_LDFLAGS) -lrt -lm
 
-tests: $(TEST_BINS) $(TOOL_BIN) $(DEMO_BIN)
+$(EX_INC): $(PUB_HEADERS)
+	@mkdir -p $(dir $@)
+	cp $(PUB_HEADERS) $(dir $@)
+	@touch $@
+
+$(B)/obj/examples/%.o: examples/%.c $(EX_INC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(OPT_$(VARIANT)) -pthread -I$(B)/include \
+	    $(if $(EX_PKG_$*),$(shell pkg-config --cflags $(EX_PKG_$*))) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/examples/%: $(B)/obj/examples/%.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $< $(STATIC_LIB) $(ALL_LDFLAGS) \
+	    $(if $(EX_PKG_$*),$(shell pkg-config --libs $(EX_PKG_$*))) -lrt
+
+examples:
+	@$(MAKE) --no-print-directory deps-examples
+	@$(MAKE) --no-print-directory VARIANT=rel examples-built
+
+examples-built: $(EX_BINS)
+	@echo "examples: $(or $(EX_BINS),none)"
+
+tests: $(TEST_BINS) $(TOOL_BIN) $(DEMO_BIN) $(EX_BINS)
 benches: $(BENCH_BINS) $(DEMO_BIN) $(PUBSUB_BIN)
 
 # ---- tests -----------------------------------------------------------------
@@ -217,6 +256,9 @@ deps-test:
 
 deps-demo:
 	@mk/deps.sh demo
+
+deps-examples:
+	@mk/deps.sh examples
 
 deps-bench:
 	@mk/deps.sh bench
