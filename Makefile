@@ -334,9 +334,34 @@ soak:
 
 # ---- benchmarks --------------------------------------------------------------
 
+# make bench prints every figure as it comes and, when every benchmark
+# passed, keeps the run's BENCH lines in bench/results/<date>-<host>.txt
+# (-2, -3 ... for a second run the same day), headed by '#' lines naming the
+# commit, the kernel and the CPUs; make bench-plot charts the kept runs
+# (bench/plot/plot.sh: one PNG per module for the latest run, and the
+# history of every ratio across the runs, into bench/results/png).
+BENCH_RESULTS := bench/results
+
 bench:
 	@$(MAKE) --no-print-directory VARIANT=rel benches
-	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
+	@tmp=$$(mktemp /tmp/shmkit-bench.XXXXXX) || exit 1; \
+	for b in $(BENCH_BINS); do \
+	    echo "== $$b"; \
+	    { $$b || echo "$$b" >> $$tmp.failed; } | tee -a $$tmp; \
+	    if [ -e $$tmp.failed ]; then rm -f $$tmp $$tmp.failed; exit 1; fi; \
+	done; \
+	mkdir -p $(BENCH_RESULTS); \
+	base=$(BENCH_RESULTS)/$$(date +%Y-%m-%d)-$$(hostname -s 2>/dev/null || echo host); \
+	out=$$base.txt; i=2; while [ -e $$out ]; do out=$$base-$$i.txt; i=$$((i + 1)); done; \
+	{ echo "# shmkit make bench, $$(date '+%Y-%m-%d %H:%M:%S %z')"; \
+	  echo "# commit $$(git describe --always --dirty 2>/dev/null || echo unknown)"; \
+	  echo "# kernel $$(uname -r), $$(nproc) CPUs, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"; \
+	  grep '^BENCH ' $$tmp; } > $$out; \
+	rm -f $$tmp; echo "bench: saved $$(grep -c '^BENCH ' $$out) figures in $$out"
+
+bench-plot:
+	@mk/deps.sh plot
+	@bench/plot/plot.sh $(BENCH_RESULTS) $(BENCH_RESULTS)/png
 
 pubsub-client:
 	@$(MAKE) --no-print-directory deps-bench

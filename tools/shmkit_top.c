@@ -121,6 +121,8 @@ static void suspend(void)
 /* One frame: the first line of `text` (the heading) always, then the lines
  * from `*top` on, each cut to the width, and a last line saying where we
  * are. *top is kept inside the text. */
+static unsigned page = 20; /* body rows of the last frame: a page to scroll */
+
 static void draw(const char *text, unsigned *top)
 {
     struct winsize ws = {0};
@@ -134,6 +136,7 @@ static void draw(const char *text, unsigned *top)
     if (!nlines)
         nlines = 1;
     unsigned body = rows - 2; /* the heading and the last line */
+    page = body;
     if (*top + body > nlines - 1)
         *top = nlines - 1 > body ? nlines - 1 - body : 0;
 
@@ -182,9 +185,9 @@ static int keys(unsigned *top)
         else if (k[i] == 'k' && *top)
             (*top)--;
         else if (k[i] == ' ')
-            *top += 20;
+            *top += page;
         else if (k[i] == 'b')
-            *top = *top > 20 ? *top - 20 : 0;
+            *top = *top > page ? *top - page : 0;
         else if (k[i] == 'g')
             *top = 0;
         else if (k[i] == '\x1b' && i + 2 < n && k[i + 1] == '[') {
@@ -196,7 +199,7 @@ static int keys(unsigned *top)
                 (*top)--;
             else if ((c == '5' || c == '6') && i + 1 < n && k[i + 1] == '~') {
                 i++;
-                *top = c == '6' ? *top + 20 : (*top > 20 ? *top - 20 : 0);
+                *top = c == '6' ? *top + page : (*top > page ? *top - page : 0);
             }
         }
     }
