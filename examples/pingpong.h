@@ -23,6 +23,12 @@
 #ifndef EXAMPLES_PINGPONG_H
 #define EXAMPLES_PINGPONG_H
 
+/* kill(), getppid() and the loops' headers want POSIX and Linux names,
+ * whatever -std the program is built with: first, before any header. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
 #include <shmkit/shmkit.h>
 
 #include <signal.h>
