@@ -6,14 +6,20 @@
 # measured in the same run (value / baseline), on a log scale with the
 # line at 1, and the value and baseline written beside the bar. Across
 # every run, OUT_DIR/history.png: one panel per module, a line per figure,
-# its ratio run after run (runs in file-name order, that is by date). A
+# its ratio run after run (in the order of the times the runs record). A
 # figure is named by the part of its name after the module's.
 set -eu
 res=${1:-bench/results}
 out=${2:-$res/png}
 here=$(cd "$(dirname "$0")" && pwd)
 command -v gnuplot >/dev/null 2>&1 || { echo "bench-plot: gnuplot is missing (mk/deps.sh plot)" >&2; exit 1; }
-mapfile -t runs < <(ls "$res"/*.txt 2>/dev/null | sort)
+# Runs in the order they were made: by the time in their first line
+# ("# shmkit make bench, YYYY-MM-DD HH:MM:SS"), then by name.
+mapfile -t runs < <(for f in "$res"/*.txt; do
+    [ -e "$f" ] || continue
+    t=$(sed -n '1s/^# shmkit make bench, \([0-9-]* [0-9:]*\).*/\1/p' "$f")
+    printf '%s\t%s\n' "${t:-0}" "$f"
+done | sort | cut -f2)
 [ ${#runs[@]} -gt 0 ] || { echo "bench-plot: no runs in $res (make bench keeps one)" >&2; exit 1; }
 mkdir -p "$out"
 tmp=$(mktemp -d /tmp/shmkit-plot.XXXXXX)
