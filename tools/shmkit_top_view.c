@@ -291,11 +291,11 @@ char *shmkit_top_render(const shmkit_top_snap_t *prev, const shmkit_top_snap_t *
         strftime(when, sizeof when, "%H:%M:%S", &tm);
     put(&b, "shmkit top: instance ");
     put_str(&b, head->instance, 0);
-    put(&b, ", %u zone%s, %s, ", cur->n, cur->n == 1 ? "" : "s", when);
-    if (r.dt > 0)
-        put(&b, "rates per second over the last %.1f s", r.dt);
-    else
-        put(&b, "rates from the next reading on");
+    put(&b, ", %u zone%s, %s", cur->n, cur->n == 1 ? "" : "s", when);
+    if (cur->n && r.dt > 0)
+        put(&b, ", rates per second over the last %.1f s", r.dt);
+    else if (cur->n)
+        put(&b, ", rates from the next reading on");
     put(&b, "%s\n", head->live ? " (q quits)" : "");
     if (cur->error) {
         put(&b, "\nthe zones cannot be listed: ");
