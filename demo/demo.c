@@ -372,7 +372,8 @@ static int demo_worker(shk_worker_t *w, void *appctx)
         return 1;
     }
     wctx.base = event_base_new();
-    http_limits_t lim = {.max_body = demo_push_main(wctx.conf)->max_body};
+    http_limits_t lim = {.max_body = demo_push_main(wctx.conf)->max_body,
+                         .out_high_water = demo_push_main(wctx.conf)->out_limit};
     wctx.http = wctx.base ? http_server_new(wctx.base, &lim, on_request, NULL) : NULL;
     if (!wctx.http)
         return 1;
