@@ -113,7 +113,7 @@ DEMO_MAIN   := demo/demo.c
 # layer (libevent); the rest of demo/push_*.c (directives, templates, paths)
 # goes into libdemo.a with the limiter.
 DEMO_SRV_SRCS := $(DEMO_MAIN) $(wildcard demo/push_pub.c demo/push_sub.c demo/push_stats.c \
-                 demo/push_page.c)
+                 demo/push_page.c demo/push_redis.c)
 # The demo's HTTP/1.1 and WebSocket layer (demo/http*.c, docs/http.md) on
 # libevent, with Debian's http_parser, wslay and nettle: its own archive,
 # linked by what uses it (test_demo_http; the demo server).

@@ -383,8 +383,10 @@ static void on_ws_message(http_ws_t *ws, int type, const void *data, size_t len,
     if (!p->pl->ws_publish || p->done)
         return;
     for (unsigned i = 0; i < p->n; i++)
-        if (!p->gone[i] && shk_chan_publish(p->ps->ch, p->ch[i].id, data, len, NULL, NULL,
-                                            NULL) != SHK_OK)
+        if (!p->gone[i] && push_redis_on(p->ps))
+            push_redis_ws_publish(p->ps, p->ch[i].id, data, len);
+        else if (!p->gone[i] && shk_chan_publish(p->ps->ch, p->ch[i].id, data, len, NULL, NULL,
+                                                 NULL) != SHK_OK)
             shk_log(SHK_LOG_WARN, "websocket publish to \"%s\": %s", p->ch[i].id,
                     shk_last_errmsg());
 }
