@@ -11,6 +11,8 @@
 #   make bench           every benchmark; make bench-<name> runs one (bench/bench_<name>.c)
 #   make pubsub-client   the pub/sub load client (build/rel/pubsub-client, bench/README.md)
 #   make demo            the demo walk-through (issue 6); make run: demo server in foreground
+#   make examples        the examples, one per event loop (build/rel/examples, docs/examples.md)
+#   make bench-plot      charts of the saved benchmark runs (bench/results, bench/plot)
 #   make install         PREFIX=/usr/local DESTDIR= ; headers under include/shmkit/
 #   make clean
 #
@@ -127,9 +129,25 @@ DEMO_BIN    := $(if $(and $(wildcard $(DEMO_MAIN)),$(HAVE_EVENT)),$(B)/shmkit-de
 DEMO_TESTS  := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/test_demo*.c))
 DEMO_BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_demo*.c))
 
+# The examples (examples/*.c, docs/examples.md): one small program per
+# event loop, built as a program outside the tree is, against the public
+# headers under <shmkit/...> (staged in $(B)/include/shmkit) and the
+# library, each with its loop's library from pkg-config. An example whose
+# library is not installed is left out (test_examples says so).
+EX_SRCS     := $(wildcard examples/*.c)
+EX_INC      := $(B)/include/shmkit/.staged
+EX_PKG_epoll :=
+EX_PKG_libevent := libevent
+EX_PKG_libuv := libuv
+EX_PKG_io_uring := liburing
+EX_HAVE     = $(if $(EX_PKG_$(1)),$(shell pkg-config --exists $(EX_PKG_$(1)) 2>/dev/null && echo y),y)
+EX_NAMES    := $(foreach e,$(patsubst examples/%.c,%,$(EX_SRCS)),$(if $(call EX_HAVE,$(e)),$(e)))
+EX_BINS     := $(addprefix $(B)/examples/,$(EX_NAMES))
+
 .PHONY: all lib tests benches test test-run asan tsan clang bench bench-% install uninstall \
         clean deps-lib deps-test deps-demo deps-bench pubsub-client fuzz soak check-layers \
-        check-exports check-docs check-install check-spdx docs demo run
+        check-exports check-docs check-install check-spdx docs demo run examples examples-built \
+        deps-examples bench-plot
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -221,7 +239,29 @@ $(B)/pubsub-client: $(patsubst %.c,$(B)/obj/%.o,$(PUBSUB_SRCS))
 $(B)/shmkit: $(patsubst %.c,$(B)/obj/%.o,$(TOOL_SRCS)) $(STATIC_LIB)
 	$(CC) -o $@ $(filter %.o,$^) $(STATIC_LIB) $(ALL_LDFLAGS) -lrt -lm
 
-tests: $(TEST_BINS) $(TOOL_BIN) $(DEMO_BIN)
+$(EX_INC): $(PUB_HEADERS)
+	@mkdir -p $(dir $@)
+	cp $(PUB_HEADERS) $(dir $@)
+	@touch $@
+
+$(B)/obj/examples/%.o: examples/%.c $(EX_INC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(OPT_$(VARIANT)) -pthread -I$(B)/include \
+	    $(if $(EX_PKG_$*),$(shell pkg-config --cflags $(EX_PKG_$*))) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/examples/%: $(B)/obj/examples/%.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $< $(STATIC_LIB) $(ALL_LDFLAGS) \
+	    $(if $(EX_PKG_$*),$(shell pkg-config --libs $(EX_PKG_$*))) -lrt
+
+examples:
+	@$(MAKE) --no-print-directory deps-examples
+	@$(MAKE) --no-print-directory VARIANT=rel examples-built
+
+examples-built: $(EX_BINS)
+	@echo "examples: $(or $(EX_BINS),none)"
+
+tests: $(TEST_BINS) $(TOOL_BIN) $(DEMO_BIN) $(EX_BINS)
 benches: $(BENCH_BINS) $(DEMO_BIN) $(PUBSUB_BIN)
 
 # ---- tests -----------------------------------------------------------------
@@ -234,6 +274,9 @@ deps-test:
 
 deps-demo:
 	@mk/deps.sh demo
+
+deps-examples:
+	@mk/deps.sh examples
 
 deps-bench:
 	@mk/deps.sh bench
@@ -266,7 +309,7 @@ check-spdx:
 	@mk/spdx.sh
 
 # The folders docs/architecture.md's "which file holds what" covers.
-FILE_DIRS   := $(MODULES) include tools demo bench fuzz test mk
+FILE_DIRS   := $(MODULES) include tools demo examples bench fuzz test mk
 
 docs:
 	@mk/gen-api.sh $(MODULES) > docs/api.md
@@ -320,9 +363,34 @@ soak:
 
 # ---- benchmarks --------------------------------------------------------------
 
+# make bench prints every figure as it comes and, when every benchmark
+# passed, keeps the run's BENCH lines in bench/results/<date>-<host>.txt
+# (-2, -3 ... for a second run the same day), headed by '#' lines naming the
+# commit, the kernel and the CPUs; make bench-plot charts the kept runs
+# (bench/plot/plot.sh: one PNG per module for the latest run, and the
+# history of every ratio across the runs, into bench/results/png).
+BENCH_RESULTS := bench/results
+
 bench:
 	@$(MAKE) --no-print-directory VARIANT=rel benches
-	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
+	@tmp=$$(mktemp /tmp/shmkit-bench.XXXXXX) || exit 1; \
+	for b in $(BENCH_BINS); do \
+	    echo "== $$b"; \
+	    { $$b || echo "$$b" >> $$tmp.failed; } | tee -a $$tmp; \
+	    if [ -e $$tmp.failed ]; then rm -f $$tmp $$tmp.failed; exit 1; fi; \
+	done; \
+	mkdir -p $(BENCH_RESULTS); \
+	base=$(BENCH_RESULTS)/$$(date +%Y-%m-%d)-$$(hostname -s 2>/dev/null || echo host); \
+	out=$$base.txt; i=2; while [ -e $$out ]; do out=$$base-$$i.txt; i=$$((i + 1)); done; \
+	{ echo "# shmkit make bench, $$(date '+%Y-%m-%d %H:%M:%S %z')"; \
+	  echo "# commit $$(git describe --always --dirty 2>/dev/null || echo unknown)"; \
+	  echo "# kernel $$(uname -r), $$(nproc) CPUs, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"; \
+	  grep '^BENCH ' $$tmp; } > $$out; \
+	rm -f $$tmp; echo "bench: saved $$(grep -c '^BENCH ' $$out) figures in $$out"
+
+bench-plot:
+	@mk/deps.sh plot
+	@bench/plot/plot.sh $(BENCH_RESULTS) $(BENCH_RESULTS)/png
 
 pubsub-client:
 	@$(MAKE) --no-print-directory deps-bench

@@ -90,8 +90,12 @@ SHK_API int shk_bus_join(shk_bus_t *bus, unsigned slot);
 SHK_API int shk_bus_slot(const shk_bus_t *bus);
 
 /* The doorbell's read end (joined processes): watch it for reading in an
- * event loop and call shk_bus_dispatch() when it is readable. -1 if not
- * joined. */
+ * event loop and call shk_bus_dispatch() when it is readable. Call
+ * shk_bus_dispatch() once after registering the handlers and before the
+ * loop's first wait: the doorbell is only rung for a receiver that said it
+ * is about to sleep, which a dispatch ends by saying, and alerts may already
+ * be queued (sent before the join, or to the slot's previous holder). -1 if
+ * not joined. */
 SHK_API int shk_bus_fd(const shk_bus_t *bus);
 
 /* A sensible budget for shk_bus_dispatch(): alerts handled per call before

@@ -59,7 +59,7 @@ for m in "${mods[@]}"; do
     done
 done
 
-for dir in tools bench demo test fuzz; do
+for dir in tools bench demo test fuzz examples; do
     for f in "$dir"/*.[ch]; do
         [ -e "$f" ] || continue
         while IFS= read -r inc; do
@@ -79,5 +79,5 @@ for dir in tools bench demo test fuzz; do
     done
 done
 
-[ $bad = 0 ] && echo "layering: ok (${mods[*]}; tools, bench, demo, test, fuzz)"
+[ $bad = 0 ] && echo "layering: ok (${mods[*]}; tools, bench, demo, test, fuzz, examples)"
 exit $bad

@@ -11,6 +11,11 @@
 #   mk/deps.sh demo   libevent, the HTTP layer's libraries (http_parser,
 #                     wslay, nettle), curl (make demo, make run)
 #   mk/deps.sh lib    hiredis, which the library links (every build)
+#   mk/deps.sh test   ... and the examples' loop libraries (below), tmux
+#                     (test_top runs `shmkit top` in a tmux pane)
+#   mk/deps.sh examples  the event loops of examples/: libevent, libuv,
+#                     liburing (make examples)
+#   mk/deps.sh plot   gnuplot (make bench-plot)
 #   mk/deps.sh fuzz   clang and its libFuzzer runtime (make fuzz)
 #   mk/deps.sh bench  the pub/sub load client's libraries (http_parser, wslay,
 #                     nettle) and the nchan baseline: nginx-light with
@@ -31,6 +36,13 @@ http_layer() {
     have_h http_parser.h || need+=(libhttp-parser-dev)
     have_h wslay/wslay.h || need+=(libwslay-dev)
     have_pc nettle || need+=(nettle-dev)
+}
+# examples/*.c: one program per event loop (libevent's is in http_layer).
+examples() {
+    command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+    have_pc libevent || need+=(libevent-dev)
+    have_pc libuv || need+=(libuv1-dev)
+    have_pc liburing || need+=(liburing-dev)
 }
 # test/node: the npm packages the tests' Node clients use, from the lock file.
 node_deps() {
@@ -70,9 +82,17 @@ test)
     node_deps
     # test_demo_push drives it headless through playwright-core (no browser download)
     [ -x /usr/bin/chromium ] || need+=(chromium)
+    examples
+    command -v tmux >/dev/null 2>&1 || need+=(tmux)
     ;;
 lib)
     have_h hiredis/async.h || need+=(libhiredis-dev)
+    ;;
+examples)
+    examples
+    ;;
+plot)
+    command -v gnuplot >/dev/null 2>&1 || need+=(gnuplot-nox)
     ;;
 fuzz)
     have_h hiredis/async.h || need+=(libhiredis-dev)
@@ -97,7 +117,7 @@ bench)
     ls /usr/lib/nginx/modules/ngx_nchan_module.so >/dev/null 2>&1 || need+=(libnginx-mod-nchan)
     ;;
 *)
-    echo "usage: $0 lib|test|demo|fuzz|bench" >&2
+    echo "usage: $0 lib|test|demo|examples|plot|fuzz|bench" >&2
     exit 2
     ;;
 esac

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * shmkit.c: the `shmkit` command: inspect live named zones (stat, zones)
- * and test configuration files against the library's own directives
+ * shmkit.c: the `shmkit` command: inspect live named zones (stat, zones,
+ * and top: the live view, in shmkit_top*.c) and test configuration files against the library's own directives
  * (check), as `nginx -t` does. An application's own directives are its
  * business: it checks them with its -t (shk_app_main). A thin layer: the
  * reports are the stat module's (shk_stat_render, shk_stat_render_list
@@ -9,6 +9,7 @@
  * bytes goes out escaped as the reports escape them (shk_stat_escape).
  */
 #include "shmkit.h"
+#include "shmkit_top_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,10 @@ static void usage_main(FILE *f)
             "  stat [--json] [--instance NAME] [ZONE...]\n"
             "                 attach to named zones read-only and print their size, tag,\n"
             "                 generation, creator, slab pool, locks and bus\n"
+            "  top [--instance NAME] [--interval MS] [--once] [ZONE...]\n"
+            "                 a live view of an instance's zones, refreshed every second:\n"
+            "                 slab classes, lock rates, bus queues and alert rates,\n"
+            "                 channels (one text report when not on a terminal)\n"
             "  zones [--json] list the live named zones of every instance\n"
             "  check -c FILE  test a configuration file\n"
             "  help [VERB]    this text, or a verb's\n"
@@ -270,6 +275,8 @@ int main(int argc, char **argv)
                 usage_stat(stdout);
             else if (strcmp(argv[2], "zones") == 0)
                 usage_zones(stdout);
+            else if (strcmp(argv[2], "top") == 0)
+                shmkit_top_usage(stdout, prog);
             else if (strcmp(argv[2], "check") == 0)
                 usage_check(stdout);
             else
@@ -283,6 +290,8 @@ int main(int argc, char **argv)
         return cmd_stat(argc - 1, argv + 1);
     if (strcmp(argv[1], "zones") == 0)
         return cmd_zones(argc - 1, argv + 1);
+    if (strcmp(argv[1], "top") == 0)
+        return shmkit_top_main(argc - 1, argv + 1, prog);
     if (strcmp(argv[1], "check") == 0)
         return cmd_check(argc - 1, argv + 1);
     if (strcmp(argv[1], "--version") == 0) {
