@@ -422,24 +422,31 @@ START_TEST(relay_killed_resumes)
 {
     static msgs_t m;
     static node_t nd;
-    const char *specs = "es1 ws1 lp1 st1 es0";
+    char specs[256];
     tr_srv_t srv = {0};
     td_srv_t d[2];
     int n = (int)tu_scale(40, 4);
+    /* the movers leave A for B while B's store is behind A's (its relay
+     * dead): B must not give them again what it catches up to */
+    snprintf(specs, sizeof specs, "es1 ws1 lp1 st1 es0 es0>1@%d ws0>1@%d lp0>1@%d st0>1@%d",
+             n + n / 2, n + n / 2, n + n / 2, n + n / 2);
     memset(&m, 0, sizeof m);
     tr_srv_start(&srv);
     start_instances(d, 2, srv.port);
     node_start(&nd, "relay", d, 2, specs);
     await_subs(&d[1], "relay", 4);
-    await_subs(&d[0], "relay", 1);
+    await_subs(&d[0], "relay", 5);
     publish_ok(&d[0], "relay", &m, n);
 
     /* B's master held stopped: the relay stays dead while A publishes */
+    td_await_stat(d[1].port, "?id=relay", "published_messages", n, 10000);
     pid_t relay = (pid_t)td_stat(d[1].port, NULL, "redis.relay_pid");
     ck_assert_int_gt(relay, 0);
     ck_assert_int_eq(kill(d[1].master, SIGSTOP), 0);
     ck_assert_int_eq(kill(relay, SIGKILL), 0);
     publish_ok(&d[0], "relay", &m, n);
+    await_subs(&d[1], "relay", 8); /* the movers are on B, ahead of its store */
+    ck_assert_int_eq(td_stat(d[1].port, "?id=relay", "published_messages"), n);
     ck_assert_int_eq(kill(d[1].master, SIGCONT), 0);
     publish_end(&d[0], "relay");
     node_finish(&nd);
