@@ -10,9 +10,10 @@
 #   floor    one demo instance without channels_redis (the same HTTP path
 #            with Redis taken out: publisher and subscribers on it).
 # For each case (64 B and 16 KiB, 1 and 100 channels, 100 and 1,000
-# EventSource subscribers) the load client (BUILD_DIR/pubsub-client)
-# publishes on the first instance and subscribes on the second, for shmkit,
-# then nchan, then the floor. Server CPU is the demo masters' trees (or
+# EventSource subscribers, at full speed; then 1,000 subscribers at a fixed
+# rate: 64 B at 200 msg/s, 16 KiB at 20) the load client
+# (BUILD_DIR/pubsub-client) publishes on the first instance and subscribes
+# on the second, for shmkit, then nchan, then the floor. Server CPU is the demo masters' trees (or
 # nginx's) plus redis-server's. Redis commands per publish: INFO
 # commandstats over the run (its own INFO calls taken out) / publishes,
 # subscribers' commands included. Prints the table and the BENCH lines;
@@ -155,16 +156,25 @@ if [ "${REDIS_HTTP_QUICK:-0}" = 1 ]; then
 else
     cases="64:1:100 64:1:1000 64:100:100 64:100:1000 16384:1:100 16384:1:1000 16384:100:100 16384:100:1000"
 fi
+# then the controls at a fixed rate every system keeps up with: latency
+# without queueing, and no loss where the full-speed runs overload B
+[ "${REDIS_HTTP_QUICK:-0}" = 1 ] || cases="$cases 64:1:1000:200 16384:1:1000:20"
 for c in $cases; do
-    IFS=: read -r size ch subs <<<"$c"
+    IFS=: read -r size ch subs rate <<<"$c"
     # about D deliveries and at most P publishes per run
-    D=2000000 P=10000
+    D=4000000 P=10000
     [ "$size" = 16384 ] && D=300000 P=3000
     n=$((D / subs))
     [ $n -gt $((P / ch)) ] && n=$((P / ch))
     np=$((ch < 4 ? ch : 4))
     label="$size B, $ch ch, $subs subs"
-    args=(-c "$ch" -s "$subs" -P "$np" --pipeline 8 -n "$n" -b "$size" --ch-prefix "r$RANDOM-")
+    args=(-c "$ch" -s "$subs" -P "$np" --pipeline 8 -b "$size" --ch-prefix "r$RANDOM-")
+    if [ -n "$rate" ]; then
+        label="$label, $rate msg/s"
+        args+=(-r "$rate" -n $((rate * 10)))
+    else
+        args+=(-n "$n")
+    fi
     echo "== $label" >&2
     run shmkit "$label" "$pa" "$pb" "$shmkit_pids" "${args[@]}" >/dev/null
     run nchan_redis "$label" "${nchan_ports[0]}" "${nchan_ports[1]}" "$nchan_pids" "${args[@]}" >/dev/null
@@ -207,3 +217,7 @@ bench redis.es1000_server_cpu "$(get shmkit "$k" deliveries_per_server_cpu_s)" d
     nchan_redis "$(get nchan_redis "$k" deliveries_per_server_cpu_s)"
 bench redis.es1000_vs_floor "$(get shmkit "$k" deliveries_per_s)" deliveries/s no_redis_floor \
     "$(get floor "$k" deliveries_per_s)"
+k="64 B, 1 ch, 1000 subs, 200 msg/s"
+if [ -n "$(get shmkit "$k" p99_us)" ]; then
+    bench redis.es1000_p99_at200 "$(get shmkit "$k" p99_us)" us nchan_redis "$(get nchan_redis "$k" p99_us)"
+fi
