@@ -15,6 +15,8 @@
 #   make bench-plot      charts of the saved benchmark runs (bench/results, bench/plot)
 #   make install         PREFIX=/usr/local DESTDIR= (LIBDIR, INCLUDEDIR, BINDIR) ;
 #                        headers under include/shmkit/; builds only what it installs
+#   make deb             the Debian packages (debian/, into build/deb; docs/packaging.md)
+#   make check-deb       build them, install them with dpkg, build the tour, run lintian
 #   make clean
 #
 # Build variants live side by side under build/<variant>: rel (default,
@@ -153,7 +155,7 @@ EX_BINS     := $(addprefix $(B)/examples/,$(EX_NAMES))
 .PHONY: all lib tests benches test test-run asan tsan clang bench bench-% install uninstall \
         clean deps-lib deps-test deps-demo deps-bench pubsub-client fuzz soak check-layers \
         check-exports check-docs check-install check-spdx docs demo run examples examples-built \
-        deps-examples bench-plot
+        deps-examples bench-plot deb check-deb
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -428,6 +430,16 @@ uninstall:
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/shmkit
 	rm -f $(DESTDIR)$(LIBDIR)/libshmkit.* $(DESTDIR)$(PKGCONFIGDIR)/shmkit.pc
 	rm -f $(DESTDIR)$(BINDIR)/shmkit
+
+# ---- Debian packages (debian/, docs/packaging.md) ------------------------------
+
+deb:
+	@mk/deps.sh deb
+	@mk/check-deb.sh --build-only build/deb
+
+check-deb:
+	@mk/deps.sh deb
+	@mk/check-deb.sh
 
 clean:
 	rm -rf build
