@@ -33,19 +33,10 @@
 static char instance[64];
 static char logbuf[4096];
 
-static void capture(void *ctx, int level, const char *msg)
-{
-    (void)ctx;
-    (void)level;
-    size_t n = strlen(logbuf);
-    snprintf(logbuf + n, sizeof logbuf - n, "%s\n", msg);
-}
-
 static void setup(void)
 {
     snprintf(instance, sizeof instance, "h%ld", (long)getpid());
-    logbuf[0] = '\0';
-    shk_log_set(capture, NULL, SHK_LOG_DEBUG);
+    tu_log_capture(logbuf, sizeof logbuf);
 }
 
 /* Remove every entry this test may have left in /dev/shm: ours are

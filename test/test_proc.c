@@ -26,17 +26,6 @@
 #include <sys/wait.h>
 
 
-/* Expand the one "%s" in tmpl with path. */
-static void subst_path(char *out, size_t cap, const char *tmpl, const char *path)
-{
-    const char *p = strstr(tmpl, "%s");
-    if (!p) {
-        snprintf(out, cap, "%s", tmpl);
-        return;
-    }
-    snprintf(out, cap, "%.*s%s%s", (int)(p - tmpl), tmpl, path, p + 2);
-}
-
 /* ---- the test application ---------------------------------------------------- */
 
 typedef struct {
@@ -680,7 +669,7 @@ START_TEST(check_config)
         char want[512];
         write_conf(bad[i].text);
         ck_assert_int_eq(shk_master_check(conf_path, &app), SHK_ECONF);
-        subst_path(want, sizeof want, bad[i].msg, conf_path);
+        tu_subst(want, sizeof want, bad[i].msg, conf_path);
         ck_assert_str_eq(shk_last_errmsg(), want);
     }
     unlink(conf_path);
@@ -787,7 +776,7 @@ START_TEST(channels_directive)
         char want[512];
         write_conf(bad[i].text);
         ck_assert_int_eq(shk_master_check(conf_path, &app), SHK_ECONF);
-        subst_path(want, sizeof want, bad[i].msg, conf_path);
+        tu_subst(want, sizeof want, bad[i].msg, conf_path);
         ck_assert_str_eq(shk_last_errmsg(), want);
     }
     unlink(conf_path);

@@ -32,19 +32,10 @@
 static char instance[64];
 static char logbuf[8192];
 
-static void capture(void *ctx, int level, const char *msg)
-{
-    (void)ctx;
-    (void)level;
-    size_t n = strlen(logbuf);
-    snprintf(logbuf + n, sizeof logbuf - n, "%s\n", msg);
-}
-
 static void setup(void)
 {
     snprintf(instance, sizeof instance, "t%ld", (long)getpid());
-    logbuf[0] = '\0';
-    shk_log_set(capture, NULL, SHK_LOG_DEBUG);
+    tu_log_capture(logbuf, sizeof logbuf);
 }
 
 static void teardown(void)
@@ -94,17 +85,6 @@ static int object_exists(const char *inst, const char *zone)
     return stat(path, &st) == 0;
 }
 
-
-/* Expand the one "%s" in tmpl with path. */
-static void subst_path(char *out, size_t cap, const char *tmpl, const char *path)
-{
-    const char *p = strstr(tmpl, "%s");
-    if (!p) {
-        snprintf(out, cap, "%s", tmpl);
-        return;
-    }
-    snprintf(out, cap, "%.*s%s%s", (int)(p - tmpl), tmpl, path, p + 2);
-}
 
 /* ---- declarations --------------------------------------------------------- */
 
@@ -990,7 +970,7 @@ START_TEST(shm_zone_directive)
         reg = shk_zones_new(NULL);
         ck_assert_int_eq(parse_conf(reg, bad[i].text), SHK_ECONF);
         if (bad[i].msg) {
-            subst_path(want, sizeof want, bad[i].msg, conf_path);
+            tu_subst(want, sizeof want, bad[i].msg, conf_path);
             ck_assert_str_eq(shk_last_errmsg(), want);
         } else {
             ck_assert_msg(strstr(shk_last_errmsg(), "\"one\" is too small"), "%s",

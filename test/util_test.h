@@ -75,6 +75,14 @@ uint64_t tu_seed(const char *test);
 /* xorshift64* step. */
 uint64_t tu_rand(uint64_t *state);
 
+/* Send the library's log (every level) to buf: each message and a newline
+ * appended, buf emptied first; what does not fit in cap is dropped at the
+ * end (tests look for lines near the start). */
+void tu_log_capture(char *buf, size_t cap);
+
+/* out = tmpl with its one "%s" replaced by s (tmpl itself if it has none). */
+void tu_subst(char *out, size_t cap, const char *tmpl, const char *s);
+
 /* Run a suite (CK_NORMAL output), return the process exit status. */
 int tu_run(Suite *s);
 
