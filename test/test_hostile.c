@@ -191,12 +191,7 @@ static int run_bounded(char *const argv[], char *out, size_t outsz)
 
 static void tool_path(char *buf, size_t sz)
 {
-    char dir[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-    ck_assert(n > 0);
-    dir[n] = '\0';
-    *strrchr(dir, '/') = '\0';
-    snprintf(buf, sz, "%s/../shmkit", dir);
+    snprintf(buf, sz, "%s/shmkit", tu_build_dir());
 }
 
 /* `shmkit stat --instance <instance>` and `shmkit zones` end in time, and

@@ -73,12 +73,7 @@ static void teardown(void)
 
 static void tool_path(char *buf, size_t sz)
 {
-    char dir[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-    ck_assert(n > 0);
-    dir[n] = '\0';
-    *strrchr(dir, '/') = '\0';
-    snprintf(buf, sz, "%s/../shmkit", dir);
+    snprintf(buf, sz, "%s/shmkit", tu_build_dir());
 }
 
 /* Offset of the first byte of s a terminal must not see raw (not printable
