@@ -92,14 +92,8 @@ static int worker_pids(pid_t *pids, int max)
 
 static void start_server(void)
 {
-    char exe[PATH_MAX];
-    const char *demo = demo_bin;
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    ck_assert(n > 0);
-    exe[n] = '\0';
-    *strrchr(exe, '/') = '\0';
-    snprintf(demo_bin, sizeof demo_bin, "%s/../shmkit-demo", exe);
-    snprintf(tool_bin, sizeof tool_bin, "%s/../shmkit", exe);
+    snprintf(demo_bin, sizeof demo_bin, "%s/shmkit-demo", tu_build_dir());
+    snprintf(tool_bin, sizeof tool_bin, "%s/shmkit", tu_build_dir());
     snprintf(dir, sizeof dir, "/tmp/shk_test_demo_%ld", (long)getpid());
     mkdir(dir, 0700);
     snprintf(conf_path, sizeof conf_path, "%s/demo.conf", dir);
@@ -115,14 +109,8 @@ static void start_server(void)
             port, (long)getpid(), pid_path);
     fclose(f);
     fflush(NULL);
-    master = fork();
-    if (master == 0) {
-        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(fd, 2);
-        dup2(fd, 1);
-        execl(demo, demo, "-c", conf_path, (char *)NULL);
-        _exit(127);
-    }
+    char *argv[] = {demo_bin, "-c", conf_path, NULL};
+    master = tu_spawn_logged(argv, log_path);
     pid_t pids[4];
     for (int i = 0; i < 4000 && worker_pids(pids, 4) < 2; i++) {
         struct timespec ts = {0, 5 * 1000 * 1000};

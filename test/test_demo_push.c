@@ -288,15 +288,8 @@ static void start_server(int workers, const char *outer, const char *body)
             workers, pid_path, (long)getpid(), outer, port, body);
     fclose(f);
     fflush(NULL);
-    master = fork();
-    if (master == 0) {
-        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(fd, 2);
-        dup2(fd, 1);
-        prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failed test leaves no server behind */
-        execl(demo_bin, demo_bin, "-c", conf_path, (char *)NULL);
-        _exit(127);
-    }
+    char *argv[] = {(char *)demo_bin, "-c", conf_path, NULL};
+    master = tu_spawn_logged(argv, log_path);
     for (int i = 0; i < ms_bound(20000) / 5; i++) {
         resp_t r;
         int s = socket(AF_INET, SOCK_STREAM, 0);

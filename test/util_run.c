@@ -9,6 +9,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -137,6 +138,26 @@ pid_t tu_spawn(char *const argv[], int *out_fd)
     }
     close(p[1]);
     *out_fd = p[0];
+    return pid;
+}
+
+pid_t tu_spawn_logged(char *const argv[], const char *log_path)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0)
+            _exit(126);
+        dup2(fd, 2);
+        dup2(fd, 1);
+        if (fd > 2)
+            close(fd);
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
     return pid;
 }
 

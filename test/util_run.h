@@ -31,6 +31,11 @@ int tu_run_capture(char *const argv[], int timeout_ms, char *out, size_t ocap, c
  * for the pid); the program gets SIGKILL if this process dies first. */
 pid_t tu_spawn(char *const argv[], int *out_fd);
 
+/* Start argv with its stdout and stderr into the file log_path (made 0600,
+ * emptied); the program gets SIGTERM if this process dies first (a server
+ * a failed test started does not outlive it). Returns its pid. */
+pid_t tu_spawn_logged(char *const argv[], const char *log_path);
+
 /* A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0 and
  * closed): a test's servers listen there. */
 int tu_free_port(void);
