@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * util_test.h: helpers shared by the Check suites: shared memory, forked
- * children that report through their exit status, pipe handshakes, seeds.
+ * children that report through their exit status, pipe handshakes, seeds,
+ * the library's log captured into a buffer, message templates.
  *
  * Children never call ck_assert: with CK_FORK=no (the valgrind run) a failed
  * assertion in a child would unwind into the child's copy of the runner.
