@@ -13,7 +13,10 @@
 #   make demo            the demo walk-through (issue 6); make run: demo server in foreground
 #   make examples        the examples, one per event loop (build/rel/examples, docs/examples.md)
 #   make bench-plot      charts of the saved benchmark runs (bench/results, bench/plot)
-#   make install         PREFIX=/usr/local DESTDIR= ; headers under include/shmkit/
+#   make install         PREFIX=/usr/local DESTDIR= (LIBDIR, INCLUDEDIR, BINDIR) ;
+#                        headers under include/shmkit/; builds only what it installs
+#   make deb             the Debian packages (debian/, into build/deb; docs/packaging.md)
+#   make check-deb       build them, install them with dpkg, build the tour, run lintian
 #   make clean
 #
 # Build variants live side by side under build/<variant>: rel (default,
@@ -24,6 +27,11 @@ VERSION     := 0.1.0
 SOVERSION   := 0
 PREFIX      ?= /usr/local
 DESTDIR     ?=
+# Where make install puts each part (Debian's package: LIBDIR=/usr/lib/<multiarch>).
+LIBDIR      ?= $(PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
+BINDIR      ?= $(PREFIX)/bin
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 CC          ?= cc
 ifeq ($(origin CC),default)
 CC          := gcc
@@ -147,7 +155,7 @@ EX_BINS     := $(addprefix $(B)/examples/,$(EX_NAMES))
 .PHONY: all lib tests benches test test-run asan tsan clang bench bench-% bench-redis install uninstall \
         clean deps-lib deps-test deps-demo deps-bench pubsub-client fuzz soak check-layers \
         check-exports check-docs check-install check-spdx docs demo run examples examples-built \
-        deps-examples bench-plot
+        deps-examples bench-plot deb check-deb
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -423,22 +431,36 @@ bench-redis:
 
 # ---- install -----------------------------------------------------------------
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/shmkit \
-	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
-	install -m 644 $(STATIC_LIB) $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib/
-	ln -sf libshmkit.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
-	ln -sf libshmkit.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libshmkit.so
-	install -m 644 $(PUB_HEADERS) $(DESTDIR)$(PREFIX)/include/shmkit/
-	$(if $(TOOL_BIN),install -m 755 $(TOOL_BIN) $(DESTDIR)$(PREFIX)/bin/)
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' mk/shmkit.pc.in \
-	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/shmkit.pc
+# install copies what lib and the shmkit command built (building them first
+# only when they are missing or stale, never the demo); the .pc file names
+# the directories it installed into.
+install: lib $(TOOL_BIN)
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/shmkit $(DESTDIR)$(PKGCONFIGDIR) \
+	    $(if $(TOOL_BIN),$(DESTDIR)$(BINDIR))
+	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf libshmkit.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf libshmkit.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libshmkit.so
+	install -m 644 $(PUB_HEADERS) $(DESTDIR)$(INCLUDEDIR)/shmkit/
+	$(if $(TOOL_BIN),install -m 755 $(TOOL_BIN) $(DESTDIR)$(BINDIR)/)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' mk/shmkit.pc.in \
+	    > $(DESTDIR)$(PKGCONFIGDIR)/shmkit.pc
 
 uninstall:
-	rm -rf $(DESTDIR)$(PREFIX)/include/shmkit
-	rm -f $(DESTDIR)$(PREFIX)/lib/libshmkit.* $(DESTDIR)$(PREFIX)/lib/pkgconfig/shmkit.pc
-	rm -f $(DESTDIR)$(PREFIX)/bin/shmkit
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/shmkit
+	rm -f $(DESTDIR)$(LIBDIR)/libshmkit.* $(DESTDIR)$(PKGCONFIGDIR)/shmkit.pc
+	rm -f $(DESTDIR)$(BINDIR)/shmkit
+
+# ---- Debian packages (debian/, docs/packaging.md) ------------------------------
+
+deb:
+	@mk/deps.sh deb
+	@mk/check-deb.sh --build-only build/deb
+
+check-deb:
+	@mk/deps.sh deb
+	@mk/check-deb.sh
 
 clean:
 	rm -rf build

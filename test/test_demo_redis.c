@@ -16,6 +16,7 @@
  */
 #include "util_demo.h"
 #include "util_redis.h"
+#include "util_run.h"
 #include "util_test.h"
 
 #include <limits.h>
@@ -60,7 +61,7 @@ static void start_instances(td_srv_t *d, int n, int redis_port)
              redis_port);
     for (int i = 0; i < n; i++) {
         memset(&d[i], 0, sizeof d[i]);
-        d[i].port = tr_free_port();
+        d[i].port = tu_free_port();
         snprintf(inst, sizeof inst, "dr%ld_%d", (long)getpid(), i);
         td_start(&d[i], inst, workers(), main_text,
                  "push_stream_shared_memory_size 8m;\n"
@@ -105,7 +106,7 @@ static void node_start(node_t *nd, const char *ch, const td_srv_t *d, int n, con
     for (int i = 0; i < n; i++)
         snprintf(bases + strlen(bases), sizeof bases - strlen(bases), "%shttp://127.0.0.1:%d",
                  i ? "," : "", d[i].port);
-    snprintf(script, sizeof script, "%s/test/node/redis_clients.js", td_repo());
+    snprintf(script, sizeof script, "%s/test/node/redis_clients.js", tu_top_dir());
     snprintf(timeout, sizeof timeout, "%d", td_bound(25000));
     setenv("PUSH_CLIENT_TIMEOUT_MS", timeout, 1);
     snprintf(spec_buf, sizeof spec_buf, "%s", specs);
@@ -120,16 +121,16 @@ static void node_start(node_t *nd, const char *ch, const td_srv_t *d, int n, con
     argv[k] = NULL;
     nd->n = 0;
     nd->out[0] = '\0';
-    nd->pid = td_spawn(argv, &nd->fd);
+    nd->pid = tu_spawn(argv, &nd->fd);
 }
 
 /* Wait until the node child ends (every client got "end"); asserted. */
 static void node_finish(node_t *nd)
 {
-    uint64_t end = tr_now_ms() + (uint64_t)td_bound(25000);
+    uint64_t end = tu_now_ms() + (uint64_t)td_bound(25000);
     /* no such line: read to the end of its output */
     td_child_until(nd->fd, nd->out, &nd->n, sizeof nd->out, "\n\n", td_bound(25000));
-    int ok = tr_now_ms() < end && !strstr(nd->out, "FAIL");
+    int ok = tu_now_ms() < end && !strstr(nd->out, "FAIL");
     if (!ok)
         kill(nd->pid, SIGKILL);
     int st = tu_wait(nd->pid);
@@ -365,9 +366,9 @@ START_TEST(redis_killed_and_restarted)
     tu_pipe(&go);
     pid_t k = killer(srv.pid, &go);
     tu_signal(&go);
-    uint64_t end = tr_now_ms() + (uint64_t)td_bound(20000);
+    uint64_t end = tu_now_ms() + (uint64_t)td_bound(20000);
     while (refused < 5) { /* until five refusals in a row: Redis is gone for the link */
-        ck_assert_msg(tr_now_ms() < end, "publishes were not refused after Redis died");
+        ck_assert_msg(tu_now_ms() < end, "publishes were not refused after Redis died");
         snprintf(text, sizeof text, "m%d", ++m.n);
         int st = publish(&d[0], "kill", text);
         if (st == 200) {
@@ -386,7 +387,7 @@ START_TEST(redis_killed_and_restarted)
     /* restarted: the first publish that is not refused is 200, after it all are */
     tr_srv_start(&srv);
     for (;;) {
-        ck_assert_msg(tr_now_ms() < end + (uint64_t)td_bound(20000), "Redis back, still 503");
+        ck_assert_msg(tu_now_ms() < end + (uint64_t)td_bound(20000), "Redis back, still 503");
         snprintf(text, sizeof text, "m%d", ++m.n);
         int st = publish(&d[0], "kill", text);
         if (st == 200) {
@@ -394,7 +395,7 @@ START_TEST(redis_killed_and_restarted)
             break;
         }
         maybe += refusal(&m, st);
-        tr_pause_ms(20); /* the link's backoff */
+        tu_pause_ms(20); /* the link's backoff */
     }
     publish_ok(&d[0], "kill", &m, n);
     publish_end(&d[0], "kill");
@@ -512,7 +513,7 @@ START_TEST(cluster_fan_out_and_resume)
     char main_text[2][256], inst[32];
     for (int i = 0; i < 2; i++) {
         memset(&d[i], 0, sizeof d[i]);
-        d[i].port = tr_free_port();
+        d[i].port = tu_free_port();
         snprintf(main_text[i], sizeof main_text[i],
                  "channels_redis redis://127.0.0.1:%d namespace=" NS " backoff=50ms;",
                  cl[i].port);

@@ -18,6 +18,7 @@
 #include "shmkit.h"
 #include "shk_redis_internal.h"
 #include "util_redis.h"
+#include "util_run.h"
 #include "util_test.h"
 
 #include <errno.h>

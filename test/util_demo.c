@@ -2,13 +2,14 @@
 /*
  * util_demo.c: demo servers started for a test, each in its own temporary
  * directory on its own port and shm instance; a one-request HTTP/1.1 client
- * (chunked bodies decoded); /channels-stats figures through util_json; Node
- * children read line by line (util_demo.h).
+ * (chunked bodies decoded); /channels-stats figures through util_json; a
+ * Node child's output read line by line (util_demo.h; starting programs
+ * is util_run's).
  */
 #include "util_demo.h"
 
 #include "util_json.h"
-#include "util_redis.h"
+#include "util_run.h"
 #include "util_test.h"
 
 #include <arpa/inet.h>
@@ -19,7 +20,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -27,26 +27,6 @@
 int td_bound(int native)
 {
     return tu_valgrind() ? native * 10 : native;
-}
-
-static char repo[PATH_MAX], demo_bin[PATH_MAX + 16];
-
-const char *td_repo(void)
-{
-    if (!repo[0]) {
-        char exe[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        ck_assert(n > 0);
-        exe[n] = '\0';
-        *strrchr(exe, '/') = '\0'; /* build/<v>/test */
-        snprintf(demo_bin, sizeof demo_bin, "%s/../shmkit-demo", exe);
-        *strrchr(exe, '/') = '\0';
-        *strrchr(exe, '/') = '\0';
-        ck_assert_ptr_nonnull(strrchr(exe, '/'));
-        *strrchr(exe, '/') = '\0'; /* above build/ */
-        snprintf(repo, sizeof repo, "%s", exe);
-    }
-    return repo;
 }
 
 /* ---- the HTTP client ----------------------------------------------------------------- */
@@ -191,20 +171,20 @@ const char *td_stat_str(int port, const char *query, const char *key, char *out,
 
 void td_await_str(int port, const char *query, const char *key, const char *want, int ms)
 {
-    uint64_t end = tr_now_ms() + (uint64_t)td_bound(ms);
+    uint64_t end = tu_now_ms() + (uint64_t)td_bound(ms);
     char v[256];
-    while (strcmp(td_stat_str(port, query, key, v, sizeof v), want) && tr_now_ms() < end)
-        tr_pause_ms(5);
+    while (strcmp(td_stat_str(port, query, key, v, sizeof v), want) && tu_now_ms() < end)
+        tu_pause_ms(5);
     ck_assert_msg(!strcmp(v, want), "port %d /channels-stats%s %s: \"%s\", not \"%s\"", port,
                   query ? query : "", key, v, want);
 }
 
 void td_await_stat(int port, const char *query, const char *key, double want, int ms)
 {
-    uint64_t end = tr_now_ms() + (uint64_t)td_bound(ms);
+    uint64_t end = tu_now_ms() + (uint64_t)td_bound(ms);
     double v;
-    while ((v = td_stat(port, query, key)) != want && tr_now_ms() < end)
-        tr_pause_ms(5);
+    while ((v = td_stat(port, query, key)) != want && tu_now_ms() < end)
+        tu_pause_ms(5);
     ck_assert_msg(v == want, "port %d /channels-stats%s %s: %.0f, not %.0f", port,
                   query ? query : "", key, v, want);
 }
@@ -230,8 +210,9 @@ int td_log_has(const td_srv_t *s, const char *needle)
 void td_start(td_srv_t *s, const char *instance, int workers, const char *main_text,
               const char *http_text, const char *server_text)
 {
-    const char *bin = (td_repo(), demo_bin);
+    char bin[PATH_MAX + 32];
     ck_assert_int_gt(s->port, 0);
+    snprintf(bin, sizeof bin, "%s/shmkit-demo", tu_build_dir());
     snprintf(s->dir, sizeof s->dir, "/tmp/shk_test_demo.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(s->dir));
     snprintf(s->conf, sizeof s->conf, "%s/demo.conf", s->dir);
@@ -245,24 +226,15 @@ void td_start(td_srv_t *s, const char *instance, int workers, const char *main_t
             workers, s->pid_path, instance, main_text ? main_text : "",
             http_text ? http_text : "", s->port, server_text ? server_text : "");
     ck_assert_int_eq(fclose(f), 0);
-    fflush(NULL);
-    s->master = fork();
-    ck_assert_int_ge(s->master, 0);
-    if (s->master == 0) {
-        int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(fd, 2);
-        dup2(fd, 1);
-        prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failed test leaves no server behind */
-        execl(bin, bin, "-c", s->conf, (char *)NULL);
-        _exit(127);
-    }
-    uint64_t end = tr_now_ms() + (uint64_t)td_bound(20000);
+    char *argv[] = {bin, "-c", s->conf, NULL};
+    s->master = tu_spawn_logged(argv, s->log);
+    uint64_t end = tu_now_ms() + (uint64_t)td_bound(20000);
     char last[64];
     snprintf(last, sizeof last, "by_worker.%d.uptime", workers - 1); /* every worker is up */
     while (td_stat(s->port, NULL, last) < 0) {
         ck_assert_msg(waitpid(s->master, NULL, WNOHANG) == 0, "the demo exited: see %s", s->log);
-        ck_assert_msg(tr_now_ms() < end, "the demo did not come up (%s)", s->log);
-        tr_pause_ms(5);
+        ck_assert_msg(tu_now_ms() < end, "the demo did not come up (%s)", s->log);
+        tu_pause_ms(5);
     }
 }
 
@@ -286,32 +258,12 @@ void td_stop(td_srv_t *s, int errors_ok)
 
 /* ---- Node children --------------------------------------------------------------------------- */
 
-pid_t td_spawn(char *const argv[], int *out_fd)
-{
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    *out_fd = p[0];
-    return pid;
-}
-
 int td_child_until(int fd, char *acc, size_t *n, size_t cap, const char *needle, int ms)
 {
-    uint64_t end = tr_now_ms() + (uint64_t)ms;
+    uint64_t end = tu_now_ms() + (uint64_t)ms;
     while (!strstr(acc, needle) && !strstr(acc, "FAIL")) {
         struct pollfd p = {fd, POLLIN, 0};
-        uint64_t now = tr_now_ms();
+        uint64_t now = tu_now_ms();
         ssize_t k;
         if (now >= end || *n + 1 >= cap || poll(&p, 1, (int)(end - now)) <= 0)
             return 0;

@@ -4,9 +4,10 @@
  * suites that run them for real (test_demo_redis): each started on its own
  * loopback port with its own configuration, log and shm instance in a
  * temporary directory, stopped with SIGQUIT; a plain HTTP/1.1 client for
- * one request to any of them; /channels-stats figures; Node children whose
- * standard output is read line by line. The helpers ck_assert: call them
- * from the test's own process.
+ * one request to any of them; /channels-stats figures; a Node child's
+ * standard output read line by line (programs are started with util_run's
+ * tu_spawn and tu_spawn_logged). The helpers ck_assert: call them from the
+ * test's own process.
  */
 #ifndef UTIL_DEMO_H
 #define UTIL_DEMO_H
@@ -29,8 +30,6 @@ typedef struct {
 
 /* A liveness bound in ms: `native`, ten times that under valgrind. */
 int td_bound(int native);
-/* The worktree's root (for test/node/...), from /proc/self/exe. */
-const char *td_repo(void);
 
 /* Write s's configuration (worker_processes, pid, shm_instance `instance`,
  * shm_mapping named, then `main_text`, then http { `http_text` server {
@@ -61,10 +60,7 @@ void td_await_stat(int port, const char *query, const char *key, double want, in
 /* The same for a string. */
 void td_await_str(int port, const char *query, const char *key, const char *want, int ms);
 
-/* A child running argv (PATH searched) with its standard output on
- * *out_fd; it gets SIGKILL if the test process dies. */
-pid_t td_spawn(char *const argv[], int *out_fd);
-/* Read the child's output into acc (cap bytes, NUL-terminated) until
+/* Read a child's output (tu_spawn's *out_fd) into acc (cap bytes, NUL-terminated) until
  * `needle` or "FAIL" is in it or ms passed; 1 if `needle` came. */
 int td_child_until(int fd, char *acc, size_t *n, size_t cap, const char *needle, int ms);
 #endif

@@ -9,6 +9,7 @@
  */
 #include "util_redis.h"
 
+#include "util_run.h"
 #include "util_test.h"
 
 #include <fcntl.h>
@@ -22,19 +23,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-uint64_t tr_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-void tr_pause_ms(long ms) /* polling an external process, not a sync */
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static int port_free(int port)
 {
@@ -53,7 +41,7 @@ int tr_free_port(void)
 {
     static uint64_t seed;
     if (!seed)
-        seed = (uint64_t)tr_now_ms() ^ ((uint64_t)getpid() << 20);
+        seed = (uint64_t)tu_now_ms() ^ ((uint64_t)getpid() << 20);
     for (int i = 0; i < 1000; i++) {
         int p = 20000 + (int)(tu_rand(&seed) % 25000);
         if (port_free(p) && port_free(p + 10000))
@@ -70,7 +58,7 @@ void tr_srv_start(tr_srv_t *s)
     int fd[2];
     char port[16], buf[4096];
     size_t have = 0;
-    uint64_t end = tr_now_ms() + TR_STALL_MS;
+    uint64_t end = tu_now_ms() + TR_STALL_MS;
     if (!s->port)
         s->port = tr_free_port();
     if (!s->dir[0]) {
@@ -102,7 +90,7 @@ void tr_srv_start(tr_srv_t *s)
     close(fd[1]);
     for (;;) {
         struct pollfd p = {.fd = fd[0], .events = POLLIN};
-        uint64_t t = tr_now_ms();
+        uint64_t t = tu_now_ms();
         ssize_t n;
         ck_assert_msg(t < end && poll(&p, 1, (int)(end - t)) > 0,
                       "redis-server on port %d did not start", s->port);
@@ -186,7 +174,7 @@ void tr_cluster_start(tr_srv_t cl[3])
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "redis-cli --cluster create failed");
     /* every node agrees before the test starts (polling the servers) */
     for (int i = 0; i < 3; i++) {
-        uint64_t end = tr_now_ms() + TR_STALL_MS;
+        uint64_t end = tu_now_ms() + TR_STALL_MS;
         for (;;) {
             redisContext *c = tr_srv_conn(&cl[i]);
             redisReply *r = redisCommand(c, "CLUSTER INFO");
@@ -195,8 +183,8 @@ void tr_cluster_start(tr_srv_t cl[3])
             redisFree(c);
             if (ok)
                 break;
-            ck_assert_msg(tr_now_ms() < end, "cluster node %d never became ok", i);
-            tr_pause_ms(20);
+            ck_assert_msg(tu_now_ms() < end, "cluster node %d never became ok", i);
+            tu_pause_ms(20);
         }
     }
 }

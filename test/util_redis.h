@@ -21,10 +21,6 @@ typedef struct {
     int cluster;  /* 1: a cluster node */
 } tr_srv_t;
 
-/* CLOCK_MONOTONIC in ms; a pause between polls of another process. */
-uint64_t tr_now_ms(void);
-void tr_pause_ms(long ms);
-
 /* A free loopback port below 45000 whose cluster bus port (+10000) is free
  * too. */
 int tr_free_port(void);
