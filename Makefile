@@ -123,7 +123,7 @@ DEMO_MAIN   := demo/demo.c
 # layer (libevent); the rest of demo/push_*.c (directives, templates, paths)
 # goes into libdemo.a with the limiter.
 DEMO_SRV_SRCS := $(DEMO_MAIN) $(wildcard demo/push_pub.c demo/push_sub.c demo/push_stats.c \
-                 demo/push_page.c)
+                 demo/push_page.c demo/push_redis.c)
 # The demo's HTTP/1.1 and WebSocket layer (demo/http*.c, docs/http.md) on
 # libevent, with Debian's http_parser, wslay and nettle: its own archive,
 # linked by what uses it (test_demo_http; the demo server).
@@ -152,7 +152,7 @@ EX_HAVE     = $(if $(EX_PKG_$(1)),$(shell pkg-config --exists $(EX_PKG_$(1)) 2>/
 EX_NAMES    := $(foreach e,$(patsubst examples/%.c,%,$(EX_SRCS)),$(if $(call EX_HAVE,$(e)),$(e)))
 EX_BINS     := $(addprefix $(B)/examples/,$(EX_NAMES))
 
-.PHONY: all lib tests benches test test-run asan tsan clang bench bench-% install uninstall \
+.PHONY: all lib tests benches test test-run asan tsan clang bench bench-% bench-redis install uninstall \
         clean deps-lib deps-test deps-demo deps-bench pubsub-client fuzz soak check-layers \
         check-exports check-docs check-install check-spdx docs demo run examples examples-built \
         deps-examples bench-plot deb check-deb
@@ -407,6 +407,27 @@ pubsub-client:
 bench-%:
 	@$(MAKE) --no-print-directory VARIANT=rel build/rel/bench/bench_$* $(if $(DEMO_BIN),build/rel/shmkit-demo)
 	@build/rel/bench/bench_$*
+
+# make bench-redis: the library's figures (bench_redis, redis.lib_*) then
+# the HTTP ones (bench/redis_http.sh: two demo instances on one Redis
+# against two nchan nginx on it, and the floor without Redis; redis.*
+# with nchan as the baseline), ~4 minutes; the BENCH lines are kept in
+# bench/results/<date>-redis.txt (-2, -3 ... for a second run that day).
+bench-redis:
+	@$(MAKE) --no-print-directory deps-bench
+	@$(MAKE) --no-print-directory VARIANT=rel build/rel/bench/bench_redis build/rel/shmkit-demo \
+	    build/rel/pubsub-client
+	@tmp=$$(mktemp /tmp/shmkit-bench-redis.XXXXXX) || exit 1; \
+	{ build/rel/bench/bench_redis && bench/redis_http.sh build/rel || touch $$tmp.failed; } | \
+	    tee $$tmp; \
+	if [ -e $$tmp.failed ]; then rm -f $$tmp $$tmp.failed; exit 1; fi; \
+	mkdir -p $(BENCH_RESULTS); base=$(BENCH_RESULTS)/$$(date +%Y-%m-%d)-redis; \
+	out=$$base.txt; i=2; while [ -e $$out ]; do out=$$base-$$i.txt; i=$$((i + 1)); done; \
+	{ echo "# shmkit make bench-redis, $$(date '+%Y-%m-%d %H:%M:%S %z')"; \
+	  echo "# commit $$(git describe --always --dirty 2>/dev/null || echo unknown)"; \
+	  echo "# kernel $$(uname -r), $$(nproc) CPUs, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"; \
+	  grep '^BENCH ' $$tmp; } > $$out; \
+	rm -f $$tmp; echo "bench-redis: saved $$(grep -c '^BENCH ' $$out) figures in $$out"
 
 # ---- install -----------------------------------------------------------------
 

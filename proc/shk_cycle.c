@@ -381,10 +381,11 @@ shk_cycle_t *shk_cycle_read(const char *conf_path, const shk_app_t *app)
         rc = shk_conf_add(cf, app->directives);
     if (rc == SHK_OK)
         rc = shk_conf_parse(cf, conf_path);
-    if (rc == SHK_OK)
-        rc = shk_proc_redis_done(cy);
     if (rc == SHK_OK && app && app->conf_done)
         rc = app->conf_done(cy, cy->app_conf, app->ctx);
+    /* after conf_done: the store may be the application's (shk_cycle_set_chan) */
+    if (rc == SHK_OK)
+        rc = shk_proc_redis_done(cy);
     shk_conf_free(cf);
     if (rc != SHK_OK) {
         /* Freeing a cycle that was never started sets no error: the

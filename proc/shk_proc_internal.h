@@ -159,8 +159,9 @@ SHK_HIDDEN _Noreturn void shk_proc_exit(shk_cycle_t *cy, int status);
 /* The channels_redis directive's handler. */
 SHK_HIDDEN int shk_proc_conf_redis(shk_conf_t *cf, int argc, char **argv, void *data);
 
-/* After a successful read: channels_redis needs channels; the relay takes
- * the store's limits. SHK_OK or SHK_ECONF. */
+/* After a successful read and the application's conf_done (which may
+ * declare the store, shk_cycle_set_chan): channels_redis needs a store;
+ * the relay takes the store's limits. SHK_OK or SHK_ECONF. */
 SHK_HIDDEN int shk_proc_redis_done(shk_cycle_t *cy);
 
 /* Processes the master runs for cy: its workers, and the relay after them

@@ -65,7 +65,8 @@ int shk_proc_redis_done(shk_cycle_t *cy)
     if (!cy->redis_on)
         return SHK_OK;
     if (!cy->chan_size)
-        return shk_error(SHK_ECONF, "\"channels_redis\" needs a \"channels\" directive");
+        return shk_error(SHK_ECONF, "\"channels_redis\" needs a \"channels\" directive (or "
+                                    "a store the application declares)");
     if (cy->workers >= SHK_PROC_MAX_WORKERS)
         return shk_error(SHK_ECONF,
                          "with \"channels_redis\" at most %d workers (the relay takes a slot)",

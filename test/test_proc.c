@@ -807,6 +807,17 @@ START_TEST(set_chan_from_the_application)
     ck_assert_msg(shk_master_check(conf_path, &app) == SHK_OK, "%s", shk_last_errmsg());
     ck_assert_int_eq(set_chan_rc, SHK_EEXIST);
 
+    /* channels_redis takes the store conf_done declares (the demo's
+     * push_stream_shared_memory_size); without one it is still refused */
+    set_chan_opts = (shk_chan_opts_t){.store_messages = 1};
+    write_conf("channels_redis redis://127.0.0.1:1 namespace=t;\n");
+    ck_assert_msg(shk_master_check(conf_path, &app) == SHK_OK, "%s", shk_last_errmsg());
+    ck_assert_int_eq(set_chan_rc, SHK_OK);
+    shk_app_t bare = {0};
+    ck_assert_int_eq(shk_master_check(conf_path, &bare), SHK_ECONF);
+    ck_assert_msg(strstr(shk_last_errmsg(), "needs a \"channels\" directive"), "%s",
+                  shk_last_errmsg());
+
     const shk_chan_opts_t bad[] = {
         {.slots = 64}, {.max_id_len = 256}, {.wildcard_prefix = "a/b"},
         {.events_channel = "long", .max_id_len = 2},
