@@ -18,6 +18,7 @@
 #include "shmkit.h"
 #include "util_json.h"
 #include "util_test.h"
+#include "util_demo.h"
 #include "util_run.h"
 
 #include <arpa/inet.h>
@@ -85,12 +86,7 @@ static int conn(void)
 
 static void send_all(int s, const void *p, size_t n)
 {
-    while (n) {
-        ssize_t k = send(s, p, n, MSG_NOSIGNAL);
-        ck_assert_msg(k > 0, "send: %s", strerror(errno));
-        p = (const char *)p + k;
-        n -= (size_t)k;
-    }
+    ck_assert_msg(td_send_all(s, p, n) == 0, "send: %s", strerror(errno));
 }
 
 /* Send a request; hdrs are extra "Name: value\r\n" lines. */
@@ -137,27 +133,6 @@ static int read_until(int s, char *acc, size_t *len, size_t cap, const char *nee
     return 1;
 }
 
-/* Decode a chunked body in place. */
-static size_t dechunk(char *b, size_t n)
-{
-    size_t in = 0, out = 0;
-    while (in < n) {
-        char *end;
-        unsigned long k = strtoul(b + in, &end, 16);
-        char *crlf = strstr(b + in, "\r\n");
-        if (!crlf || end > crlf || k == 0)
-            break;
-        in = (size_t)(crlf + 2 - b);
-        if (in + k > n)
-            k = n - in;
-        memmove(b + out, b + in, k);
-        out += k;
-        in += k + 2;
-    }
-    b[out] = '\0';
-    return out;
-}
-
 static void resp_parse(resp_t *r, char *raw, size_t n)
 {
     char *sep = strstr(raw, "\r\n\r\n");
@@ -169,7 +144,7 @@ static void resp_parse(resp_t *r, char *raw, size_t n)
     memcpy(r->body, sep ? sep + 4 : "", r->blen);
     r->body[r->blen] = '\0';
     if (strcasestr(r->head, "transfer-encoding: chunked"))
-        r->blen = dechunk(r->body, r->blen);
+        r->blen = td_dechunk(r->body, r->blen);
 }
 
 /* One whole request on its own connection. */

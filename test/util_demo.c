@@ -44,7 +44,7 @@ static int conn(int port)
     return s;
 }
 
-static int send_all(int s, const void *p, size_t n)
+int td_send_all(int s, const void *p, size_t n)
 {
     while (n) {
         ssize_t k = send(s, p, n, MSG_NOSIGNAL);
@@ -56,8 +56,7 @@ static int send_all(int s, const void *p, size_t n)
     return 0;
 }
 
-/* Decode a chunked body in place; its new length. */
-static size_t dechunk(char *b, size_t n)
+size_t td_dechunk(char *b, size_t n)
 {
     size_t in = 0, out = 0;
     while (in < n) {
@@ -95,7 +94,7 @@ int td_http(int port, const char *method, const char *target, const char *hdrs,
         len += snprintf(head + len, sizeof head - (size_t)len, "Content-Length: %zu\r\n", blen);
     len += snprintf(head + len, sizeof head - (size_t)len, "\r\n");
     ck_assert_int_lt(len, (int)sizeof head);
-    if (send_all(s, head, (size_t)len) != 0 || (blen && send_all(s, body, blen) != 0)) {
+    if (td_send_all(s, head, (size_t)len) != 0 || (blen && td_send_all(s, body, blen) != 0)) {
         close(s);
         return 0;
     }
@@ -123,7 +122,7 @@ int td_http(int port, const char *method, const char *target, const char *hdrs,
     memcpy(r->body, sep + 4, r->blen);
     r->body[r->blen] = '\0';
     if (strcasestr(r->head, "\r\ntransfer-encoding: chunked"))
-        r->blen = dechunk(r->body, r->blen);
+        r->blen = td_dechunk(r->body, r->blen);
     return r->status;
 }
 

@@ -28,6 +28,14 @@ typedef struct {
     size_t blen;
 } td_resp_t;
 
+/* Send all n bytes of p on socket s (MSG_NOSIGNAL); -1 if the peer went
+ * away or the send failed, 0 once all is sent. */
+int td_send_all(int s, const void *p, size_t n);
+
+/* Decode a chunked HTTP body of n bytes in place (NUL-terminated after);
+ * its new length. A chunk cut short keeps what arrived. */
+size_t td_dechunk(char *b, size_t n);
+
 /* A liveness bound in ms: `native`, ten times that under valgrind. */
 int td_bound(int native);
 
