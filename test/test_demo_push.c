@@ -177,17 +177,7 @@ static int publish(const char *ch, const char *text, const char *hdrs)
 
 static const char *header(const resp_t *r, const char *name, char *out, size_t cap)
 {
-    char want[128];
-    snprintf(want, sizeof want, "\r\n%s:", name);
-    const char *h = strcasestr(r->head, want);
-    if (!h)
-        return NULL;
-    h += strlen(want);
-    while (*h == ' ')
-        h++;
-    size_t k = strcspn(h, "\r\n");
-    snprintf(out, cap, "%.*s", (int)k, h);
-    return out;
+    return td_head_value(r->head, name, out, cap);
 }
 
 /* ---- the server -------------------------------------------------------------------------- */

@@ -126,11 +126,11 @@ int td_http(int port, const char *method, const char *target, const char *hdrs,
     return r->status;
 }
 
-const char *td_header(const td_resp_t *r, const char *name, char *out, size_t cap)
+const char *td_head_value(const char *head, const char *name, char *out, size_t cap)
 {
     char want[128];
     snprintf(want, sizeof want, "\r\n%s:", name);
-    const char *h = strcasestr(r->head, want);
+    const char *h = strcasestr(head, want);
     if (!h)
         return NULL;
     h += strlen(want);
@@ -138,6 +138,11 @@ const char *td_header(const td_resp_t *r, const char *name, char *out, size_t ca
         h++;
     snprintf(out, cap, "%.*s", (int)strcspn(h, "\r\n"), h);
     return out;
+}
+
+const char *td_header(const td_resp_t *r, const char *name, char *out, size_t cap)
+{
+    return td_head_value(r->head, name, out, cap);
 }
 
 double td_stat(int port, const char *query, const char *key)

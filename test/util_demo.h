@@ -56,6 +56,10 @@ int td_log_has(const td_srv_t *s, const char *needle);
  * POST); returns the status, 0 when nothing came. */
 int td_http(int port, const char *method, const char *target, const char *hdrs,
             const void *body, size_t blen, td_resp_t *r);
+/* The value of header `name` (case-insensitive) in a response head (the
+ * status line and the header lines), into out; NULL if there is none. */
+const char *td_head_value(const char *head, const char *name, char *out, size_t cap);
+
 /* The value of header `name` into out, or NULL. */
 const char *td_header(const td_resp_t *r, const char *name, char *out, size_t cap);
 /* The number at dotted `key` of GET /channels-stats`query` (-1 if none). */
