@@ -9,12 +9,15 @@
 #   make fuzz            every libFuzzer target for FUZZ_S seconds (default 60)
 #   make soak            a master and 4 workers killed at random for SOAK_S seconds (default 60)
 #   make bench           every benchmark; make bench-<name> runs one (bench/bench_<name>.c)
-#   make bench-chan      the pub/sub benchmark: the demo against nchan (bench/chan/, ~10 min)
+#   make bench-chan      the pub/sub benchmark: the demo against nchan (bench/chan/, ~6 min)
 #   make pubsub-client   the pub/sub load client (build/rel/pubsub-client, bench/README.md)
 #   make demo            the demo walk-through (issue 6); make run: demo server in foreground
 #   make examples        the examples, one per event loop (build/rel/examples, docs/examples.md)
 #   make bench-plot      charts of the saved benchmark runs (bench/results, bench/plot)
-#   make install         PREFIX=/usr/local DESTDIR= ; headers under include/shmkit/
+#   make install         PREFIX=/usr/local DESTDIR= (LIBDIR, INCLUDEDIR, BINDIR) ;
+#                        headers under include/shmkit/; builds only what it installs
+#   make deb             the Debian packages (debian/, into build/deb; docs/packaging.md)
+#   make check-deb       build them, install them with dpkg, build the tour, run lintian
 #   make clean
 #
 # Build variants live side by side under build/<variant>: rel (default,
@@ -25,6 +28,11 @@ VERSION     := 0.1.0
 SOVERSION   := 0
 PREFIX      ?= /usr/local
 DESTDIR     ?=
+# Where make install puts each part (Debian's package: LIBDIR=/usr/lib/<multiarch>).
+LIBDIR      ?= $(PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
+BINDIR      ?= $(PREFIX)/bin
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 CC          ?= cc
 ifeq ($(origin CC),default)
 CC          := gcc
@@ -116,7 +124,7 @@ DEMO_MAIN   := demo/demo.c
 # layer (libevent); the rest of demo/push_*.c (directives, templates, paths)
 # goes into libdemo.a with the limiter.
 DEMO_SRV_SRCS := $(DEMO_MAIN) $(wildcard demo/push_pub.c demo/push_sub.c demo/push_stats.c \
-                 demo/push_page.c)
+                 demo/push_page.c demo/push_redis.c)
 # The demo's HTTP/1.1 and WebSocket layer (demo/http*.c, docs/http.md) on
 # libevent, with Debian's http_parser, wslay and nettle: its own archive,
 # linked by what uses it (test_demo_http; the demo server).
@@ -145,10 +153,10 @@ EX_HAVE     = $(if $(EX_PKG_$(1)),$(shell pkg-config --exists $(EX_PKG_$(1)) 2>/
 EX_NAMES    := $(foreach e,$(patsubst examples/%.c,%,$(EX_SRCS)),$(if $(call EX_HAVE,$(e)),$(e)))
 EX_BINS     := $(addprefix $(B)/examples/,$(EX_NAMES))
 
-.PHONY: all lib tests benches test test-run asan tsan clang bench bench-% bench-chan install uninstall \
+.PHONY: all lib tests benches test test-run asan tsan clang bench bench-% bench-chan bench-redis install uninstall \
         clean deps-lib deps-test deps-demo deps-bench pubsub-client fuzz soak check-layers \
         check-exports check-docs check-install check-spdx docs demo run examples examples-built \
-        deps-examples bench-plot
+        deps-examples bench-plot deb check-deb
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -411,24 +419,59 @@ bench-%:
 	@$(MAKE) --no-print-directory VARIANT=rel build/rel/bench/bench_$* $(if $(DEMO_BIN),build/rel/shmkit-demo)
 	@build/rel/bench/bench_$*
 
+# make bench-redis: the library's figures (bench_redis, redis.lib_*) then
+# the HTTP ones (bench/redis_http.sh: two demo instances on one Redis
+# against two nchan nginx on it, and the floor without Redis; redis.*
+# with nchan as the baseline), ~4 minutes; the BENCH lines are kept in
+# bench/results/<date>-redis.txt (-2, -3 ... for a second run that day).
+bench-redis:
+	@$(MAKE) --no-print-directory deps-bench
+	@$(MAKE) --no-print-directory VARIANT=rel build/rel/bench/bench_redis build/rel/shmkit-demo \
+	    build/rel/pubsub-client
+	@tmp=$$(mktemp /tmp/shmkit-bench-redis.XXXXXX) || exit 1; \
+	{ build/rel/bench/bench_redis && bench/redis_http.sh build/rel || touch $$tmp.failed; } | \
+	    tee $$tmp; \
+	if [ -e $$tmp.failed ]; then rm -f $$tmp $$tmp.failed; exit 1; fi; \
+	mkdir -p $(BENCH_RESULTS); base=$(BENCH_RESULTS)/$$(date +%Y-%m-%d)-redis; \
+	out=$$base.txt; i=2; while [ -e $$out ]; do out=$$base-$$i.txt; i=$$((i + 1)); done; \
+	{ echo "# shmkit make bench-redis, $$(date '+%Y-%m-%d %H:%M:%S %z')"; \
+	  echo "# commit $$(git describe --always --dirty 2>/dev/null || echo unknown)"; \
+	  echo "# kernel $$(uname -r), $$(nproc) CPUs, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"; \
+	  grep '^BENCH ' $$tmp; } > $$out; \
+	rm -f $$tmp; echo "bench-redis: saved $$(grep -c '^BENCH ' $$out) figures in $$out"
+
 # ---- install -----------------------------------------------------------------
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/shmkit \
-	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
-	install -m 644 $(STATIC_LIB) $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib/
-	ln -sf libshmkit.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
-	ln -sf libshmkit.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libshmkit.so
-	install -m 644 $(PUB_HEADERS) $(DESTDIR)$(PREFIX)/include/shmkit/
-	$(if $(TOOL_BIN),install -m 755 $(TOOL_BIN) $(DESTDIR)$(PREFIX)/bin/)
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' mk/shmkit.pc.in \
-	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/shmkit.pc
+# install copies what lib and the shmkit command built (building them first
+# only when they are missing or stale, never the demo); the .pc file names
+# the directories it installed into.
+install: lib $(TOOL_BIN)
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/shmkit $(DESTDIR)$(PKGCONFIGDIR) \
+	    $(if $(TOOL_BIN),$(DESTDIR)$(BINDIR))
+	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf libshmkit.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf libshmkit.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libshmkit.so
+	install -m 644 $(PUB_HEADERS) $(DESTDIR)$(INCLUDEDIR)/shmkit/
+	$(if $(TOOL_BIN),install -m 755 $(TOOL_BIN) $(DESTDIR)$(BINDIR)/)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' mk/shmkit.pc.in \
+	    > $(DESTDIR)$(PKGCONFIGDIR)/shmkit.pc
 
 uninstall:
-	rm -rf $(DESTDIR)$(PREFIX)/include/shmkit
-	rm -f $(DESTDIR)$(PREFIX)/lib/libshmkit.* $(DESTDIR)$(PREFIX)/lib/pkgconfig/shmkit.pc
-	rm -f $(DESTDIR)$(PREFIX)/bin/shmkit
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/shmkit
+	rm -f $(DESTDIR)$(LIBDIR)/libshmkit.* $(DESTDIR)$(PKGCONFIGDIR)/shmkit.pc
+	rm -f $(DESTDIR)$(BINDIR)/shmkit
+
+# ---- Debian packages (debian/, docs/packaging.md) ------------------------------
+
+deb:
+	@mk/deps.sh deb
+	@mk/check-deb.sh --build-only build/deb
+
+check-deb:
+	@mk/deps.sh deb
+	@mk/check-deb.sh
 
 clean:
 	rm -rf build

@@ -131,6 +131,28 @@ SHK_API int shk_parse_pid(const char *s, size_t len, pid_t *out);
  * into arg). SHK_EINVAL when there is no '=' or the key is empty. */
 SHK_API int shk_parse_kv(const char *arg, const char **key, size_t *keylen, const char **val);
 
+/* The longest key shk_conf_params hands to its callback. */
+#define SHK_CONF_KEY_MAX 63
+
+/* One key=value parameter for shk_conf_params: key is NUL-terminated
+ * (at most SHK_CONF_KEY_MAX bytes), val points into the directive's word.
+ * Return SHK_OK when taken; SHK_ENOENT for a key this directive does not
+ * have; SHK_ECONF after raising a message of its own with shk_conf_error;
+ * any other negative status for a value it refuses. */
+typedef int (*shk_conf_param_t)(shk_conf_t *cf, const char *key, const char *val, void *ctx);
+
+/* For handlers: hand each of argv[first..argc-1] (first >= 1), a
+ * "key=value" word, to set(cf, key, val, ctx), in order, stopping at the
+ * first refusal: a word without '=' or with an empty or too long key, and
+ * a key set answers SHK_ENOENT to, fail with
+ *   invalid parameter "WORD" in "DIRECTIVE" directive in FILE:LINE
+ * a refused value with
+ *   invalid value in "WORD" of "DIRECTIVE" directive in FILE:LINE
+ * (both SHK_ECONF); set's own SHK_ECONF is passed on as it is. Returns
+ * SHK_OK when every word was taken, SHK_EINVAL for a NULL argument. */
+SHK_API int shk_conf_params(shk_conf_t *cf, int argc, char **argv, int first, shk_conf_param_t set,
+                            void *ctx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -118,6 +118,7 @@ static void chan_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     shk_chan_tick(c->push.ch);
+    push_redis_tick(&c->push);
 }
 
 /* ---- HTTP ------------------------------------------------------------------- */
@@ -386,7 +387,7 @@ static int demo_worker(shk_worker_t *w, void *appctx)
         return 1;
     wctx.push = (push_srv_t){.w = w, .ch = shk_worker_chan(w), .base = wctx.base,
                              .pm = demo_push_main(wctx.conf)};
-    if (push_srv_start(&wctx.push) != SHK_OK) {
+    if (push_srv_start(&wctx.push) != SHK_OK || push_redis_start(&wctx.push) != SHK_OK) {
         shk_log(SHK_LOG_ERR, "push-stream start failed: %s", shk_last_errmsg());
         return 1;
     }
@@ -417,6 +418,7 @@ static int demo_worker(shk_worker_t *w, void *appctx)
     http_server_free(wctx.http);
     wctx.http = NULL;
     push_srv_stop(&wctx.push);
+    push_redis_stop(&wctx.push);
     if (wctx.tick_ev)
         event_free(wctx.tick_ev);
     event_free(wctx.bus_ev);

@@ -181,6 +181,8 @@ void push_value_eval(push_buf_t *b, const char *value, const char *path, const r
 struct event_base;
 typedef struct http_req_s http_req_t;
 
+typedef struct push_redis_s push_redis_t;
+
 /* What every handler needs, one per worker. */
 typedef struct push_srv_s {
     shk_worker_t *w;
@@ -190,6 +192,7 @@ typedef struct push_srv_s {
     int draining;               /* the worker stops: new subscribers are refused */
     struct event *stats_ev;     /* the stats channel's timer (slot 0) */
     uint64_t stats_pub, stats_deliv, stats_at; /* the last sample */
+    push_redis_t *redis;        /* channels_redis: publishes go through Redis (push_redis.c) */
 } push_srv_t;
 
 /* A request that matched a push location: the path and the regex's
@@ -213,6 +216,29 @@ void push_page_handle(push_srv_t *ps, http_req_t *req, const push_loc_t *pl);
  * slot 0 publishes), freed at the end. */
 int push_srv_start(push_srv_t *ps);
 void push_srv_stop(push_srv_t *ps);
+
+/* ---- push_redis.c: publishing through Redis (channels_redis) ---- */
+
+#define PUSH_REDIS_APPLY_WAIT_MS 200 /* a publish's 200 waits this long for the local store */
+#define PUSH_REDIS_APPLY_POLL_MS 1   /* ... looking at it this often */
+
+/* The worker's start: with channels_redis, the worker's publisher through
+ * the relay (ps->redis set); without, nothing. SHK_OK or the error. */
+int push_redis_start(push_srv_t *ps);
+/* After the HTTP server was freed: what waits is dropped. */
+void push_redis_stop(push_srv_t *ps);
+/* Next to shk_chan_tick: publishes past their timeout fail. */
+void push_redis_tick(push_srv_t *ps);
+/* 1 in Redis mode. */
+int push_redis_on(const push_srv_t *ps);
+/* A checked POST/PUT (channel id, body size): published through Redis,
+ * the request held and answered when Redis did (docs/pushstream.md). */
+void push_redis_publish(push_srv_t *ps, http_req_t *req, const push_loc_t *pl, const char *id,
+                        const void *body, size_t len);
+/* A WebSocket subscriber's message on channel `id` (failures logged). */
+void push_redis_ws_publish(push_srv_t *ps, const char *id, const void *data, size_t len);
+/* `, "redis": {...}` (the link, shk_redis_stats) for /channels-stats. */
+void push_redis_stats_json(push_srv_t *ps, push_buf_t *b);
 
 /* Helpers the handlers share (push_pub.c). */
 /* Evaluate the location's channel id (push_stream_channels_path, default

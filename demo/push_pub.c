@@ -2,7 +2,8 @@
 /*
  * push_pub.c: push-stream's publisher location (POST/PUT publish with
  * Event-Id and Event-Type, GET the channel's info, DELETE in admin mode,
- * OPTIONS for CORS), the dispatch of a request to its location's handler,
+ * OPTIONS for CORS; with channels_redis a publish goes through Redis,
+ * push_redis.c), the dispatch of a request to its location's handler,
  * and the reply helpers every handler shares (text and JSON bodies with
  * push_stream_allowed_origins' headers, a location's channel id).
  */
@@ -166,6 +167,10 @@ void push_pub_handle(push_srv_t *ps, http_req_t *req, const push_loc_t *pl,
             push_reply_text(req, pl, 413, out.p ? out.p : "Message too large.");
             goto out;
         }
+        if (push_redis_on(ps)) { /* held until Redis answers (push_redis.c) */
+            push_redis_publish(ps, req, pl, id.p, body, len);
+            goto out;
+        }
         rc = shk_chan_publish(ps->ch, id.p, body, len, http_req_header(req, "Event-Id"),
                               http_req_header(req, "Event-Type"), &info);
         if (rc == SHK_OK && !pl->info_on_publish) {
@@ -175,7 +180,11 @@ void push_pub_handle(push_srv_t *ps, http_req_t *req, const push_loc_t *pl,
     } else if (!strcmp(meth, "DELETE")) {
         rc = shk_chan_delete(ps->ch, id.p);
         if (rc == SHK_OK) {
-            push_reply_text(req, pl, 200, "Channel deleted.");
+            /* with channels_redis, this instance's copy only (docs/pushstream.md) */
+            push_reply_text(req, pl, 200,
+                            push_redis_on(ps) ? "Channel deleted on this instance (Redis and "
+                                                "the other instances keep it)."
+                                              : "Channel deleted.");
             goto out;
         }
     } else {

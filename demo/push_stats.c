@@ -84,11 +84,13 @@ static void summary(push_srv_t *ps, push_buf_t *b)
                     ", \"channels\": %llu, \"wildcard_channels\": %llu, \"published_messages\": "
                     "%llu, \"stored_messages\": %llu, \"messages_in_trash\": %llu, "
                     "\"channels_in_delete\": 0, \"channels_in_trash\": 0, \"subscribers\": %llu, "
-                    "\"uptime\": %llu, \"by_worker\": [",
+                    "\"uptime\": %llu",
                     (unsigned long long)st.channels, (unsigned long long)st.wildcard_channels,
                     (unsigned long long)st.published, (unsigned long long)st.stored,
                     (unsigned long long)(st.messages > st.stored ? st.messages - st.stored : 0),
                     (unsigned long long)st.subscribers, proc_uptime(getppid()));
+    push_redis_stats_json(ps, b); /* channels_redis: the link */
+    push_buf_str(b, ", \"by_worker\": [");
     shk_chan_slot_stats_t s;
     for (unsigned i = 0, k = 0; shk_chan_slot_stats(ps->ch, i, &s) == SHK_OK; i++) {
         if (!s.pid || s.dead)

@@ -36,6 +36,10 @@ typedef struct psub_s {
     int mode;
     unsigned n, live;    /* channels asked for, not deleted yet */
     shk_chan_msgid_t pos[PUSH_MAX_CHANNELS];
+    /* the position the client resumed from ({0, 0}: none): a message at or
+     * before it was seen already (it came from another instance, whose
+     * store was ahead of this one's: channels_redis) */
+    shk_chan_msgid_t floor[PUSH_MAX_CHANNELS];
     unsigned char gone[PUSH_MAX_CHANNELS];
     const char *want_event; /* resuming after a publisher's Event-Id */
     int searching;          /* the channel being subscribed is searched for it */
@@ -219,6 +223,9 @@ static void on_msg(shk_chan_sub_t *sub, const shk_chan_msg_t *msg, void *ctx)
         on_deleted(p, i);
         goto out;
     }
+    if (msg->id.time_ms < p->floor[i].time_ms ||
+        (msg->id.time_ms == p->floor[i].time_ms && msg->id.tag <= p->floor[i].tag))
+        goto out; /* seen: the store caught up to where the client came from */
     if (p->searching) {
         /* resuming after a publisher's Event-Id: skip up to that message */
         if (strcmp(msg->event_id, p->want_event) == 0)
@@ -383,8 +390,10 @@ static void on_ws_message(http_ws_t *ws, int type, const void *data, size_t len,
     if (!p->pl->ws_publish || p->done)
         return;
     for (unsigned i = 0; i < p->n; i++)
-        if (!p->gone[i] && shk_chan_publish(p->ps->ch, p->ch[i].id, data, len, NULL, NULL,
-                                            NULL) != SHK_OK)
+        if (!p->gone[i] && push_redis_on(p->ps))
+            push_redis_ws_publish(p->ps, p->ch[i].id, data, len);
+        else if (!p->gone[i] && shk_chan_publish(p->ps->ch, p->ch[i].id, data, len, NULL, NULL,
+                                                 NULL) != SHK_OK)
             shk_log(SHK_LOG_WARN, "websocket publish to \"%s\": %s", p->ch[i].id,
                     shk_last_errmsg());
 }
@@ -472,7 +481,7 @@ static void choose_starts(psub_t *p, http_req_t *req, const push_match_t *m,
                         : (shk_chan_msgid_t){0, 0};
         if (have) {
             from[i] = (shk_chan_from_t){SHK_CHAN_FROM_AFTER, pos[i], 0};
-            p->pos[i] = pos[i];
+            p->pos[i] = p->floor[i] = pos[i];
         } else if (p->want_event) {
             from[i] = (shk_chan_from_t){SHK_CHAN_FROM_LAST, {0, 0}, SHK_CHAN_UNLIMITED};
         } else if (p->ch[i].backtrack) {

@@ -20,6 +20,10 @@
 #   mk/deps.sh bench  the pub/sub load client's libraries (http_parser, wslay,
 #                     nettle) and the nchan baseline: nginx-light with
 #                     libnginx-mod-nchan (bench/nchan/, bench/README.md)
+#   mk/deps.sh deb    debian/control's Build-Depends (build-essential,
+#                     debhelper, hiredis, valgrind-if-available), lintian, and
+#                     pkg-config for the tour built against the packages
+#                     (make deb, make check-deb; docs/packaging.md)
 # As root, missing packages are installed with apt-get, saying so; otherwise
 # the packages to install are named and the script fails.
 set -u
@@ -28,6 +32,7 @@ need=()
 node_dir=
 have_pc() { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists "$1"; }
 have_h() { [ -e "/usr/include/$1" ] || [ -e "/usr/local/include/$1" ]; }
+have_pkg() { dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null | grep -q '^ii'; }
 # demo/http*.c: libevent, Node.js's http_parser, wslay (WebSocket frames),
 # nettle (SHA-1 and base64 of the WebSocket handshake).
 http_layer() {
@@ -116,8 +121,20 @@ bench)
     { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } || need+=(nginx-light)
     ls /usr/lib/nginx/modules/ngx_nchan_module.so >/dev/null 2>&1 || need+=(libnginx-mod-nchan)
     ;;
+deb)
+    # debian/control's Build-Depends (and build-essential, which every
+    # Debian build assumes), by package: dpkg-checkbuilddeps checks them so
+    have_pkg build-essential || need+=(build-essential)
+    have_pkg dpkg-dev || need+=(dpkg-dev)
+    have_pkg debhelper || need+=(debhelper)
+    have_pkg libhiredis-dev || need+=(libhiredis-dev)
+    have_pkg valgrind-if-available || need+=(valgrind-if-available)
+    # the check: lintian, and pkg-config for the tour built against the packages
+    have_pkg lintian || need+=(lintian)
+    command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+    ;;
 *)
-    echo "usage: $0 lib|test|demo|examples|plot|fuzz|bench" >&2
+    echo "usage: $0 lib|test|demo|examples|plot|fuzz|bench|deb" >&2
     exit 2
     ;;
 esac

@@ -121,6 +121,15 @@ static int chan_count(const char *v, unsigned *out)
     return SHK_OK;
 }
 
+int shk_proc_parse_ms(const char *v, unsigned *out)
+{
+    unsigned ms;
+    if (shk_parse_duration(v, &ms) != SHK_OK || ms == 0)
+        return SHK_EINVAL;
+    *out = ms;
+    return SHK_OK;
+}
+
 /* ttl=, inactivity=: a duration, or "off" (never). */
 static int chan_duration(const char *v, int64_t *out)
 {
@@ -129,10 +138,70 @@ static int chan_duration(const char *v, int64_t *out)
         *out = -1;
         return SHK_OK;
     }
-    if (shk_parse_duration(v, &ms) != SHK_OK || ms == 0)
+    if (shk_proc_parse_ms(v, &ms) != SHK_OK)
         return SHK_EINVAL;
     *out = ms;
     return SHK_OK;
+}
+
+/* One key=value of `channels` (shk_conf_params). */
+static int chan_param(shk_conf_t *cf, const char *k, const char *v, void *ctx)
+{
+    shk_cycle_t *cy = ctx;
+    shk_chan_opts_t *o = &cy->chan_opts;
+    size_t n;
+    int rc;
+    if (strcmp(k, "slots") == 0) {
+        rc = chan_count(v, &o->slots);
+        if (rc == SHK_OK && o->slots > SHK_CHAN_MAX_SLOTS)
+            return shk_conf_error(cf, "\"slots=%s\": at most %d", v, SHK_CHAN_MAX_SLOTS);
+        return rc;
+    }
+    if (strcmp(k, "store_messages") == 0)
+        return strcmp(v, "on") == 0    ? (o->store_messages = 1, SHK_OK)
+               : strcmp(v, "off") == 0 ? (o->store_messages = 0, SHK_OK)
+                                       : SHK_EINVAL;
+    if (strcmp(k, "max_stored") == 0)
+        return chan_count(v, &o->max_stored);
+    if (strcmp(k, "max_channels") == 0)
+        return chan_count(v, &o->max_channels);
+    if (strcmp(k, "max_wildcard_channels") == 0)
+        return chan_count(v, &o->max_wildcard_channels);
+    if (strcmp(k, "max_subscribers") == 0)
+        return chan_count(v, &o->max_subscribers);
+    if (strcmp(k, "max_wildcard") == 0)
+        return chan_count(v, &o->max_wildcard);
+    if (strcmp(k, "max_id") == 0) {
+        rc = chan_count(v, &o->max_id_len);
+        if (rc == SHK_OK && o->max_id_len > SHK_CHAN_ID_MAX)
+            return shk_conf_error(cf, "\"max_id=%s\": at most %d", v, SHK_CHAN_ID_MAX);
+        return rc;
+    }
+    if (strcmp(k, "max_message") == 0) {
+        rc = shk_parse_size(v, &o->max_message);
+        if (rc == SHK_OK && (o->max_message == 0 || o->max_message > SHK_CHAN_MESSAGE_MAX))
+            rc = SHK_EINVAL;
+        return rc;
+    }
+    if (strcmp(k, "ttl") == 0)
+        return chan_duration(v, &o->ttl_ms);
+    if (strcmp(k, "inactivity") == 0)
+        return chan_duration(v, &o->inactivity_ms);
+    if (strcmp(k, "wildcard") == 0) {
+        if (shk_chan_check_id(v, SHK_CHAN_PREFIX_MAX, &n) != SHK_OK)
+            return shk_conf_error(cf, "invalid wildcard prefix: %s", shk_last_errmsg());
+        memcpy(cy->chan_prefix, v, n + 1);
+        o->wildcard_prefix = cy->chan_prefix;
+        return SHK_OK;
+    }
+    if (strcmp(k, "events") == 0) {
+        if (shk_chan_check_id(v, SHK_CHAN_ID_MAX, &n) != SHK_OK)
+            return shk_conf_error(cf, "invalid events channel: %s", shk_last_errmsg());
+        memcpy(cy->chan_events, v, n + 1);
+        o->events_channel = cy->chan_events;
+        return SHK_OK;
+    }
+    return SHK_ENOENT;
 }
 
 /* channels SIZE [key=value ...]: a channel store in the zone shmkit_chan
@@ -142,65 +211,14 @@ static int conf_channels(shk_conf_t *cf, int argc, char **argv, void *data)
     shk_cycle_t *cy = data;
     shk_chan_opts_t *o = &cy->chan_opts;
     size_t sz;
+    int rc;
     if (cy->chan_size)
         return shk_conf_error(cf, "\"channels\" directive is duplicate");
     if (shk_parse_size(argv[1], &sz) != SHK_OK || sz == 0)
         return shk_conf_error(cf, "invalid channel store size \"%s\"", argv[1]);
     memset(o, 0, sizeof *o);
-    for (int i = 2; i < argc; i++) {
-        const char *k, *v;
-        size_t kl, n;
-        int rc = shk_parse_kv(argv[i], &k, &kl, &v);
-#define KEY(name) (rc == SHK_OK && kl == sizeof(name) - 1 && strncmp(k, name, kl) == 0)
-        if (KEY("slots")) {
-            rc = chan_count(v, &o->slots);
-            if (rc == SHK_OK && o->slots > SHK_CHAN_MAX_SLOTS)
-                return shk_conf_error(cf, "\"slots=%s\": at most %d", v, SHK_CHAN_MAX_SLOTS);
-        } else if (KEY("store_messages")) {
-            rc = strcmp(v, "on") == 0 ? (o->store_messages = 1, SHK_OK)
-                 : strcmp(v, "off") == 0 ? (o->store_messages = 0, SHK_OK)
-                                          : SHK_EINVAL;
-        } else if (KEY("max_stored")) {
-            rc = chan_count(v, &o->max_stored);
-        } else if (KEY("max_channels")) {
-            rc = chan_count(v, &o->max_channels);
-        } else if (KEY("max_wildcard_channels")) {
-            rc = chan_count(v, &o->max_wildcard_channels);
-        } else if (KEY("max_subscribers")) {
-            rc = chan_count(v, &o->max_subscribers);
-        } else if (KEY("max_wildcard")) {
-            rc = chan_count(v, &o->max_wildcard);
-        } else if (KEY("max_id")) {
-            rc = chan_count(v, &o->max_id_len);
-            if (rc == SHK_OK && o->max_id_len > SHK_CHAN_ID_MAX)
-                return shk_conf_error(cf, "\"max_id=%s\": at most %d", v, SHK_CHAN_ID_MAX);
-        } else if (KEY("max_message")) {
-            rc = shk_parse_size(v, &o->max_message);
-            if (rc == SHK_OK && (o->max_message == 0 || o->max_message > SHK_CHAN_MESSAGE_MAX))
-                rc = SHK_EINVAL;
-        } else if (KEY("ttl")) {
-            rc = chan_duration(v, &o->ttl_ms);
-        } else if (KEY("inactivity")) {
-            rc = chan_duration(v, &o->inactivity_ms);
-        } else if (KEY("wildcard")) {
-            if (shk_chan_check_id(v, SHK_CHAN_PREFIX_MAX, &n) != SHK_OK)
-                return shk_conf_error(cf, "invalid wildcard prefix: %s", shk_last_errmsg());
-            memcpy(cy->chan_prefix, v, n + 1);
-            o->wildcard_prefix = cy->chan_prefix;
-        } else if (KEY("events")) {
-            if (shk_chan_check_id(v, SHK_CHAN_ID_MAX, &n) != SHK_OK)
-                return shk_conf_error(cf, "invalid events channel: %s", shk_last_errmsg());
-            memcpy(cy->chan_events, v, n + 1);
-            o->events_channel = cy->chan_events;
-        } else {
-            return shk_conf_error(cf, "invalid parameter \"%s\" in \"%s\" directive", argv[i],
-                                  argv[0]);
-        }
-#undef KEY
-        if (rc != SHK_OK)
-            return shk_conf_error(cf, "invalid value in \"%s\" of \"%s\" directive", argv[i],
-                                  argv[0]);
-    }
+    if ((rc = shk_conf_params(cf, argc, argv, 2, chan_param, cy)) != SHK_OK)
+        return rc;
     if (o->events_channel && o->max_id_len && strlen(o->events_channel) > o->max_id_len)
         return shk_conf_error(cf, "events channel \"%s\" is longer than max_id=%u",
                               o->events_channel, o->max_id_len);
@@ -363,10 +381,11 @@ shk_cycle_t *shk_cycle_read(const char *conf_path, const shk_app_t *app)
         rc = shk_conf_add(cf, app->directives);
     if (rc == SHK_OK)
         rc = shk_conf_parse(cf, conf_path);
-    if (rc == SHK_OK)
-        rc = shk_proc_redis_done(cy);
     if (rc == SHK_OK && app && app->conf_done)
         rc = app->conf_done(cy, cy->app_conf, app->ctx);
+    /* after conf_done: the store may be the application's (shk_cycle_set_chan) */
+    if (rc == SHK_OK)
+        rc = shk_proc_redis_done(cy);
     shk_conf_free(cf);
     if (rc != SHK_OK) {
         /* Freeing a cycle that was never started sets no error: the

@@ -130,6 +130,10 @@ SHK_HIDDEN shk_cycle_t *shk_cycle_read(const char *conf_path, const shk_app_t *a
 /* Bytes of a generation's bus zone: the one place this is computed. */
 SHK_HIDDEN size_t shk_cycle_bus_size(const shk_cycle_t *cy);
 
+/* A directive's duration parameter that must be positive (shk_cycle.c):
+ * SHK_EINVAL for a bad one or 0. */
+SHK_HIDDEN int shk_proc_parse_ms(const char *v, unsigned *out);
+
 /* Set up a read cycle as generation `generation`: declare its bus zone,
  * open its sockets (taking over those of `old` with the same address),
  * create its zones (reusing old's by the reload rule) and its bus. On
@@ -155,8 +159,9 @@ SHK_HIDDEN _Noreturn void shk_proc_exit(shk_cycle_t *cy, int status);
 /* The channels_redis directive's handler. */
 SHK_HIDDEN int shk_proc_conf_redis(shk_conf_t *cf, int argc, char **argv, void *data);
 
-/* After a successful read: channels_redis needs channels; the relay takes
- * the store's limits. SHK_OK or SHK_ECONF. */
+/* After a successful read and the application's conf_done (which may
+ * declare the store, shk_cycle_set_chan): channels_redis needs a store;
+ * the relay takes the store's limits. SHK_OK or SHK_ECONF. */
 SHK_HIDDEN int shk_proc_redis_done(shk_cycle_t *cy);
 
 /* Processes the master runs for cy: its workers, and the relay after them

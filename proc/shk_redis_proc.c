@@ -14,14 +14,29 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-/* timeout=, connect_timeout=, backoff=, backoff_max=: a duration in ms. */
-static int redis_duration(const char *v, unsigned *out)
+/* One key=value of `channels_redis` (shk_conf_params). */
+static int redis_param(shk_conf_t *cf, const char *k, const char *v, void *ctx)
 {
-    unsigned ms;
-    if (shk_parse_duration(v, &ms) != SHK_OK || ms == 0)
-        return SHK_EINVAL;
-    *out = ms;
-    return SHK_OK;
+    shk_cycle_t *cy = ctx;
+    shk_redis_opts_t *o = &cy->redis_opts;
+    (void)cf;
+    if (strcmp(k, "password") == 0) {
+        o->password = cy->redis_password;
+        return shk_strlcpy_exact(cy->redis_password, sizeof cy->redis_password, v);
+    }
+    if (strcmp(k, "namespace") == 0) {
+        o->ns = cy->redis_ns;
+        return shk_strlcpy_exact(cy->redis_ns, sizeof cy->redis_ns, v);
+    }
+    if (strcmp(k, "timeout") == 0)
+        return shk_proc_parse_ms(v, &o->publish_timeout_ms);
+    if (strcmp(k, "connect_timeout") == 0)
+        return shk_proc_parse_ms(v, &o->connect_timeout_ms);
+    if (strcmp(k, "backoff") == 0)
+        return shk_proc_parse_ms(v, &o->backoff_min_ms);
+    if (strcmp(k, "backoff_max") == 0)
+        return shk_proc_parse_ms(v, &o->backoff_max_ms);
+    return SHK_ENOENT;
 }
 
 /* channels_redis URL [password=PW] [namespace=NS] [timeout=TIME]
@@ -30,40 +45,15 @@ int shk_proc_conf_redis(shk_conf_t *cf, int argc, char **argv, void *data)
 {
     shk_cycle_t *cy = data;
     shk_redis_opts_t *o = &cy->redis_opts;
+    int rc;
     if (cy->redis_on)
         return shk_conf_error(cf, "\"%s\" directive is duplicate", argv[0]);
     memset(o, 0, sizeof *o);
     if (shk_strlcpy_exact(cy->redis_url, sizeof cy->redis_url, argv[1]) != SHK_OK)
         return shk_conf_error(cf, "redis URL longer than %d bytes", SHK_REDIS_URL_MAX);
     o->url = cy->redis_url;
-    for (int i = 2; i < argc; i++) {
-        const char *k, *v;
-        size_t kl;
-        int rc = shk_parse_kv(argv[i], &k, &kl, &v);
-#define KEY(name) (rc == SHK_OK && kl == sizeof(name) - 1 && strncmp(k, name, kl) == 0)
-        if (KEY("password")) {
-            rc = shk_strlcpy_exact(cy->redis_password, sizeof cy->redis_password, v);
-            o->password = cy->redis_password;
-        } else if (KEY("namespace")) {
-            rc = shk_strlcpy_exact(cy->redis_ns, sizeof cy->redis_ns, v);
-            o->ns = cy->redis_ns;
-        } else if (KEY("timeout")) {
-            rc = redis_duration(v, &o->publish_timeout_ms);
-        } else if (KEY("connect_timeout")) {
-            rc = redis_duration(v, &o->connect_timeout_ms);
-        } else if (KEY("backoff")) {
-            rc = redis_duration(v, &o->backoff_min_ms);
-        } else if (KEY("backoff_max")) {
-            rc = redis_duration(v, &o->backoff_max_ms);
-        } else {
-            return shk_conf_error(cf, "invalid parameter \"%s\" in \"%s\" directive", argv[i],
-                                  argv[0]);
-        }
-#undef KEY
-        if (rc != SHK_OK)
-            return shk_conf_error(cf, "invalid value in \"%s\" of \"%s\" directive", argv[i],
-                                  argv[0]);
-    }
+    if ((rc = shk_conf_params(cf, argc, argv, 2, redis_param, cy)) != SHK_OK)
+        return rc;
     if (shk_redis_check_opts(o) != SHK_OK)
         return shk_conf_error(cf, "%s in \"%s\" directive", shk_last_errmsg(), argv[0]);
     cy->redis_on = 1;
@@ -75,7 +65,8 @@ int shk_proc_redis_done(shk_cycle_t *cy)
     if (!cy->redis_on)
         return SHK_OK;
     if (!cy->chan_size)
-        return shk_error(SHK_ECONF, "\"channels_redis\" needs a \"channels\" directive");
+        return shk_error(SHK_ECONF, "\"channels_redis\" needs a \"channels\" directive (or "
+                                    "a store the application declares)");
     if (cy->workers >= SHK_PROC_MAX_WORKERS)
         return shk_error(SHK_ECONF,
                          "with \"channels_redis\" at most %d workers (the relay takes a slot)",

@@ -205,6 +205,8 @@ struct relay_s {
     int resync;
     /* answers that could not be sent yet (the publisher's queue full) */
     struct rack_s *acks;
+    /* accepted publishes whose answer waits for the store to hold them */
+    struct rhold_s *held, *held_tail;
     uint64_t now_ms;
 };
 

@@ -5,7 +5,9 @@
  * (shk_redis_link.c). Publishes come from the bus (SHK_REDIS_ALERT_PUB):
  * checked, run as one EVALSHA of the publish script, answered on the bus
  * (SHK_REDIS_ALERT_ACK; an answer the publisher's queue cannot take yet is
- * retried). Announcements come from the subscription: each names its
+ * retried) once the local store holds the message (its announcement,
+ * which comes with the answer, applied; HOLD_MS at most), so the publisher
+ * finds it there at once. Announcements come from the subscription: each names its
  * channel, its id and the id before it in the stream; it is applied to the
  * local store with shk_chan_publish_id when the store holds that previous
  * id (or a later one), and is a duplicate when the store is past its id.
@@ -28,12 +30,24 @@
 #define SYNC_COUNT 256        /* entries per read */
 #define BUF_MAX_BYTES (64u << 20) /* announcements kept during a catch-up */
 #define LOOP_MS 100
+#define HOLD_MS 20            /* an accepted publish's answer waits at most this for the store */
 
 typedef struct rack_s {
     struct rack_s *next;
     pid_t pid;
     redis_ack_msg_t ack;
 } rack_t;
+
+/* An accepted publish whose answer waits until this instance's store holds
+ * the message (its announcement is applied), so that the publisher's next
+ * look at the store finds it; HOLD_MS at most. */
+typedef struct rhold_s {
+    struct rhold_s *next;
+    pid_t pid;
+    uint64_t req, until_ms;
+    shk_chan_msgid_t id;
+    char chan[SHK_CHAN_ID_MAX + 1];
+} rhold_t;
 
 static int id_cmp(const shk_chan_msgid_t *a, const shk_chan_msgid_t *b)
 {
@@ -89,6 +103,32 @@ static void acks_retry(relay_t *r)
     }
 }
 
+/* 1 if the store's channel holds id (or a later one). */
+static int store_has(relay_t *r, const char *chan, const shk_chan_msgid_t *id)
+{
+    shk_chan_info_t in;
+    return shk_chan_info(r->ch, chan, &in) == SHK_OK && id_cmp(&in.last_id, id) >= 0;
+}
+
+/* Answer the held publishes whose message the store holds now, or whose
+ * wait is over (all of them with force), in order. */
+static void held_flush(relay_t *r, int force)
+{
+    rhold_t **pp = &r->held, *last = NULL;
+    while (*pp) {
+        rhold_t *h = *pp;
+        if (force || r->now_ms >= h->until_ms || store_has(r, h->chan, &h->id)) {
+            ack_send(r, h->pid, h->req, SHK_OK, &h->id, "");
+            *pp = h->next;
+            free(h);
+        } else {
+            last = h;
+            pp = &h->next;
+        }
+    }
+    r->held_tail = last;
+}
+
 /* ---- publishes ------------------------------------------------------------------------ */
 
 static void on_published(relay_t *r, rcmd_t *c, redisReply *rep)
@@ -108,7 +148,25 @@ static void on_published(relay_t *r, rcmd_t *c, redisReply *rep)
                shk_redis_parse_id(rep->str, rep->len, &id) != SHK_OK) {
         ack_send(r, pid, req, SHK_EAGAIN, NULL, "Redis answered the publish with no stream id");
     } else {
-        ack_send(r, pid, req, SHK_OK, &id, "");
+        /* the announcement usually comes with the answer: hold the answer
+         * until it is applied (held_flush after the epoll batch) */
+        rhold_t *h = c->argc > 6 && c->argvlen[6] <= SHK_CHAN_ID_MAX ? malloc(sizeof *h) : NULL;
+        if (!h) {
+            ack_send(r, pid, req, SHK_OK, &id, "");
+            return;
+        }
+        h->next = NULL;
+        h->pid = pid;
+        h->req = req;
+        h->id = id;
+        h->until_ms = r->now_ms + HOLD_MS;
+        memcpy(h->chan, c->argv[6], c->argvlen[6]); /* the channel (on_pub_alert's argv) */
+        h->chan[c->argvlen[6]] = '\0';
+        if (r->held_tail)
+            r->held_tail->next = h;
+        else
+            r->held = h;
+        r->held_tail = h;
     }
 }
 
@@ -590,8 +648,8 @@ int shk_redis_run(shk_zone_t *zone, shk_chan_t *ch, shk_bus_t *bus, const shk_re
         if (r->state == SHK_REDIS_DOWN && r->next_connect_ms > r->now_ms &&
             r->next_connect_ms - r->now_ms < (uint64_t)timeout)
             timeout = (int)(r->next_connect_ms - r->now_ms);
-        if (r->acks)
-            timeout = 5;
+        if (r->acks || r->held)
+            timeout = r->acks ? 5 : 1;
         n = epoll_wait(r->ep, evs, 64, timeout);
         if (n < 0 && errno != EINTR) {
             shk_log(SHK_LOG_ERR, "redis relay: epoll_wait: %s", strerror(errno));
@@ -607,6 +665,8 @@ int shk_redis_run(shk_zone_t *zone, shk_chan_t *ch, shk_bus_t *bus, const shk_re
         if (r->want_reset)
             shk_redis_link_reset(r, NULL);
         shk_redis_link_reap(r);
+        if (r->held)
+            held_flush(r, 0);
     }
 
     shk_bus_on(bus, SHK_REDIS_ALERT_PUB, NULL, NULL);
@@ -616,6 +676,7 @@ int shk_redis_run(shk_zone_t *zone, shk_chan_t *ch, shk_bus_t *bus, const shk_re
     SHK_WRITE_ONCE(r->sh->state, SHK_REDIS_DOWN);
     SHK_WRITE_ONCE(r->sh->down_since_ms, shk_time_ms());
     shk_redis_link_reap(r);
+    held_flush(r, 1);
     acks_retry(r);
     while (r->acks) {
         rack_t *a = r->acks;

@@ -89,7 +89,30 @@ static int h_reparse(shk_conf_t *cf, int argc, char **argv, void *data)
     return shk_conf_parse(cf, argv[1]);
 }
 
+/* shk_conf_params' callback for `params`: notes each pair; "n" takes
+ * digits only, "big" raises its own message, "oom" answers SHK_ENOMEM,
+ * "x..." keys are known, anything else is not. */
+static int p_set(shk_conf_t *cf, const char *k, const char *v, void *ctx)
+{
+    (void)ctx;
+    note("param %s=%s\n", k, v);
+    if (strcmp(k, "n") == 0)
+        return v[0] && strspn(v, "0123456789") == strlen(v) ? SHK_OK : SHK_EINVAL;
+    if (strcmp(k, "big") == 0)
+        return shk_conf_error(cf, "\"big=%s\": too big", v);
+    if (strcmp(k, "oom") == 0)
+        return SHK_ENOMEM;
+    return k[0] == 'x' ? SHK_OK : SHK_ENOENT;
+}
+
+static int h_params(shk_conf_t *cf, int argc, char **argv, void *data)
+{
+    (void)data;
+    return shk_conf_params(cf, argc, argv, 1, p_set, NULL);
+}
+
 static const shk_conf_directive_t table[] = {
+    {"params", SHK_CONF_ANY, SHK_CONF_1MORE, h_params, 0, NULL},
     {"worker_processes", SHK_CONF_MAIN, SHK_CONF_TAKE1, h_record, 0, NULL},
     {"limit_req_zone", SHK_CONF_MAIN | CTX_HTTP, SHK_CONF_TAKE3, h_record, 0, NULL},
     {"http", SHK_CONF_MAIN, SHK_CONF_NOARGS | SHK_CONF_BLOCK, h_record, CTX_HTTP, NULL},
@@ -373,6 +396,49 @@ START_TEST(parse_kv)
     ck_assert_str_eq(val, "");
     ck_assert_int_eq(shk_parse_kv("nodelay", &k, &kl, &val), SHK_EINVAL);
     ck_assert_int_eq(shk_parse_kv("=5", &k, &kl, &val), SHK_EINVAL);
+}
+END_TEST
+
+/* A directive's key=value list (shk_conf_params): taken in order up to the
+ * first refusal, one message for an unknown key, one for a bad value. */
+START_TEST(directive_params)
+{
+    const char *p = put("ok.conf", "params n=12 x=a=b xy=;\n");
+    ck_assert_int_eq(parse(p), SHK_OK);
+    ck_assert_str_eq(seen, "param n=12\nparam x=a=b\nparam xy=\n");
+    seen[0] = '\0';
+    expect_error("params n=1 n=1x x=2;\n",
+                 "invalid value in \"n=1x\" of \"params\" directive in %s:1");
+    ck_assert_str_eq(seen, "param n=1\nparam n=1x\n"); /* x=2 never reached */
+    expect_error("params color=red;\n",
+                 "invalid parameter \"color=red\" in \"params\" directive in %s:1");
+    expect_error("params nodelay;\n",
+                 "invalid parameter \"nodelay\" in \"params\" directive in %s:1");
+    expect_error("params =5;\n", "invalid parameter \"=5\" in \"params\" directive in %s:1");
+    expect_error("params big=7;\n", "\"big=7\": too big in %s:1");
+    /* the longest key is handed over whole; one byte more is not a key */
+    char text[256], key[SHK_CONF_KEY_MAX + 2];
+    memset(key, 'x', sizeof key - 1);
+    key[SHK_CONF_KEY_MAX] = '\0';
+    snprintf(text, sizeof text, "params %s=1;\n", key);
+    seen[0] = '\0';
+    ck_assert_int_eq(parse(put("long.conf", text)), SHK_OK);
+    ck_assert_uint_eq(strlen(seen), strlen("param ") + SHK_CONF_KEY_MAX + strlen("=1\n"));
+    key[SHK_CONF_KEY_MAX] = 'x';
+    key[SHK_CONF_KEY_MAX + 1] = '\0';
+    snprintf(text, sizeof text, "params %s=1;\n", key);
+    const char *lp = put("longer.conf", text);
+    ck_assert_int_eq(parse(lp), SHK_ECONF);
+    ck_assert_ptr_nonnull(strstr(shk_last_errmsg(), "invalid parameter"));
+    /* a status other than SHK_ECONF is a bad value */
+    expect_error("params oom=1;\n",
+                 "invalid value in \"oom=1\" of \"params\" directive in %s:1");
+    char *argv[] = {"params", "n=1", NULL};
+    ck_assert_int_eq(shk_conf_params(NULL, 2, argv, 1, p_set, NULL), SHK_EINVAL);
+    shk_conf_t *cf = shk_conf_new(NULL);
+    ck_assert_int_eq(shk_conf_params(cf, 2, argv, 0, p_set, NULL), SHK_EINVAL);
+    ck_assert_int_eq(shk_conf_params(cf, 2, argv, 1, NULL, NULL), SHK_EINVAL);
+    shk_conf_free(cf);
 }
 END_TEST
 
@@ -763,6 +829,7 @@ int main(void)
     tcase_add_test(tc, tables);
     tcase_add_test(tc, parse_size_limits);
     tcase_add_test(tc, parse_kv);
+    tcase_add_test(tc, directive_params);
     tcase_add_test(tc, samples_relative_paths);
     tcase_add_test(tc, escapes_crlf_variables);
     tcase_add_test(tc, handler_errors_located);

@@ -15,6 +15,7 @@
 #include "shmkit.h"
 #include "util_json.h"
 #include "util_test.h"
+#include "util_run.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,39 +33,13 @@ static char dir[128], conf_path[256], log_path[256], pid_path[256], base_url[64]
 static char demo_bin[PATH_MAX + 32], tool_bin[PATH_MAX + 32];
 static pid_t master;
 
-/* Run argv, capture stdout; returns the exit status. */
-static int run(char *const argv[], char *out, size_t cap)
-{
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    size_t n = 0;
-    ssize_t k;
-    while (n + 1 < cap && (k = read(p[0], out + n, cap - 1 - n)) > 0)
-        n += (size_t)k;
-    out[n] = '\0';
-    close(p[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 /* GET path; returns the HTTP status, body in out. */
 static int get(const char *path, char *out, size_t cap)
 {
     char url[4096], code[16];
     snprintf(url, sizeof url, "%s%s", base_url, path);
     char *argv[] = {"curl", "-s", "--max-time", "10", "-w", "\n%{http_code}", url, NULL};
-    run(argv, out, cap);
+    tu_run_capture(argv, 120000, out, cap, NULL, 0);
     char *nl = strrchr(out, '\n');
     if (!nl)
         return 0;
@@ -115,33 +90,16 @@ static int worker_pids(pid_t *pids, int max)
     return n;
 }
 
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    bind(s, (struct sockaddr *)&a, sizeof a);
-    getsockname(s, (struct sockaddr *)&a, &l);
-    close(s);
-    return ntohs(a.sin_port);
-}
-
 static void start_server(void)
 {
-    char exe[PATH_MAX];
-    const char *demo = demo_bin;
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    ck_assert(n > 0);
-    exe[n] = '\0';
-    *strrchr(exe, '/') = '\0';
-    snprintf(demo_bin, sizeof demo_bin, "%s/../shmkit-demo", exe);
-    snprintf(tool_bin, sizeof tool_bin, "%s/../shmkit", exe);
+    snprintf(demo_bin, sizeof demo_bin, "%s/shmkit-demo", tu_build_dir());
+    snprintf(tool_bin, sizeof tool_bin, "%s/shmkit", tu_build_dir());
     snprintf(dir, sizeof dir, "/tmp/shk_test_demo_%ld", (long)getpid());
     mkdir(dir, 0700);
     snprintf(conf_path, sizeof conf_path, "%s/demo.conf", dir);
     snprintf(log_path, sizeof log_path, "%s/demo.log", dir);
     snprintf(pid_path, sizeof pid_path, "%s/demo.pid", dir);
-    int port = free_port();
+    int port = tu_free_port();
     snprintf(base_url, sizeof base_url, "http://127.0.0.1:%d", port);
     FILE *f = fopen(conf_path, "w");
     fprintf(f,
@@ -151,14 +109,8 @@ static void start_server(void)
             port, (long)getpid(), pid_path);
     fclose(f);
     fflush(NULL);
-    master = fork();
-    if (master == 0) {
-        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(fd, 2);
-        dup2(fd, 1);
-        execl(demo, demo, "-c", conf_path, (char *)NULL);
-        _exit(127);
-    }
+    char *argv[] = {demo_bin, "-c", conf_path, NULL};
+    master = tu_spawn_logged(argv, log_path);
     pid_t pids[4];
     for (int i = 0; i < 4000 && worker_pids(pids, 4) < 2; i++) {
         struct timespec ts = {0, 5 * 1000 * 1000};
@@ -249,7 +201,7 @@ START_TEST(http_send_broadcast_status_limits)
         argv[k++] = url;
     }
     argv[k] = NULL;
-    run(argv, out, sizeof out);
+    tu_run_capture(argv, 120000, out, sizeof out, NULL, 0);
     int ok = 0, limited = 0;
     for (char *p = out; *p; p++)
         if (strncmp(p, "200", 3) == 0)

@@ -16,6 +16,7 @@
 #include "http.h"
 #include "http_ws.h"
 #include "util_test.h"
+#include "util_run.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -762,32 +763,6 @@ static int get1(int port, const char *path, char *out, size_t cap)
 
 /* ==== external programs ============================================================= */
 
-/* Run argv with stdout into out (NUL-terminated); returns the exit status. */
-static int run(char *const argv[], char *out, size_t cap)
-{
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    size_t n = 0;
-    ssize_t k;
-    while (n + 1 < cap && (k = read(p[0], out + n, cap - 1 - n)) > 0)
-        n += (size_t)k;
-    out[n] = '\0';
-    close(p[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 /* The repository's test/node, from this binary's place (build/<v>/test). */
 static void node_script(char *out, size_t cap)
 {
@@ -885,7 +860,7 @@ START_TEST(whole_replies_and_keepalive)
     snprintf(url, sizeof url, "http://127.0.0.1:%d/hello", s.port);
     char *argv[] = {"curl", "-s", "--max-time", "10", "-w", "%{http_code} %{num_connects}\n",
                     url, url, NULL};
-    ck_assert_int_eq(run(argv, out, sizeof out), 0);
+    ck_assert_int_eq(tu_run_capture(argv, 120000, out, sizeof out, NULL, 0), 0);
     ck_assert_str_eq(out, "hello\n200 1\nhello\n200 0\n");
     srv_stats(&s, &st);
     ck_assert_uint_eq(st.accepted, 3);
@@ -946,7 +921,7 @@ START_TEST(streams_and_held_requests)
     /* curl reads a chunked stream to its end (it checks the framing) */
     snprintf(url, sizeof url, "http://127.0.0.1:%d/stream?n=5&ms=5", s.port);
     char *a1[] = {"curl", "-sN", "--max-time", "10", "-D", "-", url, NULL};
-    ck_assert_int_eq(run(a1, out, sizeof out), 0);
+    ck_assert_int_eq(tu_run_capture(a1, 120000, out, sizeof out, NULL, 0), 0);
     ck_assert_msg(strcasestr(out, "transfer-encoding: chunked\r\n"), "%s", out);
     ck_assert_msg(strcasestr(out, "x-stream: yes\r\n"), "%s", out);
     ck_assert_msg(strstr(out, "\r\n\r\nstart\nchunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n"),
@@ -954,7 +929,7 @@ START_TEST(streams_and_held_requests)
     /* a held request answered later, by curl */
     snprintf(url, sizeof url, "http://127.0.0.1:%d/hold?ms=50", s.port);
     char *a2[] = {"curl", "-s", "--max-time", "10", url, NULL};
-    ck_assert_int_eq(run(a2, out, sizeof out), 0);
+    ck_assert_int_eq(tu_run_capture(a2, 120000, out, sizeof out, NULL, 0), 0);
     ck_assert_str_eq(out, "held 50\n");
 
     /* on HTTP/1.0 a stream ends with the connection */
@@ -1530,25 +1505,6 @@ END_TEST
 
 /* ---- WebSocket ---- */
 
-/* Start argv with its stdout on a pipe (*fd). */
-static pid_t spawn(char *const argv[], int *fd)
-{
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    *fd = p[0];
-    return pid;
-}
-
 /* Read from fd into buf until it holds `needle` or ms pass. */
 static int read_until(int fd, char *buf, size_t cap, const char *needle, int ms)
 {
@@ -1586,19 +1542,19 @@ START_TEST(websocket_with_a_real_client)
     snprintf(url, sizeof url, "ws://127.0.0.1:%d/ws", s.port);
     /* echo of text, binary and 100 KiB, a ping, the close handshake */
     char *echo[] = {"node", script, url, "echo", NULL};
-    int rc = run(echo, out, sizeof out);
+    int rc = tu_run_capture(echo, 120000, out, sizeof out, NULL, 0);
     ck_assert_msg(rc == 0, "node echo: %d: %s", rc, out);
     ck_assert_str_eq(out, "open\necho text 5\necho binary 4\necho text 102400\npong\nclose 1000 bye\n");
     ck_assert(srv_wait(&s, "wsclose 1000", 5000));
     /* a message over max_body: close 1009 */
     char *big[] = {"node", script, url, "big", "1100000", NULL};
-    rc = run(big, out, sizeof out);
+    rc = tu_run_capture(big, 120000, out, sizeof out, NULL, 0);
     ck_assert_msg(rc == 0, "node big: %d: %s", rc, out);
     ck_assert(srv_wait(&s, "wsclose 1009", 5000));
     /* the drain closes it with 1001 */
     char *wait[] = {"node", script, url, "wait", NULL};
     out[0] = '\0';
-    pid_t node = spawn(wait, &fd);
+    pid_t node = tu_spawn(wait, &fd);
     ck_assert_msg(read_until(fd, out, sizeof out, "open\n", 10000), "node: %s", out);
     ck_assert(srv_conns(&s, 1, 5000));
     srv_cmd(&s, 'd');

@@ -18,6 +18,8 @@
 #include "shmkit.h"
 #include "util_json.h"
 #include "util_test.h"
+#include "util_demo.h"
+#include "util_run.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -51,12 +53,6 @@ static int test_workers(void)
     return 2;
 }
 
-static void pause_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL); /* between polls of another process's state, not a sync */
-}
-
 static void find_repo(void)
 {
     char exe[PATH_MAX];
@@ -66,17 +62,6 @@ static void find_repo(void)
     *strrchr(exe, '/') = '\0'; /* build/<v>/test */
     snprintf(demo_bin, sizeof demo_bin, "%s/../shmkit-demo", exe);
     snprintf(repo, sizeof repo, "%s/../../..", exe);
-}
-
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    bind(s, (struct sockaddr *)&a, sizeof a);
-    getsockname(s, (struct sockaddr *)&a, &l);
-    close(s);
-    return ntohs(a.sin_port);
 }
 
 /* ---- a plain HTTP client ------------------------------------------------------------- */
@@ -101,12 +86,7 @@ static int conn(void)
 
 static void send_all(int s, const void *p, size_t n)
 {
-    while (n) {
-        ssize_t k = send(s, p, n, MSG_NOSIGNAL);
-        ck_assert_msg(k > 0, "send: %s", strerror(errno));
-        p = (const char *)p + k;
-        n -= (size_t)k;
-    }
+    ck_assert_msg(td_send_all(s, p, n) == 0, "send: %s", strerror(errno));
 }
 
 /* Send a request; hdrs are extra "Name: value\r\n" lines. */
@@ -153,27 +133,6 @@ static int read_until(int s, char *acc, size_t *len, size_t cap, const char *nee
     return 1;
 }
 
-/* Decode a chunked body in place. */
-static size_t dechunk(char *b, size_t n)
-{
-    size_t in = 0, out = 0;
-    while (in < n) {
-        char *end;
-        unsigned long k = strtoul(b + in, &end, 16);
-        char *crlf = strstr(b + in, "\r\n");
-        if (!crlf || end > crlf || k == 0)
-            break;
-        in = (size_t)(crlf + 2 - b);
-        if (in + k > n)
-            k = n - in;
-        memmove(b + out, b + in, k);
-        out += k;
-        in += k + 2;
-    }
-    b[out] = '\0';
-    return out;
-}
-
 static void resp_parse(resp_t *r, char *raw, size_t n)
 {
     char *sep = strstr(raw, "\r\n\r\n");
@@ -185,7 +144,7 @@ static void resp_parse(resp_t *r, char *raw, size_t n)
     memcpy(r->body, sep ? sep + 4 : "", r->blen);
     r->body[r->blen] = '\0';
     if (strcasestr(r->head, "transfer-encoding: chunked"))
-        r->blen = dechunk(r->body, r->blen);
+        r->blen = td_dechunk(r->body, r->blen);
 }
 
 /* One whole request on its own connection. */
@@ -218,17 +177,7 @@ static int publish(const char *ch, const char *text, const char *hdrs)
 
 static const char *header(const resp_t *r, const char *name, char *out, size_t cap)
 {
-    char want[128];
-    snprintf(want, sizeof want, "\r\n%s:", name);
-    const char *h = strcasestr(r->head, want);
-    if (!h)
-        return NULL;
-    h += strlen(want);
-    while (*h == ' ')
-        h++;
-    size_t k = strcspn(h, "\r\n");
-    snprintf(out, cap, "%.*s", (int)k, h);
-    return out;
+    return td_head_value(r->head, name, out, cap);
 }
 
 /* ---- the server -------------------------------------------------------------------------- */
@@ -262,7 +211,7 @@ static double chan_subs(const char *ch)
 static void await_subs(const char *ch, double n)
 {
     for (int i = 0; i < ms_bound(10000) / 5 && chan_subs(ch) != n; i++)
-        pause_ms(5);
+        tu_pause_ms(5);
     ck_assert_msg(chan_subs(ch) == n, "channel %s: %.0f subscribers, not %.0f", ch,
                   chan_subs(ch), n);
 }
@@ -295,7 +244,7 @@ static void start_server(int workers, const char *outer, const char *body)
     snprintf(conf_path, sizeof conf_path, "%s/demo.conf", dir);
     snprintf(log_path, sizeof log_path, "%s/demo.log", dir);
     snprintf(pid_path, sizeof pid_path, "%s/demo.pid", dir);
-    port = free_port();
+    port = tu_free_port();
     FILE *f = fopen(conf_path, "w");
     ck_assert_ptr_nonnull(f);
     fprintf(f,
@@ -304,15 +253,8 @@ static void start_server(int workers, const char *outer, const char *body)
             workers, pid_path, (long)getpid(), outer, port, body);
     fclose(f);
     fflush(NULL);
-    master = fork();
-    if (master == 0) {
-        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(fd, 2);
-        dup2(fd, 1);
-        prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failed test leaves no server behind */
-        execl(demo_bin, demo_bin, "-c", conf_path, (char *)NULL);
-        _exit(127);
-    }
+    char *argv[] = {(char *)demo_bin, "-c", conf_path, NULL};
+    master = tu_spawn_logged(argv, log_path);
     for (int i = 0; i < ms_bound(20000) / 5; i++) {
         resp_t r;
         int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -329,7 +271,7 @@ static void start_server(int workers, const char *outer, const char *body)
                 return;
         }
         ck_assert_msg(waitpid(master, NULL, WNOHANG) == 0, "the demo exited: see %s", log_path);
-        pause_ms(5);
+        tu_pause_ms(5);
     }
     ck_abort_msg("the demo server did not come up (%s)", log_path);
 }
@@ -352,26 +294,6 @@ static void stop_server_errors(int errors_expected)
 static void stop_server(void)
 {
     stop_server_errors(0);
-}
-
-/* A child (node) with its stdout on a pipe. */
-static pid_t spawn(char *const argv[], int *out_fd)
-{
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    *out_fd = p[0];
-    return pid;
 }
 
 static int wait_status(pid_t pid)
@@ -809,7 +731,7 @@ static void publish_with_reload(const char *ch, int nmsg, int reload_at)
             kill(master, SIGHUP);
         if (i == reload_at + 5) {
             for (int k = 0; k < ms_bound(20000) / 5 && !log_has("generation 1 finished"); k++)
-                pause_ms(5);
+                tu_pause_ms(5);
             ck_assert_msg(log_has("generation 1 finished"), "the reload did not end");
         }
     }
@@ -838,7 +760,7 @@ START_TEST(node_clients_across_reload)
     snprintf(script, sizeof script, "%s/test/node/push_clients.js", repo);
     snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
     char *argv[] = {"node", script, base, "nc", "60", "es", "ws", "lp", "wp", NULL};
-    pid_t node = spawn(argv, &fd);
+    pid_t node = tu_spawn(argv, &fd);
     await_subs("nc", 3);
     publish_with_reload("nc", 60, 25);
     int ok = child_until(fd, acc, &n, sizeof acc, "done es", ms_bound(30000)) &&
@@ -874,7 +796,7 @@ START_TEST(browser_across_reload)
     snprintf(script, sizeof script, "%s/test/node/push_browser.js", repo);
     snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
     char *argv[] = {"node", script, base, "bc", "40", NULL};
-    pid_t node = spawn(argv, &fd);
+    pid_t node = tu_spawn(argv, &fd);
     int ok = child_until(fd, acc, &n, sizeof acc, "page form ok", 30000) &&
              child_until(fd, acc, &n, sizeof acc, "open\n", 30000);
     if (ok) {
@@ -922,14 +844,14 @@ START_TEST(worker_killed_leaves_nothing_pinned)
     kill(victim, SIGKILL);
     /* its subscribers leave the counts once the master reaped it */
     for (int i = 0; i < ms_bound(10000) / 5 && stat_num("subscribers") != total - most; i++)
-        pause_ms(5);
+        tu_pause_ms(5);
     ck_assert_msg(stat_num("subscribers") == total - most, "%.0f subscribers",
                   stat_num("subscribers"));
     for (int i = 0; i < 20; i++)
         ck_assert_int_eq(publish(i % 2 ? "k1" : "k2", "y", NULL), 200);
     /* nothing in flight is held for the dead worker: every message in the zone is stored */
     for (int i = 0; i < ms_bound(5000) / 5 && stat_num("messages_in_trash") != 0; i++)
-        pause_ms(5);
+        tu_pause_ms(5);
     ck_assert(stat_num("messages_in_trash") == 0);
     ck_assert(log_has("exited on signal 9"));
     for (int i = 0; i < 6; i++)

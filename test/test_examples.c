@@ -12,6 +12,7 @@
  * says so and passes.
  */
 #include "util_test.h"
+#include "util_run.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -22,105 +23,12 @@
 #include <sys/wait.h>
 #include <time.h>
 
-static char bin_dir[PATH_MAX], top_dir[PATH_MAX];
-
-/* build/<variant>/test/test_examples -> build/<variant> and the tree's top. */
-static void find_dirs(void)
-{
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    ck_assert(n > 0);
-    exe[n] = '\0';
-    *strrchr(exe, '/') = '\0'; /* .../build/<v>/test */
-    *strrchr(exe, '/') = '\0'; /* .../build/<v> */
-    snprintf(bin_dir, sizeof bin_dir, "%s", exe);
-    *strrchr(exe, '/') = '\0'; /* .../build */
-    *strrchr(exe, '/') = '\0'; /* the top */
-    snprintf(top_dir, sizeof top_dir, "%s", exe);
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* Run argv with stdout into out and stderr into err; returns the exit
- * status, or -1 if it was still running after timeout_ms (then it is
- * stopped: SIGTERM, which stops the workers too, then SIGKILL). */
-static int run(char *const argv[], int timeout_ms, char *out, size_t ocap, char *err, size_t ecap)
-{
-    int po[2], pe[2], st, left = 2, timed_out = 0;
-    size_t n[2] = {0, 0};
-    ck_assert_int_eq(pipe(po), 0);
-    ck_assert_int_eq(pipe(pe), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        close(po[0]);
-        close(pe[0]);
-        close(po[1]);
-        close(pe[1]);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(po[1]);
-    close(pe[1]);
-    struct pollfd p[2] = {{.fd = po[0], .events = POLLIN}, {.fd = pe[0], .events = POLLIN}};
-    char *buf[2] = {out, err};
-    size_t cap[2] = {ocap, ecap};
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-    while (left > 0) {
-        uint64_t t = now_ms();
-        if (t >= deadline) {
-            if (timed_out)
-                break; /* still there 5 s after SIGTERM: SIGKILL below */
-            timed_out = 1;
-            kill(pid, SIGTERM); /* a fast stop: the workers go too */
-            deadline = t + 5000;
-        }
-        if (poll(p, 2, (int)(deadline - t)) <= 0)
-            continue;
-        for (int i = 0; i < 2; i++) {
-            char tmp[4096];
-            if (p[i].fd < 0 || !p[i].revents)
-                continue;
-            ssize_t k = read(p[i].fd, tmp, sizeof tmp);
-            if (k <= 0) {
-                close(p[i].fd);
-                p[i].fd = -1;
-                left--;
-                continue;
-            }
-            size_t take = (size_t)k < cap[i] - 1 - n[i] ? (size_t)k : cap[i] - 1 - n[i];
-            memcpy(buf[i] + n[i], tmp, take);
-            n[i] += take;
-        }
-    }
-    out[n[0]] = '\0';
-    err[n[1]] = '\0';
-    for (int i = 0; i < 2; i++)
-        if (p[i].fd >= 0)
-            close(p[i].fd);
-    if (timed_out)
-        kill(pid, SIGKILL);
-    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    if (timed_out)
-        return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 /* The path of example `name`, or NULL (said so) when it was not built. */
 static const char *example(const char *name, const char *needs)
 {
     static char path[PATH_MAX + 64];
     struct stat st;
-    find_dirs();
-    snprintf(path, sizeof path, "%s/examples/%s", bin_dir, name);
+    snprintf(path, sizeof path, "%s/examples/%s", tu_build_dir(), name);
     if (stat(path, &st) != 0) {
         printf("test_examples: skip %s: %s was not built (%s is not installed; mk/deps.sh "
                "examples installs it)\n",
@@ -138,10 +46,10 @@ static void run_example(const char *name, const char *needs)
     if (!bin)
         return;
     long n = tu_scale(1000, 20);
-    snprintf(conf, sizeof conf, "%s/examples/example.conf", top_dir);
+    snprintf(conf, sizeof conf, "%s/examples/example.conf", tu_top_dir());
     snprintf(pings, sizeof pings, "%ld", n);
     char *argv[] = {(char *)bin, conf, pings, NULL};
-    int rc = run(argv, tu_valgrind() ? 120000 : 20000, out, sizeof out, err, sizeof err);
+    int rc = tu_run_capture(argv, tu_valgrind() ? 120000 : 20000, out, sizeof out, err, sizeof err);
     ck_assert_msg(rc != -1, "%s did not finish in time; stdout: %s; stderr: %s", name, out, err);
     snprintf(want, sizeof want, "ok: %ld pings, counter %ld\n", n, 2 * n);
     ck_assert_msg(strcmp(out, want) == 0, "%s printed \"%s\", not \"%s\"; stderr: %s", name, out,
@@ -188,13 +96,13 @@ START_TEST(examples_refuse_a_bad_configuration)
     fputs("worker_processes 3;\nshm_zone counter:64k;\n", f);
     fclose(f);
     char *argv[] = {(char *)bin, conf, "10", NULL};
-    int rc = run(argv, tu_valgrind() ? 60000 : 10000, out, sizeof out, err, sizeof err);
+    int rc = tu_run_capture(argv, tu_valgrind() ? 60000 : 10000, out, sizeof out, err, sizeof err);
     unlink(conf);
     ck_assert_int_eq(rc, 1);
     ck_assert_str_eq(out, "");
     ck_assert_msg(strstr(err, "needs worker_processes 2 and shm_zone counter"), "%s", err);
     char *bad[] = {(char *)bin, conf, "12x", NULL};
-    ck_assert_int_eq(run(bad, 10000, out, sizeof out, err, sizeof err), 2);
+    ck_assert_int_eq(tu_run_capture(bad, 10000, out, sizeof out, err, sizeof err), 2);
     ck_assert_msg(strstr(err, "usage:"), "%s", err);
 }
 END_TEST

@@ -13,6 +13,7 @@
 #include "shk_zone.h"
 #include "shk_zone_internal.h"
 #include "util_test.h"
+#include "util_run.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -32,19 +33,10 @@
 static char instance[64];
 static char logbuf[4096];
 
-static void capture(void *ctx, int level, const char *msg)
-{
-    (void)ctx;
-    (void)level;
-    size_t n = strlen(logbuf);
-    snprintf(logbuf + n, sizeof logbuf - n, "%s\n", msg);
-}
-
 static void setup(void)
 {
     snprintf(instance, sizeof instance, "h%ld", (long)getpid());
-    logbuf[0] = '\0';
-    shk_log_set(capture, NULL, SHK_LOG_DEBUG);
+    tu_log_capture(logbuf, sizeof logbuf);
 }
 
 /* Remove every entry this test may have left in /dev/shm: ours are
@@ -192,49 +184,14 @@ static int op_list(void *arg, char *msg, size_t cap)
  * if it does not end in time. Returns the exit status. */
 static int run_bounded(char *const argv[], char *out, size_t outsz)
 {
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ne(pid, -1);
-    if (pid == 0) {
-        dup2(p[1], 1);
-        dup2(p[1], 2);
-        close(p[0]);
-        close(p[1]);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    size_t n = 0;
-    uint64_t end = shk_time_ms() + (uint64_t)bound_ms();
-    for (;;) {
-        uint64_t now = shk_time_ms();
-        struct pollfd pf = {p[0], POLLIN, 0};
-        if (now >= end || poll(&pf, 1, (int)(end - now)) == 0) {
-            kill(pid, SIGKILL);
-            tu_wait(pid);
-            close(p[0]);
-            ck_abort_msg("%s %s: no end within %d ms (it hangs)", argv[0], argv[1], bound_ms());
-        }
-        ssize_t k = read(p[0], out + n, outsz - 1 - n);
-        if (k <= 0)
-            break;
-        n += (size_t)k;
-    }
-    out[n] = '\0';
-    close(p[0]);
-    return tu_wait(pid);
+    int st = tu_run_capture(argv, bound_ms(), out, outsz, out, outsz);
+    ck_assert_msg(st != -1, "%s %s: no end within %d ms (it hangs)", argv[0], argv[1], bound_ms());
+    return st;
 }
 
 static void tool_path(char *buf, size_t sz)
 {
-    char dir[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-    ck_assert(n > 0);
-    dir[n] = '\0';
-    *strrchr(dir, '/') = '\0';
-    snprintf(buf, sz, "%s/../shmkit", dir);
+    snprintf(buf, sz, "%s/shmkit", tu_build_dir());
 }
 
 /* `shmkit stat --instance <instance>` and `shmkit zones` end in time, and

@@ -12,6 +12,7 @@
  */
 #include "shmkit.h"
 #include "util_test.h"
+#include "util_run.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -25,17 +26,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-
-/* Expand the one "%s" in tmpl with path. */
-static void subst_path(char *out, size_t cap, const char *tmpl, const char *path)
-{
-    const char *p = strstr(tmpl, "%s");
-    if (!p) {
-        snprintf(out, cap, "%s", tmpl);
-        return;
-    }
-    snprintf(out, cap, "%.*s%s%s", (int)(p - tmpl), tmpl, path, p + 2);
-}
 
 /* ---- the test application ---------------------------------------------------- */
 
@@ -579,18 +569,6 @@ START_TEST(bad_first_config_fails_cleanly)
 }
 END_TEST
 
-/* A TCP port nobody listens on now (bound and closed again). */
-static int unused_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &l), 0);
-    close(s);
-    return ntohs(a.sin_port);
-}
-
 /* Sockets among pid's open descriptors. */
 static int count_sockets(pid_t pid)
 {
@@ -614,7 +592,7 @@ START_TEST(listeners_survive_a_failed_reload)
 {
     harness_t h;
     char line[256], want[256], conf[256];
-    int a = unused_port();
+    int a = tu_free_port();
 
     snprintf(conf, sizeof conf, "worker_processes 1;\nlisten 127.0.0.1:%d;\n", a);
     start_master(&h, W_REPORT_LISTEN, conf, NULL);
@@ -645,7 +623,7 @@ START_TEST(listeners_survive_a_failed_reload)
     ck_assert_int_eq(count_sockets(h.master), 1);
 
     /* and a good reload hands it over to the new generation, with a new one */
-    int c = unused_port();
+    int c = tu_free_port();
     snprintf(conf, sizeof conf, "worker_processes 1;\nlisten 127.0.0.1:%d;\nlisten 127.0.0.1:%d;\n",
              a, c);
     write_conf(conf);
@@ -660,6 +638,23 @@ START_TEST(listeners_survive_a_failed_reload)
 }
 END_TEST
 
+/* A configuration text and the message shk_master_check must give for it
+ * ("%s" standing for the file's path). */
+typedef struct {
+    const char *text, *msg;
+} conf_case_t;
+
+static void expect_conf_errors(const shk_app_t *app, const conf_case_t *bad, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char want[512];
+        write_conf(bad[i].text);
+        ck_assert_int_eq(shk_master_check(conf_path, app), SHK_ECONF);
+        tu_subst(want, sizeof want, bad[i].msg, conf_path);
+        ck_assert_str_eq(shk_last_errmsg(), want);
+    }
+}
+
 START_TEST(check_config)
 {
     shk_app_t app = {0};
@@ -667,22 +662,14 @@ START_TEST(check_config)
     write_conf("worker_processes auto;\nlisten 127.0.0.1:0;\npid /tmp/x.pid;\n"
                "worker_shutdown_timeout 5s;\nbus_queue 64k large=8m;\n");
     ck_assert_int_eq(shk_master_check(conf_path, &app), SHK_OK);
-    struct {
-        const char *text, *msg;
-    } bad[] = {
+    const conf_case_t bad[] = {
         {"worker_processes 0;\n", "invalid value \"0\" in \"worker_processes\" directive in %s:1"},
         {"worker_processes 65;\n", "\"worker_processes\" is 65, the most shmkit supports is 64 in %s:1"},
         {"worker_shutdown_timeout 5x;\n",
          "invalid value \"5x\" in \"worker_shutdown_timeout\" directive in %s:1"},
         {"bus_queue 1k;\n", "invalid bus queue size \"1k\" (at least 4k) in %s:1"},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char want[512];
-        write_conf(bad[i].text);
-        ck_assert_int_eq(shk_master_check(conf_path, &app), SHK_ECONF);
-        subst_path(want, sizeof want, bad[i].msg, conf_path);
-        ck_assert_str_eq(shk_last_errmsg(), want);
-    }
+    expect_conf_errors(&app, bad, sizeof bad / sizeof bad[0]);
     unlink(conf_path);
 }
 END_TEST
@@ -761,9 +748,7 @@ START_TEST(channels_directive)
                "max_channels=10 max_wildcard_channels=5 max_subscribers=9 max_message=4k "
                "max_id=32 wildcard=b_ max_wildcard=2 events=ev;\n");
     ck_assert_msg(shk_master_check(conf_path, &app) == SHK_OK, "%s", shk_last_errmsg());
-    struct {
-        const char *text, *msg;
-    } bad[] = {
+    const conf_case_t bad[] = {
         {"channels 0;\n", "invalid channel store size \"0\" in %s:1"},
         {"channels 1m;\nchannels 1m;\n", "\"channels\" directive is duplicate in %s:2"},
         {"channels 1m slots=64;\n", "\"slots=64\": at most 63 in %s:1"},
@@ -783,13 +768,7 @@ START_TEST(channels_directive)
         {"channels 1m max_id=2 events=long;\n",
          "events channel \"long\" is longer than max_id=2 in %s:1"},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char want[512];
-        write_conf(bad[i].text);
-        ck_assert_int_eq(shk_master_check(conf_path, &app), SHK_ECONF);
-        subst_path(want, sizeof want, bad[i].msg, conf_path);
-        ck_assert_str_eq(shk_last_errmsg(), want);
-    }
+    expect_conf_errors(&app, bad, sizeof bad / sizeof bad[0]);
     unlink(conf_path);
 }
 END_TEST
@@ -827,6 +806,17 @@ START_TEST(set_chan_from_the_application)
     write_conf("channels 1m;\n");
     ck_assert_msg(shk_master_check(conf_path, &app) == SHK_OK, "%s", shk_last_errmsg());
     ck_assert_int_eq(set_chan_rc, SHK_EEXIST);
+
+    /* channels_redis takes the store conf_done declares (the demo's
+     * push_stream_shared_memory_size); without one it is still refused */
+    set_chan_opts = (shk_chan_opts_t){.store_messages = 1};
+    write_conf("channels_redis redis://127.0.0.1:1 namespace=t;\n");
+    ck_assert_msg(shk_master_check(conf_path, &app) == SHK_OK, "%s", shk_last_errmsg());
+    ck_assert_int_eq(set_chan_rc, SHK_OK);
+    shk_app_t bare = {0};
+    ck_assert_int_eq(shk_master_check(conf_path, &bare), SHK_ECONF);
+    ck_assert_msg(strstr(shk_last_errmsg(), "needs a \"channels\" directive"), "%s",
+                  shk_last_errmsg());
 
     const shk_chan_opts_t bad[] = {
         {.slots = 64}, {.max_id_len = 256}, {.wildcard_prefix = "a/b"},

@@ -17,6 +17,8 @@
  */
 #include "shmkit.h"
 #include "shk_redis_internal.h"
+#include "util_redis.h"
+#include "util_run.h"
 #include "util_test.h"
 
 #include <errno.h>
@@ -49,187 +51,7 @@ static void pause_ms(long ms) /* polling an external process, not a sync */
     nanosleep(&ts, NULL);
 }
 
-/* ---- redis-server ------------------------------------------------------------------ */
-
-typedef struct {
-    pid_t pid;
-    int port;
-    char dir[64];
-    int cluster;
-} srv_t;
-
-static int port_free(int port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                            .sin_port = htons((uint16_t)port)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
-    ck_assert_int_ge(fd, 0);
-    ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
-
-/* A free loopback port below 45000 whose cluster bus port (+10000) is free
- * too (a cluster node's port must be 55535 or less). */
-static int free_port(void)
-{
-    static uint64_t seed;
-    if (!seed)
-        seed = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 20);
-    for (int i = 0; i < 1000; i++) {
-        int p = 20000 + (int)(tu_rand(&seed) % 25000);
-        if (port_free(p) && port_free(p + 10000))
-            return p;
-    }
-    ck_abort_msg("no free port");
-    return 0;
-}
-
-/* Start (or restart, same port and directory) s; returns when the server
- * says it is ready on its standard output. */
-static void srv_start(srv_t *s)
-{
-    int fd[2];
-    char port[16], buf[4096];
-    size_t have = 0;
-    uint64_t end = now_ms() + STALL_MS;
-    if (!s->port)
-        s->port = free_port();
-    if (!s->dir[0]) {
-        snprintf(s->dir, sizeof s->dir, "/tmp/shmkit-redis.XXXXXX");
-        ck_assert_ptr_nonnull(mkdtemp(s->dir));
-    }
-    snprintf(port, sizeof port, "%d", s->port);
-    ck_assert_int_eq(pipe(fd), 0);
-    s->pid = fork();
-    ck_assert_int_ge(s->pid, 0);
-    if (s->pid == 0) {
-        dup2(fd[1], 1);
-        dup2(fd[1], 2);
-        close(fd[0]);
-        close(fd[1]);
-        if (s->cluster)
-            execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
-                   "--dir", s->dir, "--save", "", "--appendonly", "yes", "--appendfsync",
-                   "always", "--daemonize", "no", "--logfile", "", "--protected-mode", "no",
-                   "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                   "--cluster-node-timeout", "3000", (char *)NULL);
-        else
-            execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
-                   "--dir", s->dir, "--save", "", "--appendonly", "yes", "--appendfsync",
-                   "always", "--daemonize", "no", "--logfile", "", "--protected-mode", "no",
-                   (char *)NULL);
-        _exit(127);
-    }
-    close(fd[1]);
-    for (;;) {
-        struct pollfd p = {.fd = fd[0], .events = POLLIN};
-        uint64_t t = now_ms();
-        ssize_t n;
-        ck_assert_msg(t < end && poll(&p, 1, (int)(end - t)) > 0,
-                      "redis-server on port %d did not start", s->port);
-        n = read(fd[0], buf + have, sizeof buf - 1 - have);
-        ck_assert_msg(n > 0, "redis-server on port %d exited: %.*s", s->port, (int)have, buf);
-        have += (size_t)n;
-        buf[have] = '\0';
-        if (strstr(buf, "Ready to accept connections"))
-            break;
-        if (have > sizeof buf / 2) { /* keep the tail */
-            memmove(buf, buf + have - 64, 64);
-            have = 64;
-        }
-    }
-    close(fd[0]); /* redis-server ignores SIGPIPE: its later log lines go nowhere */
-}
-
-static void srv_kill(srv_t *s, int sig)
-{
-    if (s->pid > 0) {
-        kill(s->pid, sig);
-        waitpid(s->pid, NULL, 0);
-    }
-    s->pid = 0;
-}
-
-static void srv_stop(srv_t *s)
-{
-    char cmd[128];
-    srv_kill(s, SIGKILL);
-    if (s->dir[0]) {
-        snprintf(cmd, sizeof cmd, "rm -rf %s", s->dir);
-        ck_assert_int_eq(system(cmd), 0);
-    }
-    s->dir[0] = '\0';
-    s->port = 0;
-}
-
-static redisContext *srv_conn(const srv_t *s)
-{
-    redisContext *c = redisConnect("127.0.0.1", s->port);
-    ck_assert_msg(c && !c->err, "connect to %d: %s", s->port, c ? c->errstr : "?");
-    return c;
-}
-
-static long long srv_int(const srv_t *s, const char *cmd)
-{
-    redisContext *c = srv_conn(s);
-    redisReply *r = redisCommand(c, cmd);
-    long long v;
-    ck_assert_ptr_nonnull(r);
-    v = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    freeReplyObject(r);
-    redisFree(c);
-    return v;
-}
-
-/* ---- a cluster of three masters ------------------------------------------------------ */
-
-static srv_t cl[3];
-
-static void cluster_start(void)
-{
-    char a[3][32];
-    pid_t pid;
-    for (int i = 0; i < 3; i++) {
-        memset(&cl[i], 0, sizeof cl[i]);
-        cl[i].cluster = 1;
-        srv_start(&cl[i]);
-        snprintf(a[i], sizeof a[i], "127.0.0.1:%d", cl[i].port);
-    }
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1);
-        execlp("redis-cli", "redis-cli", "--cluster", "create", a[0], a[1], a[2],
-               "--cluster-replicas", "0", "--cluster-yes", (char *)NULL);
-        _exit(127);
-    }
-    int st;
-    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "redis-cli --cluster create failed");
-    /* every node agrees before the test starts (polling the servers) */
-    for (int i = 0; i < 3; i++) {
-        uint64_t end = now_ms() + STALL_MS;
-        for (;;) {
-            redisContext *c = srv_conn(&cl[i]);
-            redisReply *r = redisCommand(c, "CLUSTER INFO");
-            int ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok");
-            freeReplyObject(r);
-            redisFree(c);
-            if (ok)
-                break;
-            ck_assert_msg(now_ms() < end, "cluster node %d never became ok", i);
-            pause_ms(20);
-        }
-    }
-}
-
-static void cluster_stop(void)
-{
-    for (int i = 0; i < 3; i++)
-        srv_stop(&cl[i]);
-}
+static tr_srv_t cl[3];
 
 /* ---- instances played by forked processes ---------------------------------------------- */
 
@@ -625,7 +447,7 @@ END_TEST
 
 /* ---- three instances ----------------------------------------------------------------------- */
 
-static srv_t srv;
+static tr_srv_t srv;
 
 /* A publish on A reaches A, B and C once, in order, with Redis's ids. */
 static void fan_out(int port, int cluster)
@@ -682,11 +504,11 @@ static void fan_out(int port, int cluster)
 START_TEST(three_instances_fan_out)
 {
     memset(&srv, 0, sizeof srv);
-    srv_start(&srv);
+    tr_srv_start(&srv);
     fan_out(srv.port, 0);
     /* the streams keep max_stored entries each (1000 > what went in) */
-    ck_assert_int_eq(srv_int(&srv, "XLEN t:{news}"), tu_scale(400, 10) / 4);
-    srv_stop(&srv);
+    ck_assert_int_eq(tr_srv_int(&srv, "XLEN t:{news}"), tu_scale(400, 10) / 4);
+    tr_srv_stop(&srv);
 }
 END_TEST
 
@@ -867,37 +689,37 @@ static void relay_killed(int port)
 
 static void kill_srv(void *ctx, int restart)
 {
-    srv_t *s = ctx;
+    tr_srv_t *s = ctx;
     if (restart)
-        srv_start(s);
+        tr_srv_start(s);
     else
-        srv_kill(s, SIGKILL);
+        tr_srv_kill(s, SIGKILL);
 }
 
 START_TEST(resume_on_another_instance)
 {
     memset(&srv, 0, sizeof srv);
-    srv_start(&srv);
+    tr_srv_start(&srv);
     resume_elsewhere(srv.port);
-    srv_stop(&srv);
+    tr_srv_stop(&srv);
 }
 END_TEST
 
 START_TEST(redis_killed_and_restarted)
 {
     memset(&srv, 0, sizeof srv);
-    srv_start(&srv);
+    tr_srv_start(&srv);
     redis_outage(srv.port, kill_srv, &srv);
-    srv_stop(&srv);
+    tr_srv_stop(&srv);
 }
 END_TEST
 
 START_TEST(relay_killed_resumes)
 {
     memset(&srv, 0, sizeof srv);
-    srv_start(&srv);
+    tr_srv_start(&srv);
     relay_killed(srv.port);
-    srv_stop(&srv);
+    tr_srv_stop(&srv);
 }
 END_TEST
 
@@ -1004,7 +826,7 @@ START_TEST(real_masters_relay_respawned)
     char conf[2][128];
     pid_t master[2];
     memset(&srv, 0, sizeof srv);
-    srv_start(&srv);
+    tr_srv_start(&srv);
     m->n = (int)tu_scale(200, 10) & ~1;
     for (int i = 0; i < 2; i++) {
         FILE *f;
@@ -1067,7 +889,7 @@ START_TEST(real_masters_relay_respawned)
         tu_wait_ok(master[i]);
         unlink(conf[i]);
     }
-    srv_stop(&srv);
+    tr_srv_stop(&srv);
     tu_unshare(m, sizeof *m);
 }
 END_TEST
@@ -1077,7 +899,7 @@ END_TEST
  * a gap the next announcement reveals: B catches the channel up and its
  * subscriber gets all three, in order. Malformed announcements on the
  * pub/sub channel (untrusted bytes) are ignored. */
-static void gap_caught_up(int port, srv_t *node, int nnodes)
+static void gap_caught_up(int port, tr_srv_t *node, int nnodes)
 {
     inst_t a, b;
     const char *chans[] = {"g"};
@@ -1103,7 +925,7 @@ static void gap_caught_up(int port, srv_t *node, int nnodes)
     wait_last(&b, "g", &a.sh->ack_id[0]);
     /* on a cluster: the node that owns the slot (the others answer MOVED) */
     for (int k = 0;; k++) {
-        c = srv_conn(&node[k]);
+        c = tr_srv_conn(&node[k]);
         rep = redisCommand(c, "XADD t:{g} MAXLEN 1000 * d m1 e %s t %s", "", "");
         ck_assert_ptr_nonnull(rep);
         if (rep->type != REDIS_REPLY_ERROR || k == nnodes - 1)
@@ -1141,18 +963,18 @@ static void gap_caught_up(int port, srv_t *node, int nnodes)
 START_TEST(gap_caught_up_and_junk_ignored)
 {
     memset(&srv, 0, sizeof srv);
-    srv_start(&srv);
+    tr_srv_start(&srv);
     gap_caught_up(srv.port, &srv, 1);
-    srv_stop(&srv);
+    tr_srv_stop(&srv);
 }
 END_TEST
 
 /* ---- the cluster's topology changing ---------------------------------------------------------- */
 
-static redisReply *node_cmd(const srv_t *s, const char *fmt, ...)
+static redisReply *node_cmd(const tr_srv_t *s, const char *fmt, ...)
 {
     va_list ap;
-    redisContext *c = srv_conn(s);
+    redisContext *c = tr_srv_conn(s);
     redisReply *r;
     va_start(ap, fmt);
     r = redisvCommand(c, fmt, ap);
@@ -1162,7 +984,7 @@ static redisReply *node_cmd(const srv_t *s, const char *fmt, ...)
     return r;
 }
 
-static void node_id(const srv_t *s, char *out, size_t n)
+static void node_id(const tr_srv_t *s, char *out, size_t n)
 {
     redisReply *r = node_cmd(s, "CLUSTER MYID");
     ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
@@ -1254,15 +1076,15 @@ START_TEST(cluster_same_checks)
 {
     const char *chans[] = {"news", "sport", "a:b", "w.x"};
     unsigned owners = 0;
-    cluster_start();
+    tr_cluster_start(cl);
     for (unsigned i = 0; i < 4; i++) {
-        redisContext *c = srv_conn(&cl[0]);
+        redisContext *c = tr_srv_conn(&cl[0]);
         redisReply *r = redisCommand(c, "CLUSTER KEYSLOT t:{%s}", chans[i]);
         ck_assert_int_eq(r->integer, shk_redis_slot(chans[i], strlen(chans[i])));
         freeReplyObject(r);
         redisFree(c);
         for (int k = 0; k < 3; k++) {
-            c = srv_conn(&cl[k]);
+            c = tr_srv_conn(&cl[k]);
             r = redisCommand(c, "CLUSTER COUNTKEYSINSLOT %u", shk_redis_slot(chans[i], strlen(chans[i])));
             freeReplyObject(r);
             redisFree(c);
@@ -1277,7 +1099,7 @@ START_TEST(cluster_same_checks)
     slot_moved(cl[2].port);
     /* the master of "x1" killed and restarted */
     redis_outage(cl[1].port, kill_srv, &cl[shk_redis_slot("x1", 2) * 3 / 16384]);
-    cluster_stop();
+    tr_cluster_stop(cl);
 }
 END_TEST
 

@@ -14,6 +14,7 @@
 #include "shk_zone.h"
 #include "util_json.h"
 #include "util_test.h"
+#include "util_run.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -31,19 +32,10 @@
 static char instance[64];
 static char logbuf[8192];
 
-static void capture(void *ctx, int level, const char *msg)
-{
-    (void)ctx;
-    (void)level;
-    size_t n = strlen(logbuf);
-    snprintf(logbuf + n, sizeof logbuf - n, "%s\n", msg);
-}
-
 static void setup(void)
 {
     snprintf(instance, sizeof instance, "t%ld", (long)getpid());
-    logbuf[0] = '\0';
-    shk_log_set(capture, NULL, SHK_LOG_DEBUG);
+    tu_log_capture(logbuf, sizeof logbuf);
 }
 
 static void teardown(void)
@@ -93,17 +85,6 @@ static int object_exists(const char *inst, const char *zone)
     return stat(path, &st) == 0;
 }
 
-
-/* Expand the one "%s" in tmpl with path. */
-static void subst_path(char *out, size_t cap, const char *tmpl, const char *path)
-{
-    const char *p = strstr(tmpl, "%s");
-    if (!p) {
-        snprintf(out, cap, "%s", tmpl);
-        return;
-    }
-    snprintf(out, cap, "%.*s%s%s", (int)(p - tmpl), tmpl, path, p + 2);
-}
 
 /* ---- declarations --------------------------------------------------------- */
 
@@ -511,32 +492,6 @@ START_TEST(named_reload_replaces_and_keeps)
 }
 END_TEST
 
-/* Run `argv` with stdout captured into out (NUL-terminated); returns the exit
- * status. */
-static int run_capture(char *const argv[], char *out, size_t outsz)
-{
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ne(pid, -1);
-    if (pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    size_t n = 0;
-    ssize_t k;
-    while ((k = read(p[0], out + n, outsz - 1 - n)) > 0)
-        n += (size_t)k;
-    out[n] = '\0';
-    close(p[0]);
-    return tu_wait(pid);
-}
-
 static void self_dir(char *buf, size_t sz)
 {
     ssize_t n = readlink("/proc/self/exe", buf, sz - 1);
@@ -565,7 +520,7 @@ START_TEST(attach_from_exec_child)
     exe[en] = '\0';
     char *argv[] = {exe, "--attach-child", instance, "shared", NULL};
     char out[512];
-    int st = run_capture(argv, out, sizeof out);
+    int st = tu_run_capture(argv, -1, out, sizeof out, NULL, 0);
     ck_assert_int_eq(st, 0);
     ck_assert_str_eq(out, "5eed written by the creator\n");
     ck_assert_str_eq((char *)shk_slab_ptr(shk_zone_slab(z), d[2]), "written by the child");
@@ -1015,7 +970,7 @@ START_TEST(shm_zone_directive)
         reg = shk_zones_new(NULL);
         ck_assert_int_eq(parse_conf(reg, bad[i].text), SHK_ECONF);
         if (bad[i].msg) {
-            subst_path(want, sizeof want, bad[i].msg, conf_path);
+            tu_subst(want, sizeof want, bad[i].msg, conf_path);
             ck_assert_str_eq(shk_last_errmsg(), want);
         } else {
             ck_assert_msg(strstr(shk_last_errmsg(), "\"one\" is too small"), "%s",
@@ -1051,7 +1006,7 @@ START_TEST(shmkit_stat_on_live_zone)
     snprintf(tool, sizeof tool, "%s/../shmkit", dir);
 
     char *jargv[] = {tool, "stat", "--json", "--instance", instance, NULL};
-    ck_assert_int_eq(run_capture(jargv, out, sizeof out), 0);
+    ck_assert_int_eq(tu_run_capture(jargv, -1, out, sizeof out, NULL, 0), 0);
     tj_t *j = tj_parse(out, err, sizeof err);
     ck_assert_msg(j != NULL, "bad JSON (%s): %s", err, out);
     ck_assert_str_eq(tj_str(j, "instance"), instance);
@@ -1092,7 +1047,7 @@ START_TEST(shmkit_stat_on_live_zone)
     tj_free(j);
 
     char *targv[] = {tool, "stat", "--instance", instance, "one", NULL};
-    ck_assert_int_eq(run_capture(targv, out, sizeof out), 0);
+    ck_assert_int_eq(tu_run_capture(targv, -1, out, sizeof out, NULL, 0), 0);
     ck_assert_msg(strstr(out, "zone one\n"), "%s", out);
     ck_assert_msg(strstr(out, "  tag          limit_req\n"), "%s", out);
     ck_assert_msg(strstr(out, "  caches       1 process caches"), "%s", out);
@@ -1102,7 +1057,7 @@ START_TEST(shmkit_stat_on_live_zone)
     ck_assert_msg(!strstr(out, "zone two"), "%s", out);
 
     char *zargv[] = {tool, "zones", "--json", NULL};
-    ck_assert_int_eq(run_capture(zargv, out, sizeof out), 0);
+    ck_assert_int_eq(tu_run_capture(zargv, -1, out, sizeof out, NULL, 0), 0);
     j = tj_parse(out, err, sizeof err);
     ck_assert_msg(j != NULL, "bad JSON (%s): %s", err, out);
     int found = 0;
@@ -1114,7 +1069,7 @@ START_TEST(shmkit_stat_on_live_zone)
     tj_free(j);
 
     char *margv[] = {tool, "stat", "--instance", instance, "missing", NULL};
-    ck_assert_int_eq(run_capture(margv, out, sizeof out), 1);
+    ck_assert_int_eq(tu_run_capture(margv, -1, out, sizeof out, NULL, 0), 1);
 
     shk_shmtx_unlock(&m);
     shk_zones_free(reg);
@@ -1129,19 +1084,19 @@ START_TEST(shmkit_check)
 
     write_conf("shm_zone one:1m;\n");
     char *argv[] = {tool, "check", "-c", conf_path, NULL};
-    ck_assert_int_eq(run_capture(argv, out, sizeof out), 0);
+    ck_assert_int_eq(tu_run_capture(argv, -1, out, sizeof out, NULL, 0), 0);
     char want[512];
     snprintf(want, sizeof want, "configuration file %s test is successful\n", conf_path);
     ck_assert_str_eq(out, want);
     write_conf("shm_zone one:1m;\nshm_zone two:10x;\n");
-    ck_assert_int_eq(run_capture(argv, out, sizeof out), 1);
+    ck_assert_int_eq(tu_run_capture(argv, -1, out, sizeof out, NULL, 0), 1);
     unlink(conf_path);
 
     char *hargv[] = {tool, "stat", "--help", NULL};
-    ck_assert_int_eq(run_capture(hargv, out, sizeof out), 0);
+    ck_assert_int_eq(tu_run_capture(hargv, -1, out, sizeof out, NULL, 0), 0);
     ck_assert_msg(strstr(out, "usage: shmkit stat"), "%s", out);
     char *bargv[] = {tool, "frobnicate", NULL};
-    ck_assert_int_eq(run_capture(bargv, out, sizeof out), 2);
+    ck_assert_int_eq(tu_run_capture(bargv, -1, out, sizeof out, NULL, 0), 2);
 }
 END_TEST
 

@@ -15,6 +15,7 @@
 #include "shmkit.h"
 #include "util_json.h"
 #include "util_test.h"
+#include "util_run.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -72,58 +73,7 @@ static void teardown(void)
 
 static void tool_path(char *buf, size_t sz)
 {
-    char dir[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-    ck_assert(n > 0);
-    dir[n] = '\0';
-    *strrchr(dir, '/') = '\0';
-    snprintf(buf, sz, "%s/../shmkit", dir);
-}
-
-/* Run argv; its stdout into out, its stderr into err (both NUL-terminated);
- * returns the exit status. */
-static int run(char *const argv[], char *out, size_t ocap, char *err, size_t ecap)
-{
-    int po[2], pe[2];
-    size_t no = 0, ne = 0;
-    ck_assert_int_eq(pipe(po), 0);
-    ck_assert_int_eq(pipe(pe), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ne(pid, -1);
-    if (pid == 0) {
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        close(po[0]);
-        close(po[1]);
-        close(pe[0]);
-        close(pe[1]);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(po[1]);
-    close(pe[1]);
-    struct pollfd pf[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
-    while (pf[0].fd >= 0 || pf[1].fd >= 0) {
-        ck_assert_int_gt(poll(pf, 2, -1), 0);
-        for (int i = 0; i < 2; i++) {
-            if (pf[i].fd < 0 || !pf[i].revents)
-                continue;
-            char *buf = i ? err : out;
-            size_t *n = i ? &ne : &no, cap = i ? ecap : ocap;
-            ssize_t k = read(pf[i].fd, buf + *n, cap - 1 - *n);
-            if (k <= 0) {
-                close(pf[i].fd);
-                pf[i].fd = -1;
-            } else {
-                *n += (size_t)k;
-                ck_assert_msg(*n < cap - 1, "%s %s: output too long", argv[0], argv[1]);
-            }
-        }
-    }
-    out[no] = '\0';
-    err[ne] = '\0';
-    return tu_wait(pid);
+    snprintf(buf, sz, "%s/shmkit", tu_build_dir());
 }
 
 /* Offset of the first byte of s a terminal must not see raw (not printable
@@ -238,7 +188,7 @@ START_TEST(hostile_tag_and_lock_name)
     tool_path(tool, sizeof tool);
 
     char *jargv[] = {tool, "stat", "--json", "--instance", instance, NULL};
-    ck_assert_msg(run(jargv, out, sizeof out, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(tu_run_capture(jargv, -1, out, sizeof out, err, sizeof err) == 0, "%s", err);
     tj_t *j = parse_ok("stat --json", out);
     ck_assert_str_eq(tj_str(j, "zones.0.name"), "hostile");
     ck_assert_str_eq(tj_str(j, "zones.0.tag"), HOSTILE_TAG_JSON);
@@ -246,7 +196,7 @@ START_TEST(hostile_tag_and_lock_name)
     tj_free(j);
 
     char *zargv[] = {tool, "zones", "--json", NULL};
-    ck_assert_msg(run(zargv, out, sizeof out, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(tu_run_capture(zargv, -1, out, sizeof out, err, sizeof err) == 0, "%s", err);
     j = parse_ok("zones --json", out);
     const tj_t *e = listed(j, "hostile");
     ck_assert_msg(e != NULL, "not listed: %s", out);
@@ -254,13 +204,13 @@ START_TEST(hostile_tag_and_lock_name)
     tj_free(j);
 
     char *targv[] = {tool, "stat", "--instance", instance, NULL};
-    ck_assert_msg(run(targv, out, sizeof out, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(tu_run_capture(targv, -1, out, sizeof out, err, sizeof err) == 0, "%s", err);
     ASSERT_NO_RAW("stat", out);
     ck_assert_msg(strstr(out, "  tag          " HOSTILE_TAG_TEXT "\n"), "%s", out);
     ck_assert_msg(strstr(out, "    " HOSTILE_LOCK_TEXT " "), "%s", out);
 
     char *ztargv[] = {tool, "zones", NULL};
-    ck_assert_msg(run(ztargv, out, sizeof out, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(tu_run_capture(ztargv, -1, out, sizeof out, err, sizeof err) == 0, "%s", err);
     ASSERT_NO_RAW("zones", out);
     ck_assert_msg(strstr(out, " " HOSTILE_TAG_TEXT " "), "%s", out);
 
@@ -294,18 +244,18 @@ START_TEST(control_characters_in_header_bytes)
     tool_path(tool, sizeof tool);
     /* the tools now refuse to attach it, and say so without raw bytes */
     char *zargv[] = {tool, "zones", "--json", NULL};
-    ck_assert_int_eq(run(zargv, out, sizeof out, err, sizeof err), 0);
+    ck_assert_int_eq(tu_run_capture(zargv, -1, out, sizeof out, err, sizeof err), 0);
     tj_t *j = parse_ok("zones --json", out);
     const tj_t *e = listed(j, "patched");
     ck_assert_msg(e && tj_str(e, "error") && strstr(tj_str(e, "error"), "control character"),
                   "%s", out);
     tj_free(j);
     char *ztargv[] = {tool, "zones", NULL};
-    ck_assert_int_eq(run(ztargv, out, sizeof out, err, sizeof err), 0);
+    ck_assert_int_eq(tu_run_capture(ztargv, -1, out, sizeof out, err, sizeof err), 0);
     ASSERT_NO_RAW("zones", out);
     ck_assert_msg(strstr(out, "invalid: "), "%s", out);
     char *sargv[] = {tool, "stat", "--instance", instance, "patched", NULL};
-    ck_assert_int_eq(run(sargv, out, sizeof out, err, sizeof err), 1);
+    ck_assert_int_eq(tu_run_capture(sargv, -1, out, sizeof out, err, sizeof err), 1);
     ASSERT_NO_RAW("stat stdout", out);
     ASSERT_NO_RAW("stat stderr", err);
     ck_assert_msg(strstr(err, "control character"), "%s", err);
@@ -361,7 +311,7 @@ START_TEST(hostile_names_in_dev_shm)
     char tool[PATH_MAX + 16], out[65536], err[4096];
     tool_path(tool, sizeof tool);
     char *zargv[] = {tool, "zones", "--json", NULL};
-    ck_assert_msg(run(zargv, out, sizeof out, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(tu_run_capture(zargv, -1, out, sizeof out, err, sizeof err) == 0, "%s", err);
     tj_t *j = parse_ok("zones --json", out);
     const tj_t *zs = tj_get(j, "zones");
     int n = 0;
@@ -379,26 +329,26 @@ START_TEST(hostile_names_in_dev_shm)
     tj_free(j);
 
     char *ztargv[] = {tool, "zones", NULL};
-    ck_assert_int_eq(run(ztargv, out, sizeof out, err, sizeof err), 0);
+    ck_assert_int_eq(tu_run_capture(ztargv, -1, out, sizeof out, err, sizeof err), 0);
     ASSERT_NO_RAW("zones", out);
     char want[256];
     snprintf(want, sizeof want, "%-16s %-16s invalid: ", instance, "junk");
     ck_assert_msg(strstr(out, want), "%s", out);
 
     char *sargv[] = {tool, "stat", "--instance", instance, NULL};
-    ck_assert_int_eq(run(sargv, out, sizeof out, err, sizeof err), 1); /* junk does not attach */
+    ck_assert_int_eq(tu_run_capture(sargv, -1, out, sizeof out, err, sizeof err), 1); /* junk does not attach */
     ASSERT_NO_RAW("stat stdout", out);
     ASSERT_NO_RAW("stat stderr", err);
     ck_assert_msg(strstr(out, "zone ok\n"), "%s", out);
     char *jargv[] = {tool, "stat", "--json", "--instance", instance, NULL};
-    ck_assert_int_eq(run(jargv, out, sizeof out, err, sizeof err), 1);
+    ck_assert_int_eq(tu_run_capture(jargv, -1, out, sizeof out, err, sizeof err), 1);
     j = parse_ok("stat --json", out);
     ck_assert_str_eq(tj_str(j, "zones.0.name"), "ok");
     tj_free(j);
 
     /* a hostile name asked for on the command line is quoted escaped */
     char *bargv[] = {tool, "stat", "--instance", instance, "bad\x1b[2Jname\xff", NULL};
-    ck_assert_int_eq(run(bargv, out, sizeof out, err, sizeof err), 1);
+    ck_assert_int_eq(tu_run_capture(bargv, -1, out, sizeof out, err, sizeof err), 1);
     ASSERT_NO_RAW("stat stderr", err);
     ck_assert_msg(strstr(err, "bad\\x1b[2Jname\\xff"), "%s", err);
     shk_zones_free(reg);

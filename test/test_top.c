@@ -15,6 +15,7 @@
  */
 #include "shmkit.h"
 #include "util_test.h"
+#include "util_run.h"
 
 #include <limits.h>
 #include <netinet/in.h>
@@ -33,90 +34,12 @@
  * both instances, the live test's directory, its tmux server. */
 static char inst_text[32], inst_live[32], dir[128], sock[192], conf[192], pidfile[192];
 
-static char bin_dir[PATH_MAX], tool[PATH_MAX + 16], demo[PATH_MAX + 16];
+static char tool[PATH_MAX + 16], demo[PATH_MAX + 16];
 
 static void find_bins(void)
 {
-    ssize_t n = readlink("/proc/self/exe", bin_dir, sizeof bin_dir - 1);
-    ck_assert(n > 0);
-    bin_dir[n] = '\0';
-    *strrchr(bin_dir, '/') = '\0'; /* build/<v>/test */
-    *strrchr(bin_dir, '/') = '\0'; /* build/<v> */
-    snprintf(tool, sizeof tool, "%s/shmkit", bin_dir);
-    snprintf(demo, sizeof demo, "%s/shmkit-demo", bin_dir);
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void pause_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-/* Run argv (a path, or a program found in PATH) with stdout into out and
- * stderr into err; returns the exit status, or -1 after timeout_ms (then
- * it is killed). */
-static int run(char *const argv[], int timeout_ms, char *out, size_t ocap, char *err, size_t ecap)
-{
-    int po[2], pe[2], st, left = 2;
-    size_t n[2] = {0, 0};
-    ck_assert_int_eq(pipe(po), 0);
-    ck_assert_int_eq(pipe(pe), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        close(po[0]);
-        close(pe[0]);
-        close(po[1]);
-        close(pe[1]);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    close(po[1]);
-    close(pe[1]);
-    struct pollfd p[2] = {{.fd = po[0], .events = POLLIN}, {.fd = pe[0], .events = POLLIN}};
-    char *buf[2] = {out, err};
-    size_t cap[2] = {ocap, ecap};
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-    while (left > 0 && now_ms() < deadline) {
-        if (poll(p, 2, (int)(deadline - now_ms())) <= 0)
-            continue;
-        for (int i = 0; i < 2; i++) {
-            char tmp[4096];
-            if (p[i].fd < 0 || !p[i].revents)
-                continue;
-            ssize_t k = read(p[i].fd, tmp, sizeof tmp);
-            if (k <= 0) {
-                close(p[i].fd);
-                p[i].fd = -1;
-                left--;
-                continue;
-            }
-            size_t take = (size_t)k < cap[i] - 1 - n[i] ? (size_t)k : cap[i] - 1 - n[i];
-            memcpy(buf[i] + n[i], tmp, take);
-            n[i] += take;
-        }
-    }
-    out[n[0]] = '\0';
-    err[n[1]] = '\0';
-    for (int i = 0; i < 2; i++)
-        if (p[i].fd >= 0)
-            close(p[i].fd);
-    if (left > 0)
-        kill(pid, SIGKILL);
-    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    if (left > 0)
-        return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    snprintf(tool, sizeof tool, "%s/shmkit", tu_build_dir());
+    snprintf(demo, sizeof demo, "%s/shmkit-demo", tu_build_dir());
 }
 
 /* Token k (from 0, split at spaces) of the first line at or after `from`
@@ -187,7 +110,7 @@ START_TEST(text_report_has_rates)
     }
     ck_assert_int_eq(tu_await(&ready), 0);
     char *argv[] = {tool, "top", iarg, "--interval", "300", NULL};
-    int rc = run(argv, 60000, out, sizeof out, err, sizeof err);
+    int rc = tu_run_capture(argv, 60000, out, sizeof out, err, sizeof err);
     *stop = 1;
     tu_wait_ok(child);
     ck_assert_msg(rc == 0, "exit %d: %s%s", rc, out, err);
@@ -207,7 +130,7 @@ START_TEST(text_report_has_rates)
 
     /* a zone that does not attach: said, exit 1 */
     char *argv2[] = {tool, "top", iarg, "--interval", "100", "data", "nosuch", NULL};
-    ck_assert_int_eq(run(argv2, 30000, out, sizeof out, err, sizeof err), 1);
+    ck_assert_int_eq(tu_run_capture(argv2, 30000, out, sizeof out, err, sizeof err), 1);
     ck_assert_msg(strstr(out, "zone nosuch: cannot be attached: "), "%s", out);
     ck_assert_msg(strstr(out, "zone data  tag shm_zone"), "%s", out);
 
@@ -219,14 +142,14 @@ START_TEST(text_report_has_rates)
 
     /* no zones: said, exit 0, at once */
     char *argv3[] = {tool, "top", iarg, "--once", NULL};
-    ck_assert_int_eq(run(argv3, 30000, out, sizeof out, err, sizeof err), 0);
+    ck_assert_int_eq(tu_run_capture(argv3, 30000, out, sizeof out, err, sizeof err), 0);
     ck_assert_msg(strstr(out, "no named zones for instance top"), "%s", out);
     /* a wrong command line */
     char *argv4[] = {tool, "top", "--interval", "5", NULL};
-    ck_assert_int_eq(run(argv4, 30000, out, sizeof out, err, sizeof err), 2);
+    ck_assert_int_eq(tu_run_capture(argv4, 30000, out, sizeof out, err, sizeof err), 2);
     ck_assert_msg(strstr(err, "--interval takes 100 to 3600000"), "%s", err);
     char *argv5[] = {tool, "top", "--bogus", NULL};
-    ck_assert_int_eq(run(argv5, 30000, out, sizeof out, err, sizeof err), 2);
+    ck_assert_int_eq(tu_run_capture(argv5, 30000, out, sizeof out, err, sizeof err), 2);
     ck_assert_msg(strstr(err, "unknown option \"--bogus\"") && strstr(err, "usage:"), "%s", err);
 }
 END_TEST
@@ -240,7 +163,7 @@ static void tmux(const char *a1, const char *a2, const char *a3, const char *a4)
     static char out[4096], err[4096];
     char *argv[] = {"tmux", "-f", "/dev/null", "-S", sock, (char *)a1, (char *)a2, (char *)a3,
                     (char *)a4, NULL};
-    run(argv, 10000, out, sizeof out, err, sizeof err);
+    tu_run_capture(argv, 10000, out, sizeof out, err, sizeof err);
 }
 
 /* The pane as it shows now; 0 when there is no session any more. */
@@ -248,28 +171,17 @@ static int capture(char *out, size_t cap)
 {
     static char err[4096];
     char *argv[] = {"tmux", "-f", "/dev/null", "-S", sock, "capture-pane", "-p", "-t", "top", NULL};
-    return run(argv, 10000, out, cap, err, sizeof err) == 0;
+    return tu_run_capture(argv, 10000, out, cap, err, sizeof err) == 0;
 }
 
 /* Read the pane until it holds `needle` (bounded: the view is another
  * process that redraws on its own clock, so polling it is the only way). */
 static int await_pane(char *out, size_t cap, const char *needle)
 {
-    for (uint64_t end = now_ms() + 15000; now_ms() < end; pause_ms(100))
+    for (uint64_t end = tu_now_ms() + 15000; tu_now_ms() < end; tu_pause_ms(100))
         if (capture(out, cap) && strstr(out, needle))
             return 1;
     return 0;
-}
-
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    bind(s, (struct sockaddr *)&a, sizeof a);
-    getsockname(s, (struct sockaddr *)&a, &l);
-    close(s);
-    return ntohs(a.sin_port);
 }
 
 static void start_demo(void)
@@ -328,7 +240,7 @@ START_TEST(live_view_in_tmux)
         return;
     }
     char *which[] = {"tmux", "-V", NULL};
-    if (run(which, 10000, out, sizeof out, err, sizeof err) != 0) {
+    if (tu_run_capture(which, 10000, out, sizeof out, err, sizeof err) != 0) {
         printf("test_top: skip the live view: tmux is not installed (mk/deps.sh test installs "
                "it)\n");
         return;
@@ -338,7 +250,7 @@ START_TEST(live_view_in_tmux)
         return;
     }
     ck_assert_int_eq(mkdir(dir, 0700), 0);
-    int port = free_port();
+    int port = tu_free_port();
     FILE *f = fopen(conf, "w");
     ck_assert_ptr_nonnull(f);
     fprintf(f,
@@ -354,7 +266,7 @@ START_TEST(live_view_in_tmux)
     snprintf(cmd, sizeof cmd, "exec %s top --instance %s --interval 500", tool, inst_live);
     char *argv[] = {"tmux", "-f", "/dev/null", "-S", sock, "new-session", "-d", "-s", "top",
                     "-x", "160", "-y", "60", cmd, NULL};
-    ck_assert_int_eq(run(argv, 10000, out, sizeof out, err, sizeof err), 0);
+    ck_assert_int_eq(tu_run_capture(argv, 10000, out, sizeof out, err, sizeof err), 0);
     snprintf(want, sizeof want, "creator %d (alive)", (int)master);
     ck_assert_msg(await_pane(pane, sizeof pane, want), "the view never showed the server: %s",
                   pane);
@@ -379,10 +291,10 @@ START_TEST(live_view_in_tmux)
         curl[k++] = url;
     }
     curl[k] = NULL;
-    ck_assert_int_eq(run(curl, 30000, out, sizeof out, err, sizeof err), 0);
+    ck_assert_int_eq(tu_run_capture(curl, 30000, out, sizeof out, err, sizeof err), 0);
     /* the first frame with the new total has the rate of it */
     double after = before, rate = -1;
-    for (uint64_t end = now_ms() + 15000; after <= before && now_ms() < end; pause_ms(100)) {
+    for (uint64_t end = tu_now_ms() + 15000; after <= before && tu_now_ms() < end; tu_pause_ms(100)) {
         if (!capture(pane, sizeof pane))
             continue;
         after = field(pane, "zone one", "    slab ", 6);
@@ -405,7 +317,7 @@ START_TEST(live_view_in_tmux)
     /* q ends it, and with it the session */
     tmux("send-keys", "-t", "top", "q");
     int gone = 0;
-    for (uint64_t end = now_ms() + 10000; !gone && now_ms() < end; pause_ms(50))
+    for (uint64_t end = tu_now_ms() + 10000; !gone && tu_now_ms() < end; tu_pause_ms(50))
         gone = !capture(pane, sizeof pane);
     ck_assert_msg(gone, "q did not end the view: %s", pane);
     stop_demo();

@@ -4,6 +4,8 @@
  */
 #include "util_test.h"
 
+#include "shmkit.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
@@ -218,4 +220,32 @@ int tu_run(Suite *s)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+static struct { char *buf; size_t cap; } tu_log;
+
+static void tu_log_append(void *ctx, int level, const char *msg)
+{
+    (void)ctx;
+    (void)level;
+    size_t n = strlen(tu_log.buf);
+    snprintf(tu_log.buf + n, tu_log.cap - n, "%s\n", msg);
+}
+
+void tu_log_capture(char *buf, size_t cap)
+{
+    ck_assert(buf && cap > 0);
+    tu_log.buf = buf;
+    tu_log.cap = cap;
+    buf[0] = '\0';
+    shk_log_set(tu_log_append, NULL, SHK_LOG_DEBUG);
+}
+
+void tu_subst(char *out, size_t cap, const char *tmpl, const char *s)
+{
+    const char *p = strstr(tmpl, "%s");
+    if (!p)
+        snprintf(out, cap, "%s", tmpl);
+    else
+        snprintf(out, cap, "%.*s%s%s", (int)(p - tmpl), tmpl, s, p + 2);
 }

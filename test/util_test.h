@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * util_test.h: helpers shared by the Check suites: shared memory, forked
- * children that report through their exit status, pipe handshakes, seeds.
+ * children that report through their exit status, pipe handshakes, seeds,
+ * the library's log captured into a buffer, message templates.
  *
  * Children never call ck_assert: with CK_FORK=no (the valgrind run) a failed
  * assertion in a child would unwind into the child's copy of the runner.
@@ -74,6 +75,14 @@ uint64_t tu_seed(const char *test);
 
 /* xorshift64* step. */
 uint64_t tu_rand(uint64_t *state);
+
+/* Send the library's log (every level) to buf: each message and a newline
+ * appended, buf emptied first; what does not fit in cap is dropped at the
+ * end (tests look for lines near the start). */
+void tu_log_capture(char *buf, size_t cap);
+
+/* out = tmpl with its one "%s" replaced by s (tmpl itself if it has none). */
+void tu_subst(char *out, size_t cap, const char *tmpl, const char *s);
 
 /* Run a suite (CK_NORMAL output), return the process exit status. */
 int tu_run(Suite *s);
