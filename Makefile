@@ -9,6 +9,7 @@
 #   make fuzz            every libFuzzer target for FUZZ_S seconds (default 60)
 #   make soak            a master and 4 workers killed at random for SOAK_S seconds (default 60)
 #   make bench           every benchmark; make bench-<name> runs one (bench/bench_<name>.c)
+#   make bench-chan      the pub/sub benchmark: the demo against nchan (bench/chan/, ~6 min)
 #   make pubsub-client   the pub/sub load client (build/rel/pubsub-client, bench/README.md)
 #   make demo            the demo walk-through (issue 6); make run: demo server in foreground
 #   make examples        the examples, one per event loop (build/rel/examples, docs/examples.md)
@@ -152,7 +153,7 @@ EX_HAVE     = $(if $(EX_PKG_$(1)),$(shell pkg-config --exists $(EX_PKG_$(1)) 2>/
 EX_NAMES    := $(foreach e,$(patsubst examples/%.c,%,$(EX_SRCS)),$(if $(call EX_HAVE,$(e)),$(e)))
 EX_BINS     := $(addprefix $(B)/examples/,$(EX_NAMES))
 
-.PHONY: all lib tests benches test test-run asan tsan clang bench bench-% bench-redis install uninstall \
+.PHONY: all lib tests benches test test-run asan tsan clang bench bench-% bench-chan bench-redis install uninstall \
         clean deps-lib deps-test deps-demo deps-bench pubsub-client fuzz soak check-layers \
         check-exports check-docs check-install check-spdx docs demo run examples examples-built \
         deps-examples bench-plot deb check-deb
@@ -403,6 +404,16 @@ bench-plot:
 pubsub-client:
 	@$(MAKE) --no-print-directory deps-bench
 	@$(MAKE) --no-print-directory VARIANT=rel build/rel/pubsub-client
+
+# The pub/sub benchmark (bench/chan/run.sh, bench/README.md "make
+# bench-chan"): the demo server against nchan, both driven by the load
+# client; about 10 minutes. A complete run keeps its BENCH lines and RESULT
+# log in bench/results/<date>-chan.txt. BENCH_CHAN=--quick: one round with
+# fewer messages, nothing kept (a smoke run, about 2 minutes).
+bench-chan:
+	@$(MAKE) --no-print-directory deps-bench deps-demo
+	@$(MAKE) --no-print-directory VARIANT=rel build/rel/shmkit-demo build/rel/shmkit build/rel/pubsub-client
+	@bench/chan/run.sh --results $(BENCH_RESULTS) $(BENCH_CHAN)
 
 bench-%:
 	@$(MAKE) --no-print-directory VARIANT=rel build/rel/bench/bench_$* $(if $(DEMO_BIN),build/rel/shmkit-demo)

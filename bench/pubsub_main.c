@@ -299,7 +299,7 @@ int main(int argc, char **argv)
            "published=%llu publishes_per_s=%.1f delivered=%llu deliveries_per_s=%.1f "
            "expected=%llu lost=%llu duplicated=%llu reordered=%llu extra=%llu stale=%llu "
            "p50_us=%.1f p99_us=%.1f max_us=%.1f errors=%llu pub_errors=%llu sub_errors=%llu "
-           "unanswered=%llu reconnects=%llu pub_s=%.3f elapsed_s=%.3f server_cpu_s=%.2f "
+           "unanswered=%llu reconnects=%llu pub_s=%.3f elapsed_s=%.3f server_cpu_s=%.3f "
            "deliveries_per_server_cpu_s=%.0f client_cpu_s=%.2f\n",
            ps_mode_name(ps_opt.mode), ps_opt.channels, ps_opt.subscribers, ps_opt.publishers,
            ps_opt.size, ps_opt.rate, (unsigned long long)tot.published, ratio((double)tot.published, pub_s),

@@ -157,20 +157,29 @@ static void draft_free(shk_chan_t *ch, draft_t *dr)
     dr->d = NULL;
 }
 
-/* Under the lock: keep at most max_stored stored messages on c. Stored
- * messages are the newest of the list (every way of dropping one drops the
- * oldest first), so the walk goes back from the tail past the ones kept:
- * max_stored steps, however many messages are in flight before them. */
+/* Under the lock: keep at most max_stored stored messages on c. Every way
+ * of dropping a stored message drops the oldest first (here, expiry,
+ * reclaim: the age list), so the ones to drop are the oldest stored ones:
+ * from the head, past the messages before them that are only in flight
+ * (store bit gone, or never set). Those are few unless a worker lags far
+ * behind; when they are more than max_stored the walk goes back from the
+ * tail instead, past the ones kept. Either way at most about max_stored
+ * steps plus the ones dropped, and usually one: the walk from the tail
+ * alone took max_stored steps, a cache miss each, on every publish to a
+ * full channel. */
 static void trim(shk_chan_t *ch, chan_ch_t *c)
 {
-    uint64_t o = c->tail;
     uint32_t kept = 0, max = ch->st->max_stored;
-    for (uint32_t n = 0; o && SHK_READ_ONCE(c->stored) > max && n <= c->nmsgs; n++) {
+    int from_head = c->nmsgs - SHK_READ_ONCE(c->stored) <= max;
+    uint64_t o = from_head ? c->head : c->tail;
+    /* the bound, taken before any message is freed, only stops a damaged
+     * list from looping */
+    for (uint32_t n = 0, lim = c->nmsgs; o && SHK_READ_ONCE(c->stored) > max && n <= lim; n++) {
         chan_msg_t *m = chan_ptr(ch, o);
-        o = m->prev;
+        o = from_head ? m->next : m->prev; /* before m may be freed */
         if (!(SHK_READ_ONCE(m->refs) & CHAN_REF_STORE))
             continue;
-        if (kept < max) {
+        if (!from_head && kept < max) {
             kept++;
             continue;
         }

@@ -209,11 +209,14 @@ http_server_t *http_server_new(struct event_base *base, const http_limits_t *lim
     srv->date_sec = -1;
     srv->pause_ev = evtimer_new(base, pause_end, srv);
     srv->done_ev = event_new(base, -1, 0, done_cb, srv);
-    if (!srv->pause_ev || !srv->done_ev) {
+    srv->flush_ev = event_new(base, -1, 0, http_conn_flush, srv);
+    if (!srv->pause_ev || !srv->done_ev || !srv->flush_ev) {
         if (srv->pause_ev)
             event_free(srv->pause_ev);
         if (srv->done_ev)
             event_free(srv->done_ev);
+        if (srv->flush_ev)
+            event_free(srv->flush_ev);
         free(srv);
         shk_error(SHK_ENOMEM, "http_server_new: out of memory for events");
         return NULL;
@@ -351,6 +354,7 @@ void http_server_free(http_server_t *srv)
     listeners_update(srv);
     srv->freeing = 1;
     each_conn(srv, drop_one, 1001);
+    http_conn_flush_forget(srv); /* the dropped ones go with their last hold */
     for (unsigned i = 0; i < srv->nls; i++) {
         if (srv->ls[i]->ev)
             event_free(srv->ls[i]->ev);
@@ -359,6 +363,7 @@ void http_server_free(http_server_t *srv)
     free(srv->ls);
     event_free(srv->pause_ev);
     event_free(srv->done_ev);
+    event_free(srv->flush_ev);
     free(srv);
 }
 

@@ -5,7 +5,9 @@
  * pipelined ones wait their turn), the limits checked as bytes arrive
  * (414, 431, 413, 408), keep-alive and its timers, the client leaving, and
  * closing without losing the last reply (output written, then FIN, then
- * input read and discarded for linger_ms, so close() sends no reset).
+ * input read and discarded for linger_ms, so close() sends no reset); a
+ * stream's or WebSocket's output written directly at the end of the loop
+ * turn that queued it (http_conn_flush).
  */
 #include "http_internal.h"
 
@@ -19,6 +21,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static void conn_parse(http_conn_t *c);
@@ -48,6 +52,106 @@ void http_conn_schedule(http_conn_t *c)
     event_active(c->resume, EV_TIMEOUT, 1);
 }
 
+/* ---- direct output ------------------------------------------------------------
+ *
+ * A streaming or WebSocket connection whose output is empty leaves EV_WRITE
+ * off (direct): output queued for it (a message, a ping, usually from a bus
+ * alert) puts it on srv->dirty, and flush_ev, activated, writes it at the
+ * end of the same loop turn, everything queued in that turn in one writev.
+ * Through the bufferevent the same write costs two more system calls, the
+ * write event's epoll_ctl when output is queued and another when it has
+ * been written (2 per writev together, 11% of a worker's time with 1,000
+ * EventSource subscribers on 100 channels), and a wake-up between them.
+ * A write error drops the connection (as event_cb does). Anything else
+ * returns the connection to the bufferevent's writing (EV_WRITE on):
+ * output left after the write (the client reads slowly, and the send
+ * timeout applies again), or a state that waits for the output's end
+ * (closing, keep-alive); write_cb makes it direct again once its output is
+ * empty. Invariant: a direct connection's output is empty or it is dirty. */
+
+static void leave_direct(http_conn_t *c)
+{
+    c->direct = 0;
+    bufferevent_enable(c->bev, EV_WRITE);
+}
+
+static void out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+    http_conn_t *c = arg;
+    (void)b;
+    if (!info->n_added || !c->direct || c->dirty || c->dead)
+        return;
+    http_conn_hold(c);
+    c->dirty = 1;
+    c->dirty_next = c->srv->dirty;
+    c->srv->dirty = c;
+    event_active(c->srv->flush_ev, EV_TIMEOUT, 1);
+}
+
+/* One sendmsg of (the first 16 pieces of) the output: MSG_NOSIGNAL, so a
+ * client gone meanwhile is an EPIPE here, never a SIGPIPE. */
+static void write_direct(http_conn_t *c)
+{
+    struct evbuffer *out = http_conn_output(c);
+    struct evbuffer_iovec v[16];
+    struct iovec iov[16];
+    int n = evbuffer_peek(out, -1, NULL, v, 16);
+    if (n > 16)
+        n = 16;
+    for (int i = 0; i < n; i++)
+        iov[i] = (struct iovec){v[i].iov_base, v[i].iov_len};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)(n > 0 ? n : 0)};
+    ssize_t w = n > 0 ? sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) : 0;
+    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        c->srv->st.dropped++; /* as event_cb on a write error: the stream was cut */
+        http_conn_drop(c, 1006);
+        return;
+    }
+    if (w > 0) {
+        /* the bufferevent keeps its output's front frozen but while it writes */
+        evbuffer_unfreeze(out, 1);
+        evbuffer_drain(out, (size_t)w);
+        evbuffer_freeze(out, 1);
+    }
+    if (evbuffer_get_length(out) == 0)
+        c->slow_armed = 1; /* as write_cb: the output is empty */
+    else
+        leave_direct(c);
+}
+
+void http_conn_flush(int fd, short what, void *arg)
+{
+    http_server_t *srv = arg;
+    http_conn_t *c = srv->dirty;
+    (void)fd;
+    (void)what;
+    srv->dirty = NULL;
+    while (c) {
+        http_conn_t *n = c->dirty_next;
+        c->dirty = 0;
+        if (!c->dead && c->direct) {
+            if (c->state == HC_BUSY || c->state == HC_WS)
+                write_direct(c);
+            else
+                leave_direct(c);
+        }
+        http_conn_release(c);
+        c = n;
+    }
+}
+
+void http_conn_flush_forget(http_server_t *srv)
+{
+    http_conn_t *c = srv->dirty;
+    srv->dirty = NULL;
+    while (c) {
+        http_conn_t *n = c->dirty_next;
+        c->dirty = 0;
+        http_conn_release(c);
+        c = n;
+    }
+}
+
 static void conn_free(http_conn_t *c)
 {
     http_server_t *srv = c->srv;
@@ -61,6 +165,7 @@ static void conn_free(http_conn_t *c)
         http_req_free(c->req);
     event_free(c->timer);
     event_free(c->resume);
+    evbuffer_remove_cb(http_conn_output(c), out_cb, c);
     bufferevent_free(c->bev); /* closes the socket */
     free(c);
     http_srv_conn_gone(srv);
@@ -553,6 +658,10 @@ static void write_cb(struct bufferevent *bev, void *arg)
     } else if (c->state == HC_READ && c->wait_flush) {
         c->wait_flush = 0;
         conn_parse(c);
+    } else if ((c->state == HC_BUSY || c->state == HC_WS) && !c->dead && !c->direct &&
+               evbuffer_get_length(http_conn_output(c)) == 0) {
+        c->direct = 1;
+        bufferevent_disable(c->bev, EV_WRITE);
     }
     http_conn_release(c);
 }
@@ -655,7 +764,8 @@ http_conn_t *http_conn_new(http_server_t *srv, int fd, const struct sockaddr *sa
     c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->timer = evtimer_new(srv->base, timer_cb, c);
     c->resume = event_new(srv->base, -1, 0, resume_cb, c);
-    if (!c->bev || !c->timer || !c->resume) {
+    if (!c->bev || !c->timer || !c->resume ||
+        !evbuffer_add_cb(bufferevent_get_output(c->bev), out_cb, c)) {
         if (c->bev)
             bufferevent_free(c->bev);
         else

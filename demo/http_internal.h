@@ -55,6 +55,8 @@ struct http_server_s {
     void (*drain_done)(void *ctx);
     void *drain_ctx;
     http_conn_t *conns; /* every open connection, doubly linked */
+    http_conn_t *dirty; /* direct connections with output, written at the turn's end */
+    struct event *flush_ev; /* writes them (http_conn_flush) */
     http_stats_t st;
     char date[40]; /* "Date: ..." of date_sec */
     long long date_sec;
@@ -88,6 +90,9 @@ struct http_conn_s {
     unsigned wait_flush : 1;  /* parse again once the output is written */
     unsigned peer_eof : 1;    /* the client sent its FIN */
     unsigned slow_armed : 1;  /* on_slow may be called (re-armed when output is empty) */
+    unsigned direct : 1;      /* EV_WRITE off: output is written by http_conn_flush */
+    unsigned dirty : 1;       /* on srv->dirty, held */
+    http_conn_t *dirty_next;
     int err;               /* status the parser callbacks decided (414, 431, 413, ...) */
     const char *err_text;  /* its reason for the body */
     uint64_t nreq;
@@ -155,6 +160,10 @@ http_conn_t *http_conn_new(http_server_t *srv, int fd, const struct sockaddr *sa
                                       socklen_t salen);
 /* Keep c allocated across a call that may close it; release frees it then
  * if it was closed meanwhile. */
+/* flush_ev's callback: write the output of the connections on srv->dirty. */
+void http_conn_flush(int fd, short what, void *arg);
+/* At http_server_free: let go of the connections still on srv->dirty. */
+void http_conn_flush_forget(http_server_t *srv);
 void http_conn_hold(http_conn_t *c);
 void http_conn_release(http_conn_t *c);
 /* Free now (or when the app's call returns). Tells the app if it holds a

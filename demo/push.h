@@ -44,6 +44,7 @@ typedef struct push_main_s {
     char *deleted_text;              /* push_stream_channel_deleted_message_text */
     char *ping_text;                 /* push_stream_ping_message_text */
     size_t max_body;                 /* client_max_body_size; 0: 1m */
+    size_t out_limit;                /* subscriber_output_limit; 0: the HTTP layer's */
     char stats_channel[SHK_CHAN_ID_MAX + 1]; /* demo_stats_channel; "": none */
     unsigned stats_ms;               /* its interval */
     int limits_given;                /* a push_stream_* limit of the store was given */

@@ -2,7 +2,8 @@
 /*
  * push_conf.c: the push_stream_* directives (push-stream's names and
  * meanings), client_max_body_size, default_type, and the demo's own
- * eventsource_retry, demo_page and demo_stats_channel; after reading, every
+ * eventsource_retry, demo_page, demo_stats_channel and
+ * subscriber_output_limit; after reading, every
  * location's settings completed from the defaults given outside locations
  * (nginx's inheritance, one level), checked, and the channel store declared
  * with the limits the directives gave (shk_cycle_set_chan). No libevent.
@@ -186,6 +187,21 @@ static int d_max_body(shk_conf_t *cf, int argc, char **argv, void *data)
     return SHK_OK;
 }
 
+static int d_output_limit(shk_conf_t *cf, int argc, char **argv, void *data)
+{
+    push_main_t *pm = demo_push_main_of(cf);
+    size_t sz;
+    (void)argc;
+    (void)data;
+    if (pm->out_limit)
+        return shk_conf_error(cf, "\"%s\" directive is duplicate", argv[0]);
+    if (shk_parse_size(argv[1], &sz) != SHK_OK || sz < 4096 || sz > ((size_t)1 << 32))
+        return shk_conf_error(cf, "invalid value \"%s\" in \"%s\" directive (4k to 4g)",
+                              argv[1], argv[0]);
+    pm->out_limit = sz;
+    return SHK_OK;
+}
+
 static int d_stats_channel(shk_conf_t *cf, int argc, char **argv, void *data)
 {
     push_main_t *pm = demo_push_main_of(cf);
@@ -363,6 +379,7 @@ const shk_conf_directive_t *push_conf_directives(unsigned loc, unsigned outer)
         {"push_stream_channel_deleted_message_text", outer, T1, d_main, 0, (void *)M_DELETED},
         {"push_stream_ping_message_text", outer, T1, d_main, 0, (void *)M_PING_TEXT},
         {"demo_stats_channel", outer, T1 | SHK_CONF_TAKE2, d_stats_channel, 0, NULL},
+        {"subscriber_output_limit", outer, T1, d_output_limit, 0, NULL},
         {"client_max_body_size", any, T1, d_max_body, 0, NULL},
         {"push_stream_publisher", loc, SHK_CONF_NOARGS | T1, d_publisher, 0, NULL},
         {"push_stream_subscriber", loc, SHK_CONF_NOARGS | T1, d_subscriber, 0, NULL},

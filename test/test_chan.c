@@ -4,7 +4,8 @@
  * across 4 forked workers (every message to every subscriber once, in
  * order; a publisher that is a worker, one that is not, one with no bus at
  * all); catch-up by id and by count, atomically with the subscription;
- * every limit and error; the zone full (old stored messages reclaimed,
+ * trimming to max_stored (the oldest stored messages dropped, never one in
+ * flight); every limit and error; the zone full (old stored messages reclaimed,
  * ENOMEM with nothing damaged, DELETE giving the memory back); a worker
  * whose queue is full (missed alerts caught up by its tick); a worker
  * killed with subscribers and messages in flight (no reference left, every
@@ -520,6 +521,79 @@ START_TEST(catch_up_by_id_and_count)
     free(r3);
     free(r4);
     free(r5);
+}
+END_TEST
+
+/* The seqs of channel `name`'s stored messages, oldest first, from its
+ * list under the lock; *nmsgs its messages in all (stored or in flight). */
+static int stored_seqs(const char *name, uint64_t *out, int max, uint32_t *nmsgs)
+{
+    int n = 0;
+    ck_assert_int_eq(shk_chan_lock(ch), SHK_OK);
+    chan_ch_t *c = shk_chan_find(ch, name, strlen(name));
+    ck_assert_ptr_nonnull(c);
+    *nmsgs = c->nmsgs;
+    for (uint64_t o = c->head; o; o = ((chan_msg_t *)chan_ptr(ch, o))->next) {
+        chan_msg_t *m = chan_ptr(ch, o);
+        if ((SHK_READ_ONCE(m->refs) & CHAN_REF_STORE) && n < max)
+            out[n++] = m->seq;
+    }
+    shk_chan_unlock(ch);
+    return n;
+}
+
+/* Trimming to max_stored drops the oldest stored messages and nothing
+ * else: a subscriber of this process that does not dispatch keeps every
+ * message in flight, so the channel's list holds fewer, then more in-flight
+ * messages before the stored ones than max_stored (both of trim's walks);
+ * after each publish the stored ones are exactly the newest 5, and once
+ * dispatched the subscriber has every message once, in order. */
+START_TEST(trim_drops_the_oldest_stored)
+{
+    shk_chan_opts_t o = {.store_messages = 1, .max_stored = 5};
+    rec_t *r = calloc(1, sizeof *r);
+    shk_chan_info_t info;
+    uint64_t seqs[16];
+    uint32_t nmsgs, most_in_flight = 0;
+    char buf[16];
+
+    make_store(4 * MB, 2, 256 * 1024, &o);
+    join_here(0);
+    shk_chan_sub_t *s = shk_chan_sub_new(ch, on_rec, r);
+    ck_assert_int_eq(shk_chan_sub_add(s, "c", NULL), SHK_OK);
+    for (int i = 1; i <= 60; i++) {
+        snprintf(buf, sizeof buf, "m%d", i);
+        pub("c", buf);
+        ck_assert_int_eq(shk_chan_info(ch, "c", &info), SHK_OK);
+        ck_assert_uint_eq(info.stored, i < 5 ? i : 5);
+        int n = stored_seqs("c", seqs, 16, &nmsgs);
+        ck_assert_int_eq(n, i < 5 ? i : 5);
+        for (int k = 0; k < n; k++)
+            ck_assert_msg(seqs[k] == (uint64_t)(i - n + 1 + k),
+                          "after m%d, stored #%d is m%llu, not m%d", i, k,
+                          (unsigned long long)seqs[k], i - n + 1 + k);
+        if (nmsgs - (uint32_t)n > most_in_flight)
+            most_in_flight = nmsgs - (uint32_t)n;
+        check_all();
+        /* in flight before the stored ones: up to 25 (m1..m30 undispatched),
+         * then none, then up to 10 */
+        if (i == 30 || i == 45) {
+            drain();
+            ck_assert_int_eq(r->n, i);
+        }
+    }
+    ck_assert_uint_eq(most_in_flight, 25); /* the walk from the tail was taken */
+    drain();
+    ck_assert_int_eq(r->n, 60);
+    for (int k = 0; k < r->n; k++) {
+        snprintf(buf, sizeof buf, "m%d", k + 1);
+        ck_assert_str_eq(r->data[k], buf);
+    }
+    ck_assert_int_eq(r->bad, 0);
+    shk_chan_sub_free(s);
+    check_all();
+    drop_store();
+    free(r);
 }
 END_TEST
 
@@ -1535,6 +1609,7 @@ int main(void)
     tcase_add_test(tc, errors_and_limits);
     tcase_add_test(tc, publish_with_given_ids);
     tcase_add_test(tc, catch_up_by_id_and_count);
+    tcase_add_test(tc, trim_drops_the_oldest_stored);
     tcase_add_test(tc, delete_with_subscribers);
     tcase_add_test(tc, worker_killed_holding_the_lock);
     tcase_add_test(tc, zone_full_reclaims_then_refuses);

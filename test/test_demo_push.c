@@ -416,6 +416,12 @@ START_TEST(helpers_and_directives)
         {"push_stream_shared_memory_size 1m; location ~ ( { }\n", "invalid regular expression"},
         {"push_stream_shared_memory_size 1m; push_stream_timeout_with_body on;\n",
          "unknown directive \"push_stream_timeout_with_body\""},
+        {"push_stream_shared_memory_size 1m; subscriber_output_limit 16m;\n", NULL},
+        {"push_stream_shared_memory_size 1m; subscriber_output_limit 1k;\n",
+         "invalid value \"1k\" in \"subscriber_output_limit\" directive"},
+        {"push_stream_shared_memory_size 1m; subscriber_output_limit 1m;\n"
+         "subscriber_output_limit 2m;\n",
+         "\"subscriber_output_limit\" directive is duplicate"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         FILE *f = fopen(path, "w");

@@ -19,6 +19,11 @@
 #   bench/nchan/nchan.sh pids PREFIX
 #       The master's pid and its workers', comma-separated (for the load
 #       client's --server-pids).
+#   bench/nchan/nchan.sh zone PREFIX
+#       nchan's shared memory: ZONE bytes=B stored=N, from its stub status:
+#       B its "shared memory used" (the slab pages in use x page size, in
+#       KiB there), N its "stored messages". bench/chan/demo.sh zone prints
+#       the same figures of the demo's store.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
@@ -116,11 +121,23 @@ pids() {
     echo "$pid" $(children "$pid") | tr ' ' ','
 }
 
+zone() {
+    local prefix=${1:-} st kb stored
+    [ -f "$prefix/port" ] || die "usage: nchan.sh zone PREFIX (a prefix made by start)"
+    st=$(curl -s --max-time 5 "http://127.0.0.1:$(cat "$prefix/port")/nchan_status") ||
+        die "no answer from /nchan_status"
+    kb=$(sed -n 's/^shared memory used: \([0-9]*\)K$/\1/p' <<<"$st")
+    stored=$(sed -n 's/^stored messages: \([0-9]*\)$/\1/p' <<<"$st")
+    [ -n "$kb" ] && [ -n "$stored" ] || die "unexpected /nchan_status answer"
+    echo "ZONE bytes=$((kb * 1024)) stored=$stored"
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
 start) start "$@" ;;
 stop) stop "$@" ;;
 pids) pids "$@" ;;
-*) die "usage: nchan.sh start|stop PREFIX|pids PREFIX" ;;
+zone) zone "$@" ;;
+*) die "usage: nchan.sh start|stop PREFIX|pids PREFIX|zone PREFIX" ;;
 esac

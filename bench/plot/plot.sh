@@ -14,11 +14,13 @@ out=${2:-$res/png}
 here=$(cd "$(dirname "$0")" && pwd)
 command -v gnuplot >/dev/null 2>&1 || { echo "bench-plot: gnuplot is missing (mk/deps.sh plot)" >&2; exit 1; }
 # Runs in the order they were made: by the time in their first line
-# ("# shmkit make bench, YYYY-MM-DD HH:MM:SS"), then by name.
+# ("# shmkit make bench, YYYY-MM-DD HH:MM:SS"), then by name. Other files
+# (make bench-chan's runs, "# shmkit make bench-chan, ...") are not charted.
 mapfile -t runs < <(for f in "$res"/*.txt; do
     [ -e "$f" ] || continue
     t=$(sed -n '1s/^# shmkit make bench, \([0-9-]* [0-9:]*\).*/\1/p' "$f")
-    printf '%s\t%s\n' "${t:-0}" "$f"
+    [ -n "$t" ] || continue
+    printf '%s\t%s\n' "$t" "$f"
 done | sort | cut -f2)
 [ ${#runs[@]} -gt 0 ] || { echo "bench-plot: no runs in $res (make bench keeps one)" >&2; exit 1; }
 mkdir -p "$out"
