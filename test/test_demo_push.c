@@ -9,9 +9,10 @@
  * requests and their statuses, every subscriber mode with templates,
  * backtrack, positions, resume, ping, ttl and delete; every message once
  * and in order to real clients across a reload; a worker killed while
- * holding subscribers leaves nothing pinned; the zone full is 507 and
- * DELETE still works. Also the text helpers and the directives, without a
- * server.
+ * holding subscribers leaves nothing pinned; subscribers that vanish
+ * mid-stream (resets, closes with unread output) never end a worker (no
+ * SIGPIPE); the zone full is 507 and DELETE still works. Also the text
+ * helpers and the directives, without a server.
  */
 #include "demo_conf.h"
 #include "push.h"
@@ -862,6 +863,144 @@ START_TEST(worker_killed_leaves_nothing_pinned)
 }
 END_TEST
 
+/* The pids of the workers in /channels-stats' by_worker, sorted, into
+ * pids[cap]; their number. */
+static int worker_pids(pid_t *pids, int cap)
+{
+    ck_assert_int_eq(get("/channels-stats"), 200);
+    tj_t *j = tj_parse(R.body, NULL, 0);
+    ck_assert_ptr_nonnull(j);
+    const tj_t *w = tj_get(j, "by_worker");
+    int n = 0;
+    for (size_t i = 0; w && i < w->nkids && n < cap; i++) {
+        pid_t p = (pid_t)atoi(tj_str(&w->kids[i], "pid"));
+        int k = n++;
+        for (; k > 0 && pids[k - 1] > p; k--)
+            pids[k] = pids[k - 1];
+        pids[k] = p;
+    }
+    tj_free(j);
+    return n;
+}
+
+/* The log from the master's line saying a worker exited on a signal (what
+ * a SIGPIPE in a worker leaves), or "" if it has none. */
+static const char *signal_line(void)
+{
+    const char *l = strstr(log_text(), "exited on signal");
+    return l ? l : "";
+}
+
+/* Read the answers to `want` pipelined publishes on keep-alive socket s
+ * (bounded); each must be a 200. */
+static void pub_answers(int s, int want)
+{
+    static char acc[64 * 1024];
+    size_t n = 0;
+    int done = 0; /* status lines already dropped from acc's front */
+    acc[0] = '\0';
+    for (;;) {
+        int seen = 0;
+        const char *last = NULL, *p = acc;
+        for (; (p = strstr(p, "HTTP/1.1 ")) && p + 13 <= acc + n; p += 9, seen++) {
+            ck_assert_msg(!strncmp(p, "HTTP/1.1 200 ", 13), "a publish was not a 200: %.300s", p);
+            last = p;
+        }
+        if (done + seen >= want)
+            return;
+        if (last && n > sizeof acc / 2) { /* keep the last answer on */
+            done += seen - 1;
+            n -= (size_t)(last - acc);
+            memmove(acc, last, n + 1);
+        }
+        ck_assert_msg(read_some(s, acc, &n, sizeof acc, ms_bound(10000)) > 0,
+                      "the publisher got %d of %d answers (its worker ended? %s)", done + seen, want,
+                      signal_line());
+    }
+}
+
+/* Subscribers that vanish mid-stream (a reset, or a close with unread data)
+ * while messages are written to them: the worker meets the dead socket on
+ * its direct write or its bufferevent's, and drops the connection; it is
+ * never ended by SIGPIPE. Half the subscribers read, so their output goes
+ * out directly; the other half never read, with a small receive buffer, so
+ * their output piles up in the server's bufferevents. */
+START_TEST(subscribers_vanish_mid_stream)
+{
+    enum { MAXSUB = 400, MSG = 4096 };
+    int nsub = (int)tu_scale(MAXSUB, 4), waves = 16, per = nsub / waves;
+    int socks[MAXSUB], reads[MAXSUB], small = 4096, pub, npub = 0;
+    pid_t before[4] = {0}, after[4] = {0};
+    static char body[MSG], req[4 * (MSG + 256)], sink[64 * 1024], acc[8192];
+    size_t n = 0;
+    start_server(2, "push_stream_shared_memory_size 16m;", SUB_LOCATIONS);
+    ck_assert_int_eq(worker_pids(before, 4), 2);
+    memset(body, 'v', sizeof body);
+    for (int i = 0; i < nsub; i++) {
+        char t[32];
+        snprintf(t, sizeof t, "/ev/v%d", i % 2);
+        socks[i] = req_send("GET", t, NULL, NULL, 0, 0);
+        reads[i] = (i / 2) % 2;
+        if (!reads[i])
+            ck_assert_int_eq(setsockopt(socks[i], SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    }
+    await_subs("v0", nsub / 2);
+    await_subs("v1", nsub / 2);
+    pub = conn();
+    for (int w = 0; w < waves; w++) {
+        /* four publishes (4 KiB, both channels) before every second close, their
+         * answers read only after the wave, so the resets arrive while the
+         * workers write */
+        for (int k = 0; k < per; k++) {
+            int i = w * per + k;
+            if (k % 2 == 0) {
+                size_t len = 0;
+                for (int m = 0; m < 4; m++) {
+                    len += (size_t)snprintf(req + len, sizeof req - len,
+                                            "POST /pub?id=v%d HTTP/1.1\r\nHost: t\r\n"
+                                            "Content-Length: %d\r\n\r\n",
+                                            m % 2, MSG);
+                    memcpy(req + len, body, MSG);
+                    len += MSG;
+                }
+                send_all(pub, req, len);
+                npub += 4;
+            }
+            if (i % 3 != 2) { /* a reset; the rest a plain close */
+                struct linger l = {1, 0};
+                ck_assert_int_eq(setsockopt(socks[i], SOL_SOCKET, SO_LINGER, &l, sizeof l), 0);
+            }
+            close(socks[i]);
+            socks[i] = -1;
+        }
+        for (int i = 0; i < nsub; i++) /* the readers drain what came */
+            while (socks[i] >= 0 && reads[i] && recv(socks[i], sink, sizeof sink, MSG_DONTWAIT) > 0)
+                ;
+        pub_answers(pub, npub);
+        npub = 0;
+    }
+    for (int i = 0; i < nsub; i++)
+        if (socks[i] >= 0)
+            close(socks[i]);
+    close(pub);
+    /* every subscriber left the counts: a worker that died was reaped (and logged) by now */
+    await_subs("v0", 0);
+    await_subs("v1", 0);
+    /* the server still works: a new subscriber gets a new message */
+    int s = req_send("GET", "/ev/v0", NULL, NULL, 0, 0);
+    await_subs("v0", 1);
+    ck_assert_int_eq(publish("v0", "after the waves", NULL), 200);
+    ck_assert_msg(read_until(s, acc, &n, sizeof acc, "data: after the waves\n\n", 5000), "%s", acc);
+    close(s);
+    /* the same workers as at the start: none was ended by a signal and respawned */
+    ck_assert_msg(worker_pids(after, 4) == 2 && before[0] == after[0] && before[1] == after[1],
+                  "workers %d %d, then %d %d: %.600s", (int)before[0], (int)before[1],
+                  (int)after[0], (int)after[1], signal_line());
+    ck_assert_msg(!log_has("exited on signal"), "%s", signal_line());
+    stop_server();
+}
+END_TEST
+
 START_TEST(zone_full_then_delete)
 {
     char req[64 * 1024], body[2048], raw[1 << 16];
@@ -917,6 +1056,7 @@ int main(void)
     tcase_add_test(tc, node_clients_across_reload);
     tcase_add_test(tc, browser_across_reload);
     tcase_add_test(tc, worker_killed_leaves_nothing_pinned);
+    tcase_add_test(tc, subscribers_vanish_mid_stream);
     tcase_add_test(tc, zone_full_then_delete);
     suite_add_tcase(s, tc);
     return tu_run(s);
