@@ -146,7 +146,8 @@ SHK_API int shk_zone_set_kind(shk_zone_t *zone, unsigned kind, unsigned mode);
  * already at the name (docs/untrusted.md) is removed only when it is
  * provably a stale zone of ours: a regular file owned by this effective
  * uid that holds no zone header, another zone's header, or this zone's
- * header with its creator gone (shk_pid_alive); every other thing is left
+ * header with its creator gone (shk_pid_alive, or its pid now a process
+ * that does not map the object: the number reused); every other thing is left
  * alone and refused with SHK_EEXIST and a message naming it and saying
  * what to remove:
  *   /dev/shm/shmkit.x.one is a FIFO, not a zone: refused; remove it ...

@@ -28,6 +28,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 /* An object's name is "/" SHK_ZONE_OBJ_PREFIX "<instance>.<zone>"; in the
@@ -117,6 +118,36 @@ void shk_zone_release(shk_zone_t *z, pid_t creator)
  * it is and what the admin can do. */
 #define NAME_REFUSED(...) shk_error(SHK_EEXIST, __VA_ARGS__)
 
+/* Does the live process pid map the file (dev, ino)? Its /proc/PID/maps
+ * is read (a line per mapping: range, mode, offset, major:minor, inode,
+ * path); 1 when a line names that device and inode, 0 when none does, -1
+ * when it cannot tell (the file cannot be opened or read: another user's
+ * process, no /proc). A pid that maps nothing of ours while its number is
+ * in a zone's header is another process that got the dead creator's pid. */
+static int pid_maps_file(pid_t pid, dev_t dev, ino_t ino)
+{
+    char path[64], *line = NULL;
+    size_t cap = 0;
+    int found = 0;
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    while (!found && getline(&line, &cap, f) > 0) {
+        unsigned long long lo, hi, off, inode;
+        unsigned maj, mnr;
+        char mode[8];
+        if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &lo, &hi, mode, &off, &maj, &mnr,
+                   &inode) == 7 &&
+            inode == (unsigned long long)ino && maj == major(dev) && mnr == minor(dev))
+            found = 1;
+    }
+    int bad = ferror(f);
+    free(line);
+    fclose(f);
+    return found ? 1 : bad ? -1 : 0;
+}
+
 /*
  * The name `path` of zone z is taken (a link failed with EEXIST). Decide
  * what is there, without blocking and without following a link:
@@ -130,7 +161,9 @@ void shk_zone_release(shk_zone_t *z, pid_t creator)
  *   - ours, a zone header of another layout version: another shmkit may be
  *     using it: refused;
  *   - ours, this zone's header: refused while its creator is alive
- *     (shk_pid_alive), removed as stale otherwise.
+ *     (shk_pid_alive) and maps it (or its maps cannot be read), removed as
+ *     stale otherwise: a live pid that does not map the object is not its
+ *     creator but a later process that was given the same number.
  * Removal happens under an exclusive flock on the object, which every
  * process that removes one takes first, so that of two servers starting
  * at once only one removes the stale object (the other then finds the
@@ -215,12 +248,18 @@ static int name_clear(const shk_zone_t *z, shk_zone_t *replaced, const char *pat
                  (int)strnlen(h.name, sizeof h.name), h.name,
                  (int)strnlen(h.instance, sizeof h.instance), h.instance);
         why = whybuf;
-    } else if (shk_pid_alive((pid_t)h.creator)) {
+    } else if (shk_pid_alive((pid_t)h.creator) &&
+               pid_maps_file((pid_t)h.creator, st.st_dev, st.st_ino) != 0) {
         rc = NAME_REFUSED("shared memory zone \"%s\" of instance \"%s\" exists and its creator "
                           "(pid %d) is alive: refused; if pid %d is no server of this instance, "
                           "remove %s",
                           z->name, z->reg->instance, (int)h.creator, (int)h.creator, path);
         goto out;
+    } else if (shk_pid_alive((pid_t)h.creator)) {
+        snprintf(whybuf, sizeof whybuf,
+                 "pid %d, its creator's number, belongs to a process that does not map it",
+                 (int)h.creator);
+        why = whybuf;
     } else {
         why = "its creator is gone";
     }

@@ -24,6 +24,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -357,21 +358,37 @@ static pid_t dead_pid(void)
     return pid;
 }
 
+/* A zone's header names its creator. While that pid is alive and maps the
+ * object, it is a server of this instance as far as anyone can tell: the
+ * object is refused, and the message says what to remove. A live pid that
+ * does not map it got the dead creator's number (pids are reused): the
+ * object is stale, as it is once no process has the number. */
 START_TEST(forged_header_naming_a_live_pid)
 {
     char path[256], want[512];
     size_t len;
-    tu_pipe_t go;
+    tu_pipe_t go, mapped, done;
     tu_pipe(&go);
-    pid_t live = fork(); /* alive, and not a server of this instance */
+    tu_pipe(&mapped);
+    tu_pipe(&done);
+    zpath(path, sizeof path, instance, "one");
+    pid_t live = fork(); /* alive, mapping the object, no server of this instance */
     ck_assert_int_ne(live, -1);
     if (live == 0) {
         tu_await(&go);
+        int fd = open(path, O_RDONLY);
+        void *m = fd < 0 ? MAP_FAILED : mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED)
+            _exit(2);
+        tu_signal(&mapped);
+        tu_await(&done);
         _exit(0);
     }
     char *img = zone_image("one", live, &len);
-    zpath(path, sizeof path, instance, "one");
     put_file(path, img, len);
+    free(img);
+    tu_signal(&go);
+    ck_assert_int_eq(tu_await(&mapped), 0);
 
     outcome_t o;
     bounded("shk_zones_create", op_create, "one", &o);
@@ -382,17 +399,42 @@ START_TEST(forged_header_naming_a_live_pid)
     snprintf(want, sizeof want, "remove %s", path);
     ck_assert_msg(strstr(o.msg, want), "%s", o.msg);
     ck_assert_uint_eq(ltype(path), S_IFREG);
-
-    tu_signal(&go);
+    tu_signal(&done);
     ck_assert_int_eq(tu_wait(live), 0);
-    tu_pipe_close(&go);
-    /* its creator gone, the same object is stale and replaced */
+
+    /* the same object naming a live process that does not map it: the
+     * creator's number given to another process, the object stale */
+    ck_assert_int_eq(unlink(path), 0);
+    pid_t other = fork();
+    ck_assert_int_ne(other, -1);
+    if (other == 0) {
+        tu_await(&go);
+        _exit(0);
+    }
+    img = zone_image("one", other, &len);
+    put_file(path, img, len);
+    free(img);
+    bounded("shk_zones_create", op_create, "one", &o);
+    ck_assert_msg(o.rc == SHK_OK, "%s", o.msg);
+    snprintf(want, sizeof want, "pid %d, its creator's number, belongs to a process that does not map it",
+             (int)other);
+    ck_assert_msg(strstr(o.log, "removing stale shared memory object") && strstr(o.log, want),
+                  "%s", o.log);
+    tu_signal(&go);
+    ck_assert_int_eq(tu_wait(other), 0);
+
+    /* its creator gone: stale and replaced */
+    img = zone_image("one", dead_pid(), &len);
+    put_file(path, img, len);
+    free(img);
     bounded("shk_zones_create", op_create, "one", &o);
     ck_assert_msg(o.rc == SHK_OK, "%s", o.msg);
     ck_assert_msg(strstr(o.log, "removing stale shared memory object") &&
                       strstr(o.log, "its creator is gone"),
                   "%s", o.log);
-    free(img);
+    tu_pipe_close(&go);
+    tu_pipe_close(&mapped);
+    tu_pipe_close(&done);
 }
 END_TEST
 
