@@ -380,6 +380,8 @@ static int demo_worker(shk_worker_t *w, void *appctx)
         return 1;
     }
     wctx.base = event_base_new();
+    if (wctx.base && event_base_priority_init(wctx.base, HTTP_PRIORITIES) != 0)
+        shk_log(SHK_LOG_WARN, "event priorities: output written at each loop turn's end");
     http_limits_t lim = {.max_body = demo_push_main(wctx.conf)->max_body,
                          .out_high_water = demo_push_main(wctx.conf)->out_limit};
     wctx.http = wctx.base ? http_server_new(wctx.base, &lim, on_request, NULL) : NULL;

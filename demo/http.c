@@ -210,13 +210,21 @@ http_server_t *http_server_new(struct event_base *base, const http_limits_t *lim
     srv->pause_ev = evtimer_new(base, pause_end, srv);
     srv->done_ev = event_new(base, -1, 0, done_cb, srv);
     srv->flush_ev = event_new(base, -1, 0, http_conn_flush, srv);
-    if (!srv->pause_ev || !srv->done_ev || !srv->flush_ev) {
+    srv->flush_late = evtimer_new(base, http_conn_flush, srv);
+    /* a base with priorities (HTTP_PRIORITIES): the writes wait for the
+     * events at hand (http_conn.c, direct output) */
+    int npri = event_base_get_npriorities(base);
+    if (srv->flush_ev && npri >= HTTP_PRIORITIES)
+        srv->flush_defer = event_priority_set(srv->flush_ev, npri - 1) == 0;
+    if (!srv->pause_ev || !srv->done_ev || !srv->flush_ev || !srv->flush_late) {
         if (srv->pause_ev)
             event_free(srv->pause_ev);
         if (srv->done_ev)
             event_free(srv->done_ev);
         if (srv->flush_ev)
             event_free(srv->flush_ev);
+        if (srv->flush_late)
+            event_free(srv->flush_late);
         free(srv);
         shk_error(SHK_ENOMEM, "http_server_new: out of memory for events");
         return NULL;
@@ -364,6 +372,7 @@ void http_server_free(http_server_t *srv)
     event_free(srv->pause_ev);
     event_free(srv->done_ev);
     event_free(srv->flush_ev);
+    event_free(srv->flush_late);
     free(srv);
 }
 

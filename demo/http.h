@@ -91,6 +91,16 @@ typedef struct http_limits_s {
  * request should watch it (http_req_watch) to learn that the client left. */
 typedef void (*http_handler_t)(http_req_t *req, void *ctx);
 
+/* A base given event_base_priority_init(base, HTTP_PRIORITIES) before any
+ * event is made on it lets the server write streaming and WebSocket output
+ * at its lowest priority: after the events at hand, so a busy loop sends
+ * several turns' output per connection in one system call, at most
+ * HTTP_FLUSH_MAX_US after it was queued. On a base without, output is
+ * written at the end of the loop turn that queued it. Events of the app
+ * keep the default priority (the middle one). */
+#define HTTP_PRIORITIES 3
+#define HTTP_FLUSH_MAX_US 2000
+
 /* A new server on `base` with limits `lim` (NULL: all defaults) copied in,
  * calling on_request(req, ctx) for each request. It accepts nothing until
  * http_server_listen(). NULL on failure: SHK_EINVAL (a bad limit, named),

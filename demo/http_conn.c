@@ -58,6 +58,11 @@ void http_conn_schedule(http_conn_t *c)
  * off (direct): output queued for it (a message, a ping, usually from a bus
  * alert) puts it on srv->dirty, and flush_ev, activated, writes it at the
  * end of the same loop turn, everything queued in that turn in one writev.
+ * On a base with priorities (HTTP_PRIORITIES) flush_ev has the lowest: it
+ * runs at the first turn that has no other event at hand, so a worker kept
+ * busy (bus alerts, publishers' requests) gathers several turns' messages
+ * per connection into one sendmsg; flush_late, armed when the list starts,
+ * bounds that wait to HTTP_FLUSH_MAX_US.
  * Through the bufferevent the same write costs two more system calls, the
  * write event's epoll_ctl when output is queued and another when it has
  * been written (2 per writev together, 11% of a worker's time with 1,000
@@ -84,6 +89,10 @@ static void out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void
     http_conn_hold(c);
     c->dirty = 1;
     c->dirty_next = c->srv->dirty;
+    if (!c->srv->dirty && c->srv->flush_defer) {
+        struct timeval tv = {0, HTTP_FLUSH_MAX_US};
+        evtimer_add(c->srv->flush_late, &tv); /* failing, flush_ev still comes */
+    }
     c->srv->dirty = c;
     event_active(c->srv->flush_ev, EV_TIMEOUT, 1);
 }
@@ -126,6 +135,8 @@ void http_conn_flush(int fd, short what, void *arg)
     (void)fd;
     (void)what;
     srv->dirty = NULL;
+    event_del(srv->flush_ev);   /* the one of the two that did not run */
+    event_del(srv->flush_late);
     while (c) {
         http_conn_t *n = c->dirty_next;
         c->dirty = 0;
@@ -144,6 +155,7 @@ void http_conn_flush_forget(http_server_t *srv)
 {
     http_conn_t *c = srv->dirty;
     srv->dirty = NULL;
+    event_del(srv->flush_late);
     while (c) {
         http_conn_t *n = c->dirty_next;
         c->dirty = 0;

@@ -57,6 +57,8 @@ struct http_server_s {
     http_conn_t *conns; /* every open connection, doubly linked */
     http_conn_t *dirty; /* direct connections with output, written at the turn's end */
     struct event *flush_ev; /* writes them (http_conn_flush) */
+    struct event *flush_late; /* the bound on how long flush_ev may wait (HTTP_FLUSH_MAX_US) */
+    int flush_defer;          /* flush_ev has the base's lowest priority: flush_late armed */
     http_stats_t st;
     char date[40]; /* "Date: ..." of date_sec */
     long long date_sec;

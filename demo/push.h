@@ -193,6 +193,19 @@ typedef struct push_srv_s {
     struct event *stats_ev;     /* the stats channel's timer (slot 0) */
     uint64_t stats_pub, stats_deliv, stats_at; /* the last sample */
     push_redis_t *redis;        /* channels_redis: publishes go through Redis (push_redis.c) */
+    /* The last message rendered for a one-channel subscriber (push_sub.c):
+     * the store gives a message to each of its subscribers on this worker
+     * in turn, and for those of one location, mode and channel the frame is
+     * the same bytes, so it is made once. ok: the key and frame match;
+     * busy: a frame is being emitted (a call within it renders its own). */
+    struct {
+        const struct push_loc_s *pl;
+        int mode, ok, busy;
+        uint64_t time_ms, seq;
+        uint32_t tag;
+        char channel[SHK_CHAN_ID_MAX + 1];
+        push_buf_t frame;
+    } fc;
 } push_srv_t;
 
 /* A request that matched a push location: the path and the regex's

@@ -122,4 +122,6 @@ void push_srv_stop(push_srv_t *ps)
     if (ps->stats_ev)
         event_free(ps->stats_ev);
     ps->stats_ev = NULL;
+    push_buf_free(&ps->fc.frame);
+    ps->fc.ok = 0;
 }

@@ -14,7 +14,10 @@
  * carry it, so a client that sends it back resumes exactly after what it
  * got. The backlog is collected while the subscription is made (the store
  * gives it before shk_chan_sub_add returns), so an error can still be
- * answered with a status; then the response starts with it.
+ * answered with a status; then the response starts with it. The store
+ * gives a message to a worker's subscribers of its channel one after the
+ * other: the frame of one-channel subscribers of a location and mode is
+ * rendered once for all of them (frame_of, the worker's push_srv_t.fc).
  */
 #include "push.h"
 
@@ -211,6 +214,39 @@ static void on_deleted(psub_t *p, int i)
         p_end(p, 1000);
 }
 
+/* The message framed for p: the worker's last frame when it is the same
+ * message for the same location and mode (a one-channel subscriber's
+ * position, hence its frame, is the message's id), else rendered into the
+ * cache, or into own (freed by the caller) while a frame is being emitted. */
+static const push_buf_t *frame_of(psub_t *p, const shk_chan_msg_t *msg, const push_view_t *v,
+                                  push_buf_t *own)
+{
+    push_srv_t *ps = p->ps;
+    size_t cl = strlen(msg->channel);
+    if (p->n != 1 || ps->fc.busy || cl > SHK_CHAN_ID_MAX) {
+        render(p, v, own);
+        return own;
+    }
+    if (ps->fc.ok && ps->fc.pl == p->pl && ps->fc.mode == p->mode &&
+        ps->fc.seq == msg->seq && ps->fc.time_ms == msg->id.time_ms &&
+        ps->fc.tag == msg->id.tag && memcmp(ps->fc.channel, msg->channel, cl + 1) == 0)
+        return &ps->fc.frame;
+    ps->fc.ok = 0;
+    ps->fc.frame.len = 0;
+    ps->fc.frame.failed = 0;
+    render(p, v, &ps->fc.frame);
+    if (ps->fc.frame.failed)
+        return &ps->fc.frame; /* emit answers SHK_ENOMEM */
+    ps->fc.pl = p->pl;
+    ps->fc.mode = p->mode;
+    ps->fc.seq = msg->seq;
+    ps->fc.time_ms = msg->id.time_ms;
+    ps->fc.tag = msg->id.tag;
+    memcpy(ps->fc.channel, msg->channel, cl + 1);
+    ps->fc.ok = 1;
+    return &ps->fc.frame;
+}
+
 static void on_msg(shk_chan_sub_t *sub, const shk_chan_msg_t *msg, void *ctx)
 {
     psub_t *p = ctx;
@@ -239,8 +275,10 @@ static void on_msg(shk_chan_sub_t *sub, const shk_chan_msg_t *msg, void *ctx)
     push_view_t v = {(long long)msg->seq, msg->data,     msg->len,        msg->channel,
                      msg->id.time_ms,     msg->id.tag,   msg->event_id, msg->event_type, NULL};
     push_buf_t b = {0};
-    render(p, &v, &b);
-    int rc = emit(p, &b);
+    const push_buf_t *f = frame_of(p, msg, &v, &b);
+    p->ps->fc.busy++;
+    int rc = emit(p, f);
+    p->ps->fc.busy--;
     push_buf_free(&b);
     if (rc != SHK_OK && rc != SHK_ENOENT && rc != SHK_EPERM)
         p_end(p, 1011);

@@ -348,6 +348,8 @@ static int server_main(const srv_conf_t *conf, int lfd)
 {
     app.base = event_base_new();
     TU_CHECK(app.base != NULL, "event_base_new");
+    /* as the demo's workers: output written after the events at hand */
+    TU_CHECK(event_base_priority_init(app.base, HTTP_PRIORITIES) == 0, "priorities");
     app.srv = http_server_new(app.base, &conf->lim, on_request, NULL);
     TU_CHECK(app.srv != NULL, "http_server_new: %s", shk_last_errmsg());
     http_server_set_log(app.srv, srv_log, NULL);

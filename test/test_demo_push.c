@@ -9,7 +9,9 @@
  * requests and their statuses, every subscriber mode with templates,
  * backtrack, positions, resume, ping, ttl and delete; every message once
  * and in order to real clients across a reload; a worker killed while
- * holding subscribers leaves nothing pinned; subscribers that vanish
+ * holding subscribers leaves nothing pinned; many subscribers of a channel
+ * on one worker, in several framings, each get every message once and in
+ * order (the frame made once per worker); subscribers that vanish
  * mid-stream (resets, closes with unread output) never end a worker (no
  * SIGPIPE); the zone full is 507 and DELETE still works. Also the text
  * helpers and the directives, without a server.
@@ -1045,6 +1047,103 @@ START_TEST(zone_full_then_delete)
 }
 END_TEST
 
+/* The frame made once per worker for a message (push_sub.c, frame_of):
+ * on one worker, many EventSource subscribers of a channel, streaming ones
+ * of another location and EventSource ones of two channels (whose id is a
+ * position of both) each get every message once, in order, in their own
+ * framing; the one-channel EventSource ids of a message are the same. */
+static const char *es_frame(const char *from, int i, char *id, size_t cap)
+{
+    char data[64];
+    snprintf(data, sizeof data, "\ndata: msg-%d\n%s\n", i, i % 3 == 0 ? "data: line2\n" : "");
+    const char *d = strstr(from, data);
+    if (!d)
+        return NULL;
+    const char *l = d; /* the id line ends at d */
+    while (l > from && l[-1] != '\n')
+        l--;
+    if (strncmp(l, "id: ", 4) != 0 || (size_t)(d - l - 4) >= cap)
+        return NULL;
+    memcpy(id, l + 4, (size_t)(d - l - 4));
+    id[d - l - 4] = '\0';
+    const char *end = d + strlen(data);
+    return strstr(end, data) ? NULL : end; /* once */
+}
+
+START_TEST(one_worker_many_subscribers_one_frame)
+{
+    enum { NSUB = 13, NMSG = 30 };
+    /* the store gives a message to them in this order: 0 EventSource, 1
+     * streaming, 2 EventSource of m1 and m2 */
+    static const int kind[NSUB] = {0, 0, 0, 0, 2, 1, 1, 0, 2, 0, 1, 0, 0};
+    static char acc[NSUB][65536];
+    size_t n[NSUB] = {0};
+    int s[NSUB];
+    start_server(1, "push_stream_shared_memory_size 4m;",
+                 SUB_LOCATIONS "location ~ /st/(.*) { push_stream_subscriber; "
+                               "push_stream_channels_path $1; "
+                               "push_stream_message_template \"[~id~|~channel~|~text~]\\n\"; }\n");
+    for (int k = 0; k < NSUB; k++) {
+        acc[k][0] = '\0';
+        s[k] = req_send("GET", kind[k] == 0 ? "/ev/m1" : kind[k] == 1 ? "/st/m1" : "/ev/m1/m2",
+                        NULL, NULL, 0, 0);
+        ck_assert(read_until(s[k], acc[k], &n[k], sizeof acc[k], "\r\n\r\n", 5000));
+    }
+    await_subs("m1", NSUB);
+    for (int i = 1; i <= NMSG; i++) {
+        char text[64], hdr[64];
+        snprintf(text, sizeof text, "msg-%d%s", i, i % 3 == 0 ? "\nline2" : "");
+        snprintf(hdr, sizeof hdr, "Event-Id: E%d\r\n", i);
+        ck_assert_int_eq(publish("m1", text, i % 5 == 0 ? hdr : NULL), 200);
+    }
+    char ids[NMSG + 1][64] = {{0}};
+    for (int k = 0; k < NSUB; k++) {
+        char last[64];
+        const char *l2 = NMSG % 3 ? "" : "line2";
+        if (kind[k] == 1)
+            snprintf(last, sizeof last, "[%d|m1|msg-%d%s%s]\n", NMSG, NMSG, *l2 ? "\n" : "", l2);
+        else
+            snprintf(last, sizeof last, "data: msg-%d\n%s%s%s\n", NMSG, *l2 ? "data: " : "", l2,
+                     *l2 ? "\n" : "");
+        ck_assert_msg(read_until(s[k], acc[k], &n[k], sizeof acc[k], last, 5000), "%d: %s", k,
+                      acc[k]);
+        close(s[k]);
+        const char *at = strstr(acc[k], "\r\n\r\n");
+        for (int i = 1; i <= NMSG; i++) {
+            char id[64], want[64];
+            if (kind[k] == 1) {
+                snprintf(want, sizeof want, "[%d|m1|msg-%d%s]\n", i, i, i % 3 ? "" : "\nline2");
+                const char *f = strstr(at, want);
+                ck_assert_msg(f && !strstr(f + 1, want), "stream %d, message %d: %s", k, i,
+                              acc[k]);
+                at = f + strlen(want);
+                continue;
+            }
+            const char *next = es_frame(at, i, id, sizeof id);
+            ck_assert_msg(next, "eventsource %d, message %d: %s", k, i, acc[k]);
+            at = next;
+            if (i % 5 == 0) {
+                snprintf(want, sizeof want, "E%d", i);
+                ck_assert_str_eq(id, want);
+            } else if (kind[k] == 0) {
+                ck_assert_msg(strspn(id, "0123456789:") == strlen(id) && strchr(id, ':') &&
+                                  !strchr(id, ','),
+                              "id %s", id);
+                if (!ids[i][0])
+                    snprintf(ids[i], sizeof ids[i], "%s", id);
+                else
+                    ck_assert_str_eq(id, ids[i]);
+            } else { /* two channels: the position of both */
+                ck_assert_msg(strchr(id, ',') && strncmp(id, ids[i], strlen(ids[i])) == 0 &&
+                                  id[strlen(ids[i])] == ',',
+                              "id %s (m1 alone %s)", id, ids[i]);
+            }
+        }
+    }
+    stop_server();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("demo_push");
@@ -1053,6 +1152,7 @@ int main(void)
     tcase_add_test(tc, helpers_and_directives);
     tcase_add_test(tc, publisher_stats_and_bad_requests);
     tcase_add_test(tc, subscriber_modes);
+    tcase_add_test(tc, one_worker_many_subscribers_one_frame);
     tcase_add_test(tc, node_clients_across_reload);
     tcase_add_test(tc, browser_across_reload);
     tcase_add_test(tc, worker_killed_leaves_nothing_pinned);
