@@ -28,6 +28,7 @@ DEMO=${DEMO:-$root/build/rel/shmkit-demo}
 SHMKIT=${SHMKIT:-$root/build/rel/shmkit}
 
 die() { echo "demo.sh: $*" >&2; exit 1; }
+. "$root/bench/server.sh"
 
 port_free() { ! ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
 
@@ -82,32 +83,19 @@ start() {
     done
 }
 
-children() { ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' '; }
-
 stop() {
     local prefix=${1:-}
     [ -n "$prefix" ] && [ -f "$prefix/demo.conf" ] || die "usage: demo.sh stop PREFIX (a prefix made by start)"
-    local pid i kids
+    local pid
     pid=$(cat "$prefix/shmkit-demo.pid" 2>/dev/null)
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kids=$(children "$pid")
-        kill -QUIT "$pid" 2>/dev/null
-        for i in $(seq 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.05
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            echo "demo.sh: master $pid still there after 5 s: SIGKILL" >&2
-            kill -KILL "$pid" $kids 2>/dev/null
-        fi
-    fi
+    server_stop demo.sh "$pid" kill -QUIT "$pid"
     rm -rf "$prefix"
 }
 
 pids() {
     local prefix=${1:-} pid
     pid=$(cat "$prefix/shmkit-demo.pid" 2>/dev/null) || die "no shmkit-demo.pid under '$prefix'"
-    echo "$pid" $(children "$pid") | tr ' ' ','
+    server_pids "$pid"
 }
 
 zone() {

@@ -30,6 +30,7 @@ NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 MODULE=/usr/lib/nginx/modules/ngx_nchan_module.so
 
 die() { echo "nchan.sh: $*" >&2; exit 1; }
+. "$here/../server.sh"
 
 port_free() { ! ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
 
@@ -91,34 +92,19 @@ start() {
     die "nginx started but does not answer on 127.0.0.1:$p"
 }
 
-# children PID: the pids of PID's children
-children() { ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' '; }
-
 stop() {
     local prefix=${1:-}
     [ -n "$prefix" ] && [ -f "$prefix/nginx.conf" ] || die "usage: nchan.sh stop PREFIX (a prefix made by start)"
-    local pid i kids
+    local pid
     pid=$(cat "$prefix/nginx.pid" 2>/dev/null)
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kids=$(children "$pid")
-        "$NGINX" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" -s quit 2>/dev/null ||
-            kill -QUIT "$pid" 2>/dev/null
-        for i in $(seq 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.05
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            echo "nchan.sh: master $pid still there after 5 s: SIGKILL" >&2
-            kill -KILL "$pid" $kids 2>/dev/null
-        fi
-    fi
+    server_stop nchan.sh "$pid" "$NGINX" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" -s quit
     rm -rf "$prefix"
 }
 
 pids() {
     local prefix=${1:-} pid
     pid=$(cat "$prefix/nginx.pid" 2>/dev/null) || die "no nginx.pid under '$prefix'"
-    echo "$pid" $(children "$pid") | tr ' ' ','
+    server_pids "$pid"
 }
 
 zone() {
