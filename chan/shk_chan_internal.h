@@ -19,11 +19,7 @@
 #include "shk_shmtx.h"
 #include "shk_slab.h"
 
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#elif !defined(RUNNING_ON_VALGRIND)
-#define RUNNING_ON_VALGRIND 0
-#endif
+#include "shk_vg_internal.h"
 
 #define CHAN_MAGIC 0x314e4148434b4853ULL /* "SHKCHAN1", little-endian */
 #define CHAN_VERSION 1u

@@ -96,7 +96,9 @@ typedef struct {
 int shk_chan_cmp(const shk_rbtree_node_t *a, const shk_rbtree_node_t *b, void *ctx)
 {
     const cmp_ctx_t *x = ctx;
-    chan_ch_t *c = (chan_ch_t *)b;
+    /* through chan_ptr: the whole record made visible to memcheck, as the
+     * tree's accessor makes its node */
+    chan_ch_t *c = chan_ptr(x->ch, chan_off(x->ch, b));
     (void)a;
     return id_cmp(x->id, x->len, chan_id(x->ch, c), c->idlen);
 }

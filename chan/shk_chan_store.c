@@ -13,13 +13,6 @@
 #include <string.h>
 #include <time.h>
 
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define CHAN_VG 1
-#else
-#define CHAN_VG 0
-#endif
-
 /* ---- clocks ----------------------------------------------------------------------- */
 
 uint64_t shk_chan_now(const shk_chan_t *ch)
@@ -139,7 +132,7 @@ static pthread_mutex_t vg_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void vg_atfork_child(void)
 {
-#if CHAN_VG
+#if SHK_VG
     for (shk_chan_t *h = vg_handles; h; h = h->vg_next)
         VALGRIND_MAKE_MEM_DEFINED(h->base, h->size);
 #endif

@@ -13,14 +13,20 @@
  */
 #include "shk_rbtree.h"
 #include "shk_internal.h"
+#include "shk_vg_internal.h"
 
 #include <stdalign.h>
 
 typedef shk_rbtree_node_t node_t;
 
+/* Every node is reached through here. Under valgrind the node is made
+ * defined first: another process may have allocated and linked it where
+ * this process's memcheck still sees a block it freed (shk_vg_internal.h). */
 static inline node_t *at(char *base, uint64_t off)
 {
-    return (node_t *)(base + off);
+    node_t *n = (node_t *)(base + off);
+    SHK_VG_DO(VALGRIND_MAKE_MEM_DEFINED(n, sizeof *n));
+    return n;
 }
 
 static inline uint64_t off_of(char *base, const node_t *n)
@@ -352,6 +358,7 @@ static int load(check_t *c, uint64_t off, node_t *out)
     if (off % alignof(node_t))
         return shk_error(SHK_ECORRUPT, "rbtree: node offset 0x%llx is misaligned",
                          (unsigned long long)off);
+    SHK_VG_DO(VALGRIND_MAKE_MEM_DEFINED(c->base + off, sizeof *out));
     memcpy(out, c->base + off, sizeof *out);
     if (out->color != SHK_RBTREE_BLACK && out->color != SHK_RBTREE_RED)
         return shk_error(SHK_ECORRUPT, "rbtree: node 0x%llx has colour %u", (unsigned long long)off,

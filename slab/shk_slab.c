@@ -331,7 +331,7 @@ void *shk_slab_ptr(const shk_slab_t *s, uint64_t off)
     if (RUNNING_ON_VALGRIND) {
         size_t n = shk_slab_usable(s, s->base + off);
         if (n)
-            SLAB_VG(VALGRIND_MAKE_MEM_DEFINED(s->base + off, n));
+            SHK_VG_DO(VALGRIND_MAKE_MEM_DEFINED(s->base + off, n));
     }
     return s->base + off;
 }

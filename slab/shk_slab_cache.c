@@ -155,7 +155,7 @@ int shk_slab_cache_claim(shk_slab_t *s)
         h = shk_slab_pages_alloc(s, s->mag_pages, SLAB_K_CACHE, 0, 0);
     if (h != SLAB_NIL) {
         char *body = shk_slab_page_addr(s, h);
-        SLAB_VG(VALGRIND_MAKE_MEM_UNDEFINED(body, (size_t)s->mag_pages * s->ps));
+        SHK_VG_DO(VALGRIND_MAKE_MEM_UNDEFINED(body, (size_t)s->mag_pages * s->ps));
         memset(body, 0, (size_t)s->mag_pages * s->ps);
         for (unsigned c = 0; c < SLAB_NCLASS; c++) {
             SHK_WRITE_ONCE(shk_slab_mag_at(s, body, c)->cap, s->cmcap[c]);
@@ -220,9 +220,9 @@ uint32_t shk_slab_mag_refill(shk_slab_t *s, unsigned c, slab_mag_t *m)
         uint64_t off = SHK_READ_ONCE(m->e[n + i]);
         char *r = s->base + off;
         uint64_t tag = shk_slab_tag(s, off);
-        SLAB_VG(VALGRIND_MAKE_MEM_UNDEFINED(r, sizeof tag));
+        SHK_VG_DO(VALGRIND_MAKE_MEM_UNDEFINED(r, sizeof tag));
         memcpy(r, &tag, sizeof tag);
-        SLAB_VG(VALGRIND_MAKE_MEM_NOACCESS(r, s->csize[c]));
+        SHK_VG_DO(VALGRIND_MAKE_MEM_NOACCESS(r, s->csize[c]));
     }
     if (k)
         /* release: a reader of the folded count sees the entries' tags */

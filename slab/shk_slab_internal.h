@@ -48,20 +48,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define SHK_VG 1
-/* A valgrind client request, made only under valgrind. */
-#define SLAB_VG(req)                                                                               \
-    do {                                                                                           \
-        if (SHK_UNLIKELY(RUNNING_ON_VALGRIND))                                                     \
-            req;                                                                                   \
-    } while (0)
-#else
-#define SHK_VG 0
-#define RUNNING_ON_VALGRIND 0
-#define SLAB_VG(req) ((void)0)
-#endif
+#include "shk_vg_internal.h"
 
 #define SLAB_MAGIC 0x42414c534b4d4853ULL /* "SHMKSLAB" read as little-endian */
 #define SLAB_VERSION 4u
@@ -449,7 +436,7 @@ static inline int shk_slab_body_ok(const shk_slab_t *s, uint32_t b)
 static inline char *shk_slab_body(const shk_slab_t *s, uint32_t b)
 {
     char *body = shk_slab_page_addr(s, b);
-    SLAB_VG(VALGRIND_MAKE_MEM_DEFINED(body, (size_t)s->mag_pages * s->ps));
+    SHK_VG_DO(VALGRIND_MAKE_MEM_DEFINED(body, (size_t)s->mag_pages * s->ps));
     return body;
 }
 
@@ -457,7 +444,7 @@ static inline char *shk_slab_body(const shk_slab_t *s, uint32_t b)
 static inline slab_bhdr_t *shk_slab_bhdr(const shk_slab_t *s, uint32_t b)
 {
     slab_bhdr_t *bh = (slab_bhdr_t *)shk_slab_page_addr(s, b);
-    SLAB_VG(VALGRIND_MAKE_MEM_DEFINED(bh, sizeof *bh));
+    SHK_VG_DO(VALGRIND_MAKE_MEM_DEFINED(bh, sizeof *bh));
     return bh;
 }
 
@@ -683,7 +670,7 @@ SLAB_HOT void shk_slab_on_free(shk_slab_t *s, void *p, size_t len, const uint64_
 {
     /* it may be inaccessible in this process's view (a block of ours freed
      * earlier lay there) */
-    SLAB_VG(VALGRIND_MAKE_MEM_UNDEFINED(p, len));
+    SHK_VG_DO(VALGRIND_MAKE_MEM_UNDEFINED(p, len));
 #ifdef SHK_DEBUG
     memset(p, SLAB_JUNK, len);
 #endif
@@ -747,7 +734,7 @@ SLAB_HOT void *shk_slab_cache_alloc(shk_slab_t *s, size_t size, int zero)
     SLAB_STEP("pop: count lowered");
     SHK_ADD_SOLE(m->reqs, 1);
     char *r = s->base + off;
-    SLAB_VG(VALGRIND_MAKE_MEM_UNDEFINED(r, 8));
+    SHK_VG_DO(VALGRIND_MAKE_MEM_UNDEFINED(r, 8));
     memset(r, 0, 8); /* the tag goes: the chunk is no longer parked */
     SLAB_STEP("pop: tag cleared");
     SLAB_KILL_ORDER(); /* the entry goes last: until then it says whose the chunk is */

@@ -242,9 +242,9 @@ static void tag_chunk(shk_slab_t *s, unsigned c, uint64_t off)
 {
     uint64_t tag = shk_slab_tag(s, off);
     char *ch = s->base + off;
-    SLAB_VG(VALGRIND_MAKE_MEM_UNDEFINED(ch, sizeof tag));
+    SHK_VG_DO(VALGRIND_MAKE_MEM_UNDEFINED(ch, sizeof tag));
     memcpy(ch, &tag, sizeof tag);
-    SLAB_VG(VALGRIND_MAKE_MEM_NOACCESS(ch, s->csize[c]));
+    SHK_VG_DO(VALGRIND_MAKE_MEM_NOACCESS(ch, s->csize[c]));
 }
 
 /* Pass 3: the magazines. A dead owner's keep the entries that are chunks
